@@ -1,0 +1,158 @@
+"""Shared pytest setup: a hermetic environment and fixtures wrapping the real servers in servers.py.
+
+The environment is fixed at import time, before any test imports Qt or an HTTP client, so
+tests never need a display and never send loopback traffic through a developer's proxy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+from servers import PostgresDatabase, S3Server, SecretService, ServerUnavailable, SmtpServer
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+for _proxy_var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+    os.environ.pop(_proxy_var, None)
+os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+
+# Settings Jobdeck reads from the environment; a developer's own values must not leak in.
+JOBDECK_ENV_VARS = (
+    "EMAIL_HOST",
+    "EMAIL_PORT",
+    "EMAIL_HOST_USER",
+    "EMAIL_HOST_PASSWORD",
+    "EMAIL_USE_TLS",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_STORAGE_BUCKET_NAME",
+    "AWS_REGION",
+    "JOBDECK_S3_ENDPOINT_URL",
+    "JOBDECK_EMAIL_FROM",
+    "JOBDECK_DATABASE_URL",
+    "JOBDECK_JOB_MODULES",
+)
+
+# Fixture name -> marker, so `-m "not postgres"` also deselects tests that merely use the fixture.
+_FIXTURE_MARKERS = {"postgres_url": "postgres", "secret_service": "secret_service"}
+
+
+def in_ci() -> bool:
+    """CI must have every server, so a missing one there is a failure rather than a skip."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set, so this is not skipped)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _start_or_skip(server: SecretService | PostgresDatabase, what: str) -> None:
+    """Start ``server``; skip (or fail in CI) only when its prerequisites are missing."""
+    try:
+        server.start()
+    except ServerUnavailable as error:
+        reason = f"{what} unavailable: {error}"
+    else:
+        return
+    # Outside the except block, so the report isn't cluttered with a chained traceback.
+    _unavailable(reason)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # aiosmtpd itself sets the deprecated attribute on every successful AUTH.
+    config.addinivalue_line("filterwarnings", "ignore:Session.login_data is deprecated:DeprecationWarning")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, marker in _FIXTURE_MARKERS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
+
+@pytest.fixture
+def jobdeck_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty, existing JOBDECK_HOME, with every Jobdeck setting removed from the environment."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("JOBDECK_HOME", str(home))
+    for name in JOBDECK_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A fresh SMTP server per test, so received messages never carry over between tests."""
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def make_smtp_server() -> Iterator[Callable[..., SmtpServer]]:
+    """Start SmtpServer(**options) (fail_first, reject_recipients, auth); all stop after the test."""
+    with contextlib.ExitStack() as stack:
+
+        def make(**options: Any) -> SmtpServer:
+            return stack.enter_context(SmtpServer(**options))
+
+        yield make
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """One moto server per session: starting it is slow, and unique buckets keep tests apart.
+
+    Tests that simulate an outage should use their own ``S3Server()`` instead of stopping this one.
+    """
+    with S3Server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> Iterator[str]:
+    """A new, empty bucket name on ``s3_server``; emptied and deleted afterwards."""
+    # Self-healing in case an earlier test stopped the shared server despite the advice above.
+    s3_server.start()
+    name = f"jobdeck-test-{uuid.uuid4().hex[:16]}"
+    s3_server.create_bucket(name)
+    yield name
+    s3_server.start()
+    client = s3_server.client()
+    with contextlib.suppress(Exception):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+            for item in page.get("Contents", []):
+                client.delete_object(Bucket=name, Key=item["Key"])
+        client.delete_bucket(Bucket=name)
+
+
+@pytest.fixture(scope="session")
+def secret_service() -> Iterator[SecretService]:
+    """A private, unlocked gnome-keyring on its own D-Bus; use ``.env`` in the client's environment."""
+    service = SecretService()
+    _start_or_skip(service, "Secret Service")
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """SQLAlchemy URL of a database created for this session on the local PostgreSQL server."""
+    database = PostgresDatabase()
+    _start_or_skip(database, "PostgreSQL")
+    try:
+        yield database.url
+    finally:
+        database.stop()
+
+
+# --- fixtures for engine and desktop tests below ---
