@@ -1,0 +1,318 @@
+"""The command line (headless mode). Exit status: 0 success, 2 invalid input (message on stderr), 1 other failure."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from engine import __version__
+from engine.config import Paths, Settings, load_file, load_settings, parse_value, save_settings
+from engine.credentials.store import CREDENTIAL_NAMES, check_name, default_store, keyring_status
+from engine.errors import JobdeckError, ValidationError
+from engine.jobs import registry
+from engine.storage.status import ALL_STATUSES
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="jobdeck",
+        description="Jobdeck: create, schedule and watch background jobs. With no command, opens the window.",
+    )
+    p.add_argument("--version", action="version", version=f"jobdeck {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    w = sub.add_parser("worker", help="run the headless worker (jobs + live events)")
+    w.add_argument("--concurrency", type=int, default=None, help="worker threads (default 4)")
+    w.add_argument("--port", type=int, default=None, help="event port on 127.0.0.1 (default: a free port)")
+
+    s = sub.add_parser("submit", help="create a job")
+    s.add_argument("job_type", metavar="TYPE", help="a job type (see: jobdeck types)")
+    s.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a parameter (repeatable)")
+    s.add_argument("--params-json", metavar="JSON", help="parameters as a JSON object")
+    _add_common(s)
+    s.add_argument("--max-retries", metavar="N", help="retries after the first attempt (default 3)")
+    s.add_argument("--json", action="store_true", help="print the created job as JSON")
+
+    u = sub.add_parser("upload", help="create one upload job per file")
+    u.add_argument("paths", nargs="+", metavar="PATH")
+    u.add_argument("--bucket", metavar="B")
+    u.add_argument("--key-prefix", metavar="P")
+    u.add_argument("--conflict", choices=["overwrite", "skip", "rename"], help="when the key already exists")
+    u.add_argument("--in-place", action="store_true", help="upload from the original (no staged copy)")
+    _add_common(u)
+    u.add_argument("--json", action="store_true", help="print the created jobs as JSON")
+
+    ls = sub.add_parser("list", help="list jobs, newest first")
+    ls.add_argument("--status", metavar="S", help=f"one or more of: {', '.join(ALL_STATUSES)} (comma-separated)")
+    ls.add_argument("--type", dest="job_type", metavar="T")
+    ls.add_argument("--search", metavar="TEXT", help="search parameters, results and errors")
+    ls.add_argument("--limit", default="50", metavar="N")
+    ls.add_argument("--json", action="store_true")
+
+    sh = sub.add_parser("show", help="one job with its history")
+    sh.add_argument("id")
+    sh.add_argument("--json", action="store_true")
+
+    r = sub.add_parser("retry", help="retry a failed or canceled job")
+    g = r.add_mutually_exclusive_group(required=True)
+    g.add_argument("id", nargs="?")
+    g.add_argument("--all-failed", action="store_true")
+    for name, text in (
+        ("cancel", "cancel a pending, scheduled or retrying job"),
+        ("run-now", "start a scheduled job now"),
+        ("delete", "delete a job (not while running)"),
+    ):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("id")
+
+    st = sub.add_parser("stats", help="counts, success rate, durations")
+    st.add_argument("--json", action="store_true")
+    t = sub.add_parser("types", help="job types and their parameters")
+    t.add_argument("--json", action="store_true")
+    wa = sub.add_parser("watch", help="print live events (resumes across worker restarts)")
+    wa.add_argument("--json", action="store_true")
+    wa.add_argument("--since", type=int, default=None, help="replay events after this seq first")
+
+    cr = sub.add_parser("credentials", help="secrets in the OS keyring")
+    cr.add_argument("action", choices=["set", "delete", "status"])
+    cr.add_argument("name", nargs="?", help=", ".join(CREDENTIAL_NAMES))
+
+    cf = sub.add_parser("config", help="non-secret settings")
+    cf.add_argument("action", choices=["show", "set"])
+    cf.add_argument("key", nargs="?")
+    cf.add_argument("value", nargs="?")
+    return p
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--priority", metavar="N", help="0–9, higher runs first (default 5)")
+    p.add_argument("--at", metavar="ISO8601", help="run at this time (local time unless an offset is given)")
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _job_line(job: dict[str, Any]) -> str:
+    kind = registry.load().get(job["job_type"])
+    summary = kind.summary(job["parameters"]) if kind else ""
+    when = job["next_attempt_at"] or job["scheduled_time"] or job["created_at"]
+    extra = job["error"] or ((job["result"] or {}).get("file_url") if job["result"] else "") or ""
+    return (
+        f"{job['id']:>6}  {job['status']:<9}  {job['job_type']:<12}  p{job['priority']}  "
+        f"{job['attempts']}/{job['max_retries'] + 1}  {(when or '')[:19]:<19}  {summary[:40]:<40}  {extra[:60]}"
+    )
+
+
+def _print_job(job: dict[str, Any]) -> None:
+    for field in (
+        "id",
+        "job_type",
+        "status",
+        "priority",
+        "attempts",
+        "max_retries",
+        "schedule_type",
+        "scheduled_time",
+        "next_attempt_at",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ):
+        if job.get(field) is not None:
+            print(f"{field:>16}: {job[field]}")
+    print(f"{'parameters':>16}: {json.dumps(job['parameters'], ensure_ascii=False)}")
+    if job.get("result") is not None:
+        print(f"{'result':>16}: {json.dumps(job['result'], ensure_ascii=False)}")
+    if job.get("error"):
+        print(f"{'error':>16}: {job['error']}")
+    for step in job.get("history", []):
+        print(
+            f"  #{step['seq']:<6} {step['at'][:19]}  {step['type']:<16} → {step['status']}"
+            + (f"  ({step['error']})" if step.get("error") else "")
+        )
+
+
+def _parse_params(pairs: Sequence[str], raw_json: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if raw_json:
+        try:
+            loaded = json.loads(raw_json)
+        except json.JSONDecodeError as exc:
+            raise ValidationError("params-json", f"is not valid JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ValidationError("params-json", "must be a JSON object")
+        params.update(loaded)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValidationError("param", f"{pair!r} must look like KEY=VALUE")
+        params[key.strip()] = value
+    return params
+
+
+def _ops():  # type: ignore[no-untyped-def]
+    from engine.events.client import try_wake
+    from engine.operations import Operations
+
+    ops = Operations(Paths())
+    ops.after_enqueue = lambda: try_wake(ops.paths)
+    return ops
+
+
+def run(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ValidationError as exc:
+        print(f"jobdeck: error: {exc}", file=sys.stderr)
+        return 2
+    except JobdeckError as exc:
+        print(f"jobdeck: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "worker":
+        from engine.worker.service import main as worker_main
+
+        return worker_main(args.concurrency, args.port)
+    if cmd == "watch":
+        from engine.watch import watch
+
+        return asyncio.run(watch(Paths(), args.json, args.since))
+    if cmd == "credentials":
+        return _credentials(args.action, args.name)
+    if cmd == "config":
+        return _config(args.action, args.key, args.value)
+    if cmd == "types":
+        types = [t.describe() for _, t in sorted(registry.load().items())]
+        if args.json:
+            _print_json(types)
+        else:
+            for t in types:
+                props = t["schema"].get("properties", {})
+                required = set(t["schema"].get("required", []))
+                print(f"{t['name']}: {t['label']} — {t['description']}")
+                for name, spec in props.items():
+                    if spec.get("readOnly"):
+                        continue
+                    flag = "required" if name in required else "optional"
+                    print(f"    {name:<12} {flag:<8}  {spec.get('description', '')}")
+        return 0
+
+    ops = _ops()
+    if cmd == "submit":
+        params = _parse_params(args.param, args.params_json)
+        job = ops.create(
+            args.job_type, params, priority=args.priority, max_retries=args.max_retries, scheduled_time=args.at
+        )
+        _print_json(job) if args.json else print(f"created job {job['id']} ({job['status']})")
+    elif cmd == "upload":
+        jobs = ops.upload(
+            args.paths,
+            bucket=args.bucket,
+            key_prefix=args.key_prefix,
+            conflict=args.conflict,
+            in_place=args.in_place,
+            priority=args.priority,
+            scheduled_time=args.at,
+        )
+        if args.json:
+            _print_json(jobs)
+        else:
+            for job in jobs:
+                print(
+                    f"created job {job['id']} ({job['status']}): {job['parameters']['path']} → "
+                    f"s3://{job['parameters']['bucket']}/{job['parameters']['key']}"
+                )
+    elif cmd == "list":
+        page = ops.list(status=args.status, job_type=args.job_type, search=args.search, limit=args.limit)
+        if args.json:
+            _print_json(page["jobs"])
+        elif not page["jobs"]:
+            print(
+                "no jobs match"
+                if (args.status or args.job_type or args.search)
+                else "no jobs yet — create one with: jobdeck submit send_email --param recipient=…"
+            )
+        else:
+            print(f"{'id':>6}  {'status':<9}  {'type':<12}  pr  try  {'when (UTC)':<19}  {'summary':<40}  result")
+            for job in page["jobs"]:
+                print(_job_line(job))
+            if page["total"] > len(page["jobs"]):
+                print(f"… {page['total'] - len(page['jobs'])} more (use --limit)")
+    elif cmd == "show":
+        job = ops.get(args.id)
+        _print_json(job) if args.json else _print_job(job)
+    elif cmd == "retry":
+        if args.all_failed:
+            print(f"retrying {ops.retry_all_failed()['count']} failed job(s)")
+        else:
+            job = ops.retry(args.id)
+            print(f"job {job['id']} is {job['status']} again")
+    elif cmd in ("cancel", "run-now", "delete"):
+        method = {"cancel": ops.cancel, "run-now": ops.run_now, "delete": ops.delete}[cmd]
+        job = method(args.id)
+        print(f"job {job['id']} {'deleted' if cmd == 'delete' else 'is ' + job['status']}")
+    elif cmd == "stats":
+        stats = ops.stats()
+        if args.json:
+            _print_json(stats)
+        else:
+            print(f"total: {stats['total']}")
+            print("  " + "  ".join(f"{k}: {v}" for k, v in stats["by_status"].items()))
+            rate = stats["success_rate"]
+            print(f"success rate: {'—' if rate is None else f'{rate:.1%}'}")
+            for label, key in (("mean duration", "mean_duration_s"), ("p95 duration", "p95_duration_s")):
+                value = stats[key]
+                print(f"{label}: {'—' if value is None else f'{value:.2f} s'}")
+            print(f"finished in the last hour: {stats['finished_last_hour']} (failed: {stats['failed_last_hour']})")
+    else:
+        _parser().print_help()
+    return 0
+
+
+def _credentials(action: str, name: str | None) -> int:
+    store = default_store()
+    if action == "status":
+        ok, text = keyring_status()
+        print(("keyring: " if ok else "keyring ") + text)
+        for cred in CREDENTIAL_NAMES:
+            print(f"  {cred}: {'set' if ok and store.get(cred) else 'not set'}")
+        return 0 if ok else 1
+    if not name:
+        raise ValidationError("name", f"give a credential name: {', '.join(CREDENTIAL_NAMES)}")
+    check_name(name)
+    if action == "delete":
+        store.delete(name)
+        print(f"deleted {name}")
+        return 0
+    secret = getpass.getpass(f"{name}: ") if sys.stdin.isatty() else sys.stdin.read().rstrip("\r\n")
+    store.set(name, secret)
+    print(f"stored {name} in the keyring")
+    return 0
+
+
+def _config(action: str, key: str | None, value: str | None) -> int:
+    paths = Paths()
+    if action == "show":
+        settings = load_settings(paths)
+        in_file = load_file(paths)
+        for field in Settings.model_fields:
+            origin = "file" if field in in_file else "default"
+            print(f"{field:<28} {json.dumps(getattr(settings, field))}  ({origin})")
+        return 0
+    if key is None or value is None:
+        raise ValidationError("key", "usage: jobdeck config set KEY VALUE")
+    save_settings({key: parse_value(key, value)}, paths)
+    print(f"{key} = {json.dumps(getattr(load_settings(paths), key))}")
+    return 0

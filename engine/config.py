@@ -1,0 +1,209 @@
+"""Where Jobdeck keeps its files, and the non-secret settings with their defaults and overrides.
+
+Settings resolve in this order: the process environment (the original system's variable names, for headless
+use), then the ``config.json`` file under JOBDECK_HOME, then the defaults below. Secrets are not settings: they
+live in the keyring (see ``engine.credentials``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from engine.errors import ValidationError
+
+APP_NAME = "jobdeck"
+
+DEFAULT_PRIORITY = 5
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_RETRY_BASE_S = 2.0
+DEFAULT_RETRY_CAP_S = 600.0
+DEFAULT_CONCURRENCY = 4
+DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024**3
+LEASE_SECONDS = 30.0
+HEARTBEAT_SECONDS = 5.0
+SHUTDOWN_GRACE_S = 10.0
+
+
+def home() -> Path:
+    """The data folder; tests and benchmarks point JOBDECK_HOME at a temporary one."""
+    path = Path(os.environ.get("JOBDECK_HOME") or platformdirs.user_data_dir(APP_NAME, appauthor=False))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class Paths:
+    """Every file Jobdeck keeps at run time, in one place (see DESIGN.md, 'Files at run time')."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or home()
+
+    def _dir(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def database(self) -> Path:
+        return self.root / "jobdeck.db"
+
+    @property
+    def queue(self) -> Path:
+        return self.root / "queue.db"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def spool(self) -> Path:
+        return self._dir("spool")
+
+    @property
+    def logs(self) -> Path:
+        return self._dir("logs")
+
+    @property
+    def runtime(self) -> Path:
+        return self._dir("runtime")
+
+    @property
+    def worker_info(self) -> Path:
+        return self.runtime / "worker.json"
+
+    @property
+    def worker_lock(self) -> Path:
+        return self.runtime / "worker.lock"
+
+    @property
+    def temp(self) -> Path:
+        return self._dir("tmp")
+
+    def database_url(self) -> str:
+        return os.environ.get("JOBDECK_DATABASE_URL") or f"sqlite:///{self.database}"
+
+
+TlsMode = Literal["plain", "starttls", "ssl"]
+ConflictPolicy = Literal["overwrite", "skip", "rename"]
+QuitAction = Literal["ask", "keep", "stop"]
+
+
+class Settings(BaseModel):
+    """Non-secret settings. Unknown keys are rejected when loaded, not discovered at run time."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_user: str = ""
+    smtp_tls: TlsMode = "plain"
+    smtp_timeout_s: float = Field(default=30.0, gt=0)
+    email_from: str = "jobdeck@localhost"
+
+    s3_bucket: str = ""
+    s3_region: str = "us-east-1"
+    s3_endpoint_url: str = ""
+    s3_path_style: bool = False
+    s3_key_prefix: str = ""
+    upload_conflict: ConflictPolicy = "overwrite"
+    max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, gt=0)
+    multipart_threshold_bytes: int = Field(default=16 * 1024**2, ge=5 * 1024**2)
+    multipart_part_bytes: int = Field(default=16 * 1024**2, ge=5 * 1024**2)
+    multipart_concurrency: int = Field(default=4, ge=1, le=32)
+    bandwidth_limit_bytes_s: int = Field(default=0, ge=0, description="0 means unlimited")
+
+    retry_base_s: float = Field(default=DEFAULT_RETRY_BASE_S, gt=0)
+    retry_cap_s: float = Field(default=DEFAULT_RETRY_CAP_S, gt=0)
+    default_max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=100)
+    concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=64)
+
+    event_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port at start")
+    allowed_origins: list[str] = Field(default_factory=list)
+
+    notify_success: bool = False
+    close_to_tray: bool = False
+    on_quit: QuitAction = "ask"
+
+
+# The original system's variable names, kept so headless deployments need no new configuration.
+ENV_OVERRIDES: dict[str, str] = {
+    "EMAIL_HOST": "smtp_host",
+    "EMAIL_PORT": "smtp_port",
+    "EMAIL_HOST_USER": "smtp_user",
+    "JOBDECK_EMAIL_FROM": "email_from",
+    "AWS_STORAGE_BUCKET_NAME": "s3_bucket",
+    "AWS_REGION": "s3_region",
+    "JOBDECK_S3_ENDPOINT_URL": "s3_endpoint_url",
+}
+
+
+def _env_overrides() -> dict[str, Any]:
+    values: dict[str, Any] = {key: os.environ[var] for var, key in ENV_OVERRIDES.items() if os.environ.get(var)}
+    use_tls = os.environ.get("EMAIL_USE_TLS")
+    if use_tls:
+        values["smtp_tls"] = "starttls" if use_tls.strip().lower() in {"1", "true", "yes", "on"} else "plain"
+    return values
+
+
+def _first_error(exc: PydanticValidationError) -> ValidationError:
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or None
+    if err["type"] == "extra_forbidden":
+        allowed = ", ".join(sorted(Settings.model_fields))
+        return ValidationError(field, f"unknown setting; known settings: {allowed}")
+    return ValidationError(field, err["msg"])
+
+
+def load_file(paths: Paths | None = None) -> dict[str, Any]:
+    path = (paths or Paths()).config
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValidationError("config", f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValidationError("config", f"{path} must hold a JSON object")
+    return data
+
+
+def load_settings(paths: Paths | None = None) -> Settings:
+    """File values, then environment overrides on top."""
+    try:
+        return Settings(**{**load_file(paths), **_env_overrides()})
+    except PydanticValidationError as exc:
+        raise _first_error(exc) from None
+
+
+def parse_value(key: str, raw: str) -> Any:
+    """Turn a command-line string into the setting's type (JSON when it parses, else the plain string)."""
+    if key not in Settings.model_fields:
+        allowed = ", ".join(sorted(Settings.model_fields))
+        raise ValidationError(key, f"unknown setting; known settings: {allowed}")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def save_settings(changes: dict[str, Any], paths: Paths | None = None) -> Settings:
+    """Validate the merged file and write it atomically; nothing is written on error."""
+    paths = paths or Paths()
+    merged = {**load_file(paths), **changes}
+    try:
+        settings = Settings(**merged)
+    except PydanticValidationError as exc:
+        raise _first_error(exc) from None
+    stored = settings.model_dump(include=set(merged))
+    fd, tmp = tempfile.mkstemp(dir=paths.root, prefix=".config-", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(stored, fh, indent=2, sort_keys=True)
+    os.replace(tmp, paths.config)
+    return load_settings(paths)

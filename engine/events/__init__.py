@@ -1,0 +1,1 @@
+"""Live status events and the control channel: a loopback websocket, token-protected."""

@@ -1,0 +1,222 @@
+"""The client side of the worker's websocket, shared by the CLI (`watch`, `wake`) and the GUI.
+
+``WorkerClient`` is one connection: request/response by id, and events delivered to a callback.
+``EventStream`` keeps a subscription alive across worker restarts, resuming from the last seq it saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import random
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from engine.config import Paths
+from engine.errors import JobdeckError, ValidationError, WorkerNotRunning
+
+EventCallback = Callable[[dict[str, Any]], None]
+
+
+def read_worker_info(paths: Paths | None = None) -> dict[str, Any] | None:
+    """``runtime/worker.json`` if its process is alive, else None."""
+    path = (paths or Paths()).worker_info
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or not _pid_alive(int(info.get("pid", 0))):
+        return None
+    return info
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    if os.name == "nt":
+        import ctypes
+
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # type: ignore[attr-defined]
+        if handle:
+            ctypes.windll.kernel32.CloseHandle(handle)  # type: ignore[attr-defined]
+            return True
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def raise_error(error: dict[str, Any]) -> None:
+    field, message = error.get("field"), str(error.get("message", "unknown error"))
+    if field is not None:
+        raise ValidationError(field, message)
+    raise JobdeckError(message)
+
+
+class WorkerClient:
+    """One authenticated connection to the worker."""
+
+    def __init__(self, conn: ClientConnection, on_event: EventCallback | None = None) -> None:
+        self.conn = conn
+        self.on_event = on_event
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._reader = asyncio.create_task(self._read())
+        self.closed = asyncio.Event()
+
+    @classmethod
+    async def connect(
+        cls, paths: Paths | None = None, on_event: EventCallback | None = None, timeout: float = 5.0
+    ) -> WorkerClient:
+        info = read_worker_info(paths)
+        if info is None:
+            raise WorkerNotRunning("no worker is running for this data folder (start one with: jobdeck worker)")
+        try:
+            conn = await connect(
+                f"ws://127.0.0.1:{info['port']}/",
+                additional_headers={"Authorization": f"Bearer {info['token']}"},
+                proxy=None,  # loopback: never through a proxy from the environment
+                open_timeout=timeout,
+                max_size=None,
+                ping_interval=20,
+            )
+        except (OSError, InvalidStatus, TimeoutError) as exc:
+            raise WorkerNotRunning(f"could not connect to the worker on port {info['port']}: {exc}") from None
+        return cls(conn, on_event)
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.conn:
+                message = json.loads(raw)
+                request_id = message.get("id")
+                future = self._pending.pop(request_id, None) if "ok" in message else None
+                if future is not None:
+                    if not future.done():
+                        future.set_result(message)
+                elif self.on_event is not None and "type" in message:
+                    self.on_event(message)
+        except ConnectionClosed:
+            pass
+        finally:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(WorkerNotRunning("the worker closed the connection"))
+            self._pending.clear()
+            self.closed.set()
+
+    async def request(self, op: str, timeout: float | None = 60.0, **args: Any) -> Any:
+        """Run one engine operation in the worker; raises the same errors the engine would."""
+        request_id = next(self._ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            await self.conn.send(json.dumps({"id": request_id, "op": op, "args": args}))
+        except ConnectionClosed:
+            self._pending.pop(request_id, None)
+            raise WorkerNotRunning("the worker closed the connection") from None
+        reply = await asyncio.wait_for(future, timeout)
+        if not reply.get("ok"):
+            raise_error(reply.get("error") or {})
+        return reply.get("result")
+
+    async def subscribe(self, since: int) -> None:
+        await self.conn.send(json.dumps({"type": "subscribe", "since": since}))
+
+    async def close(self) -> None:
+        await self.conn.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+
+async def call(op: str, paths: Paths | None = None, timeout: float = 60.0, **args: Any) -> Any:
+    """Connect, run one operation, disconnect."""
+    client = await WorkerClient.connect(paths, timeout=min(timeout, 5.0))
+    try:
+        return await client.request(op, timeout=timeout, **args)
+    finally:
+        await client.close()
+
+
+def call_sync(op: str, paths: Paths | None = None, timeout: float = 60.0, **args: Any) -> Any:
+    return asyncio.run(call(op, paths, timeout, **args))
+
+
+def try_wake(paths: Paths | None = None) -> bool:
+    """Tell a running worker that work was submitted by another process; False if none answers."""
+    if read_worker_info(paths) is None:
+        return False
+    try:
+        call_sync("wake", paths, timeout=2.0)
+    except (JobdeckError, OSError, TimeoutError):
+        return False
+    return True
+
+
+class EventStream:
+    """A subscription that survives worker restarts: reconnects with backoff and resumes from its last seq."""
+
+    def __init__(
+        self,
+        paths: Paths | None = None,
+        since: int = 0,
+        on_state: Callable[[str], None] | None = None,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self.paths = paths
+        self.last_seq = since
+        self.on_state = on_state
+        self.max_backoff_s = max_backoff_s
+        self.client: WorkerClient | None = None
+
+    def _state(self, state: str) -> None:
+        if self.on_state is not None:
+            self.on_state(state)
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        attempt = 0
+        while True:
+            queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+            try:
+                self.client = await WorkerClient.connect(self.paths, on_event=queue.put_nowait)
+            except WorkerNotRunning:
+                self._state("reconnecting" if attempt else "stopped")
+                attempt += 1
+                await asyncio.sleep(min(self.max_backoff_s, 0.1 * 2**attempt) * random.uniform(0.5, 1.0))
+                continue
+            attempt = 0
+            self._state("connected")
+            await self.client.subscribe(self.last_seq)
+            closed = asyncio.create_task(self.client.closed.wait())
+            try:
+                while True:
+                    getter = asyncio.create_task(queue.get())
+                    done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+                    if getter not in done:
+                        getter.cancel()
+                        while not queue.empty():
+                            yield self._track(queue.get_nowait())
+                        break
+                    yield self._track(getter.result())
+            finally:
+                closed.cancel()
+            self._state("reconnecting")
+
+    def _track(self, event: dict[str, Any]) -> dict[str, Any]:
+        seq = event.get("seq")
+        if isinstance(seq, int) and event.get("type", "").startswith("job."):
+            self.last_seq = max(self.last_seq, seq)
+        return event
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()

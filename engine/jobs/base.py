@@ -1,0 +1,120 @@
+"""What a job type is: a name, a label, a pydantic parameter model and ``run(ctx, params)``.
+
+Types may also stage input at submission (``prepare``) and release what they hold when a job ends or is
+deleted (``cleanup``). ``ctx`` gives the run what it may touch: progress, credentials, settings, a temp folder,
+and a checkpoint for resumable work.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from engine.config import Settings
+from engine.credentials.store import Credentials
+
+
+class Params(BaseModel):
+    """Base for parameter models: unknown parameters are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+@dataclass
+class JobContext:
+    job_id: int
+    attempt: int
+    settings: Settings
+    credentials: Credentials
+    temp_dir: Path
+    staged_path: Path | None = None
+    checkpoint: dict[str, Any] | None = None
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    _report: Callable[[int, dict[str, Any]], None] | None = None
+    _save_checkpoint: Callable[[int, dict[str, Any] | None], None] | None = None
+
+    def progress(self, done: int, total: int | None = None, **extra: Any) -> None:
+        """Live progress (not stored); the event server coalesces it to 10 a second per job."""
+        if self._report is not None:
+            self._report(self.job_id, {"done": done, "total": total, **extra})
+
+    def save_checkpoint(self, data: dict[str, Any] | None) -> None:
+        """Persist resumable state so the next attempt, even after a crash, continues from here."""
+        self.checkpoint = data
+        if self._save_checkpoint is not None:
+            self._save_checkpoint(self.job_id, data)
+
+
+@dataclass(frozen=True)
+class CleanupEnv:
+    """What cleanup may use: settings and credentials (e.g. to abort a multipart upload)."""
+
+    settings: Settings
+    credentials: Credentials
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The outcome of submission-time preparation: parameters to store and a staged file the job owns."""
+
+    parameters: dict[str, Any]
+    staged_path: Path | None = None
+
+
+class JobType:
+    """Subclass, set the class attributes, implement run(); register with ``@register``."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    description: ClassVar[str] = ""
+    Params: ClassVar[type[Params]]
+    # Per-type retry policy; None falls back to the settings.
+    retry_base_s: ClassVar[float | None] = None
+    retry_cap_s: ClassVar[float | None] = None
+
+    def prepare(self, params: Params, settings: Settings, spool: Path) -> Prepared:
+        """Submission-time work after validation (e.g. snapshot a file). Raise ValidationError to refuse."""
+        return Prepared(params.model_dump(mode="json", exclude_none=True))
+
+    def run(self, ctx: JobContext, params: Params) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def cleanup(self, job: dict[str, Any], staged_path: Path | None, env: CleanupEnv, reason: str) -> None:
+        """Release what the job holds once it ``succeeded``, ``failed`` for good, was ``canceled`` or ``deleted``.
+
+        A failed job keeps its staged input so that a retry can run it again.
+        """
+        if staged_path is not None and reason != "failed":
+            remove_staged(staged_path)
+
+    def restage(self, job: dict[str, Any], settings: Settings, spool: Path) -> Path | None:
+        """A retry of a job whose staged input was released: stage it again (default: nothing to stage)."""
+        return None
+
+    def summary(self, parameters: dict[str, Any]) -> str:
+        """One line for tables and notifications."""
+        return ", ".join(f"{k}={v}" for k, v in parameters.items())[:120]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "description": self.description,
+            "schema": self.Params.model_json_schema(),
+        }
+
+
+def remove_staged(path: Path) -> None:
+    """Remove a staged file and its per-job folder in the spool."""
+    try:
+        path.unlink(missing_ok=True)
+        parent = path.parent
+        if parent.name.startswith("job-") and not any(parent.iterdir()):
+            parent.rmdir()
+    except OSError:
+        pass

@@ -1,0 +1,130 @@
+"""The ``send_email`` job type: one message over SMTP (plain, STARTTLS or SSL)."""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from engine.errors import JobError, PermanentJobError
+from engine.jobs.base import JobContext, JobType, Params
+from engine.jobs.registry import register
+
+# Deliberately simple: the SMTP server is the final judge; this catches typos before anything is written.
+_ADDRESS = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
+
+
+def split_addresses(value: str) -> list[str]:
+    return [part.strip() for part in re.split(r"[,;]", value) if part.strip()]
+
+
+class EmailParams(Params):
+    recipient: str = Field(
+        description="One address, or several separated by commas",
+        json_schema_extra={"format": "email-list"},
+        min_length=1,
+    )
+    subject: str = Field(description="Subject line", max_length=998)
+    body: str = Field(description="Plain-text body", json_schema_extra={"format": "multiline"})
+    html_body: str | None = Field(
+        default=None, description="Optional HTML alternative", json_schema_extra={"format": "multiline"}
+    )
+
+    @field_validator("recipient")
+    @classmethod
+    def _check_recipients(cls, value: str) -> str:
+        addresses = split_addresses(value)
+        if not addresses:
+            raise ValueError("needs at least one address, e.g. ops@example.com")
+        bad = [a for a in addresses if not _ADDRESS.match(a)]
+        if bad:
+            raise ValueError(f"not a valid email address: {', '.join(bad)} (expected name@example.com)")
+        return ", ".join(addresses)
+
+    @field_validator("subject")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\n" in value or "\r" in value:
+            raise ValueError("must be a single line")
+        return value
+
+
+@register
+class SendEmail(JobType):
+    name = "send_email"
+    label = "Send email"
+    description = "Send an email over SMTP to one or more recipients."
+    Params = EmailParams
+
+    def summary(self, parameters: dict[str, Any]) -> str:
+        return f"{parameters.get('recipient', '')} — {parameters.get('subject', '')}"
+
+    def run(self, ctx: JobContext, params: EmailParams) -> dict[str, Any]:  # type: ignore[override]
+        settings = ctx.settings
+        recipients = split_addresses(params.recipient)
+        message = EmailMessage()
+        message["From"] = settings.email_from
+        message["To"] = ", ".join(recipients)
+        message["Subject"] = params.subject
+        message["Date"] = formatdate(localtime=True)
+        message["Message-ID"] = make_msgid(domain="jobdeck.local")
+        message.set_content(params.body)
+        if params.html_body:
+            message.add_alternative(params.html_body, subtype="html")
+
+        password = ctx.credentials.get("smtp-password") if settings.smtp_user else None
+        if settings.smtp_user and not password:
+            raise PermanentJobError(
+                f"SMTP user {settings.smtp_user!r} is set but the credential 'smtp-password' is not "
+                "(set it with: jobdeck credentials set smtp-password)"
+            )
+        try:
+            client = self._connect(settings.smtp_host, settings.smtp_port, settings.smtp_tls, settings.smtp_timeout_s)
+            with client:
+                if settings.smtp_user and password:
+                    client.login(settings.smtp_user, password)
+                refused = client.send_message(message, to_addrs=recipients)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise PermanentJobError(
+                f"SMTP authentication refused for user {settings.smtp_user!r}: {exc.smtp_code} {_text(exc.smtp_error)}"
+            ) from None
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = {code for code, _ in exc.recipients.values()}
+            detail = "; ".join(f"{addr}: {code} {_text(msg)}" for addr, (code, msg) in exc.recipients.items())
+            if all(code >= 500 for code in codes):
+                raise PermanentJobError(f"recipient rejected — {detail}") from None
+            raise JobError(f"recipient temporarily refused — {detail}") from None
+        except smtplib.SMTPResponseException as exc:
+            text = f"SMTP server answered {exc.smtp_code} {_text(exc.smtp_error)}"
+            if exc.smtp_code >= 500:
+                raise PermanentJobError(text) from None
+            raise JobError(text) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise JobError(
+                f"could not deliver via {settings.smtp_host}:{settings.smtp_port}: {exc.__class__.__name__}: {exc}"
+            ) from None
+        return {
+            "message_id": message["Message-ID"],
+            "recipients": [r for r in recipients if r not in refused],
+            "refused": sorted(refused),
+        }
+
+    @staticmethod
+    def _connect(host: str, port: int, tls: str, timeout: float) -> smtplib.SMTP:
+        if tls == "ssl":
+            return smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
+        client = smtplib.SMTP(host, port, timeout=timeout)
+        if tls == "starttls":
+            client.ehlo()
+            client.starttls(context=ssl.create_default_context())
+            client.ehlo()
+        return client
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

@@ -1,0 +1,415 @@
+"""The one API every front end uses: the GUI (through the control channel), the CLI and the worker itself.
+
+Every operation validates first and writes nothing on error; it raises ``ValidationError`` naming the field and
+the rule. Results are plain JSON-ready dicts, the same ones the CLI prints with ``--json``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError as PydanticValidationError
+
+from engine.config import Paths, Settings, load_settings
+from engine.credentials.store import Credentials, CredentialStore, default_store
+from engine.errors import ValidationError
+from engine.jobs import registry
+from engine.jobs.base import CleanupEnv, JobType, Params, remove_staged
+from engine.queue.huey_queue import JobQueue
+from engine.storage.repository import Ledger
+from engine.storage.status import ALL_STATUSES, JobStatus
+
+MAX_LIST_LIMIT = 10_000
+
+
+# ------------------------------------------------------------------ input checks shared by every front end
+def parse_int(field: str, value: Any, low: int, high: int, rule: str) -> int:
+    if isinstance(value, bool):
+        raise ValidationError(field, f"must be {rule}; got {value!r}")
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise ValidationError(field, f"must be {rule}; got {value!r}") from None
+    if not isinstance(value, int) or not low <= value <= high:
+        raise ValidationError(field, f"must be {rule}; got {value!r}")
+    return value
+
+
+def parse_priority(value: Any) -> int:
+    return parse_int("priority", value, 0, 9, "an integer from 0 to 9 (higher runs first)")
+
+
+def parse_max_retries(value: Any) -> int:
+    return parse_int("max_retries", value, 0, 100, "an integer from 0 to 100")
+
+
+def parse_time(field: str, value: Any, *, future: bool) -> datetime:
+    """ISO 8601; a time without an offset is local time. Stored in UTC."""
+    if isinstance(value, datetime):
+        when = value
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().replace(" ", "T", 1)
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValidationError(
+                field, f"{value!r} is not an ISO 8601 time (e.g. 2026-12-01T09:30 or 2026-12-01T09:30+01:00)"
+            ) from None
+    else:
+        raise ValidationError(field, "is required: an ISO 8601 time such as 2026-12-01T09:30")
+    if when.tzinfo is None:
+        when = when.astimezone()  # naive means the user's local time
+    when = when.astimezone(UTC)
+    if future and when <= datetime.now(UTC):
+        raise ValidationError(field, f"{when.isoformat()} is in the past; give a time in the future")
+    return when
+
+
+def parse_statuses(value: Any) -> list[str]:
+    items = [value] if isinstance(value, str) else list(value or [])
+    statuses = [s.strip() for item in items for s in str(item).split(",") if s.strip()]
+    bad = [s for s in statuses if s not in ALL_STATUSES]
+    if bad:
+        raise ValidationError("status", f"unknown status {bad[0]!r}; allowed: {', '.join(ALL_STATUSES)}")
+    return statuses
+
+
+def parse_id(value: Any) -> int:
+    return parse_int("id", value, 1, 2**63 - 1, "a positive job id")
+
+
+def validate_params(job_type: JobType, parameters: Any) -> Params:
+    if not isinstance(parameters, dict):
+        raise ValidationError("parameters", "must be an object of name → value")
+    try:
+        return job_type.Params.model_validate(parameters)
+    except PydanticValidationError as exc:
+        raise params_error(job_type, exc) from None
+
+
+def params_error(job_type: JobType, exc: PydanticValidationError) -> ValidationError:
+    err = exc.errors()[0]
+    field = str(err["loc"][0]) if err["loc"] else "parameters"
+    fields = job_type.Params.model_fields
+    if err["type"] == "missing":
+        return ValidationError(field, f"is required for {job_type.name}")
+    if err["type"] == "extra_forbidden":
+        allowed = ", ".join(n for n, f in fields.items() if not _read_only(f))
+        return ValidationError(field, f"is not a parameter of {job_type.name}; allowed: {allowed}")
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return ValidationError(field, message)
+
+
+def _read_only(field: Any) -> bool:
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("readOnly"))
+
+
+def percentile(values: Sequence[float], pct: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, math.ceil(pct / 100 * len(ordered)) - 1)
+    return ordered[rank]
+
+
+class Operations:
+    """Create, list, get, delete, retry, cancel, run now, stats, types and upload — once, for everyone."""
+
+    def __init__(
+        self,
+        paths: Paths | None = None,
+        *,
+        ledger: Ledger | None = None,
+        queue: JobQueue | None = None,
+        store: CredentialStore | None = None,
+    ) -> None:
+        self.paths = paths or Paths()
+        self.ledger = ledger or Ledger(self.paths.database_url())
+        self.queue = queue or JobQueue(self.paths.queue)
+        self.credentials = Credentials(store or default_store())
+        self.after_enqueue: Callable[[], None] | None = None  # the CLI wakes a running worker here
+
+    @property
+    def settings(self) -> Settings:
+        return load_settings(self.paths)
+
+    def _enqueue(self, job: dict[str, Any]) -> None:
+        eta = None
+        if job["status"] == JobStatus.SCHEDULED.value:
+            eta = datetime.fromisoformat(job["scheduled_time"])
+        self.queue.enqueue(job["id"], job["priority"], eta)
+
+    def _woke(self) -> None:
+        if self.after_enqueue is not None:
+            self.after_enqueue()
+
+    def _cleanup(self, job: dict[str, Any], staged: str | None, reason: str) -> None:
+        job_type = registry.load().get(job["job_type"])
+        if job_type is not None:
+            env = CleanupEnv(self.settings, self.credentials)
+            job_type.cleanup(job, Path(staged) if staged else None, env, reason)
+        elif staged:
+            remove_staged(Path(staged))
+
+    # ------------------------------------------------------------------ create
+    def _common(
+        self, priority: Any, max_retries: Any, scheduled_time: Any, schedule: str | None, settings: Settings
+    ) -> tuple[int, int, datetime | None]:
+        prio = parse_priority(5 if priority is None else priority)
+        retries = parse_max_retries(settings.default_max_retries if max_retries is None else max_retries)
+        if schedule not in (None, "immediate", "scheduled"):
+            raise ValidationError("schedule_type", f"must be immediate or scheduled; got {schedule!r}")
+        when = None
+        if schedule == "scheduled" or scheduled_time not in (None, ""):
+            when = parse_time("scheduled_time", scheduled_time, future=True)
+        return prio, retries, when
+
+    def create(
+        self,
+        job_type: str,
+        parameters: dict[str, Any] | None = None,
+        *,
+        priority: Any = None,
+        max_retries: Any = None,
+        scheduled_time: Any = None,
+        schedule_type: str | None = None,
+        retry_base_s: float | None = None,
+        retry_cap_s: float | None = None,
+    ) -> dict[str, Any]:
+        settings = self.settings
+        kind = registry.get(job_type)
+        prio, retries, when = self._common(priority, max_retries, scheduled_time, schedule_type, settings)
+        for field, value in (("retry_base_s", retry_base_s), ("retry_cap_s", retry_cap_s)):
+            if value is not None and (not isinstance(value, int | float) or value <= 0):
+                raise ValidationError(field, f"must be a positive number of seconds; got {value!r}")
+        params = validate_params(kind, parameters or {})
+        prepared = kind.prepare(params, settings, self.paths.spool)
+        try:
+            job = self.ledger.create(
+                job_type=kind.name,
+                parameters=prepared.parameters,
+                priority=prio,
+                max_retries=retries,
+                scheduled_time=when,
+                retry_base_s=retry_base_s if retry_base_s is not None else kind.retry_base_s,
+                retry_cap_s=retry_cap_s if retry_cap_s is not None else kind.retry_cap_s,
+                staged_path=str(prepared.staged_path) if prepared.staged_path else None,
+            )
+        except BaseException:
+            if prepared.staged_path is not None:
+                remove_staged(prepared.staged_path)
+            raise
+        self._enqueue(job)
+        self._woke()
+        return job
+
+    def upload(
+        self,
+        paths: Sequence[str],
+        *,
+        bucket: str | None = None,
+        key_prefix: str | None = None,
+        keys: Sequence[str | None] | None = None,
+        conflict: str | None = None,
+        in_place: bool = False,
+        priority: Any = None,
+        max_retries: Any = None,
+        scheduled_time: Any = None,
+    ) -> list[dict[str, Any]]:
+        """One upload job per file. Every file is checked before any job is written."""
+        if not paths:
+            raise ValidationError("path", "give at least one file to upload")
+        if keys is not None and len(keys) != len(paths):
+            raise ValidationError("keys", "must give one key per path")
+        settings = self.settings
+        kind = registry.get("upload_file")
+        prio, retries, when = self._common(priority, max_retries, scheduled_time, None, settings)
+        prefix = settings.s3_key_prefix if key_prefix is None else key_prefix
+        checked = []
+        for i, path in enumerate(paths):
+            key = keys[i] if keys is not None else None
+            name = Path(str(path)).name
+            params = {
+                "path": str(path),
+                "bucket": bucket,
+                "key": key or f"{prefix}{name}",
+                "conflict": conflict,
+                "in_place": bool(in_place),
+            }
+            try:
+                model = validate_params(kind, {k: v for k, v in params.items() if v is not None})
+            except ValidationError as exc:
+                raise ValidationError(exc.field, f"{exc.message} ({path})") from None
+            checked.append(model)
+        prepared: list[Any] = []
+        jobs: list[dict[str, Any]] = []
+        try:
+            for model in checked:
+                prepared.append(kind.prepare(model, settings, self.paths.spool))
+            for p in prepared:
+                jobs.append(
+                    self.ledger.create(
+                        job_type=kind.name,
+                        parameters=p.parameters,
+                        priority=prio,
+                        max_retries=retries,
+                        scheduled_time=when,
+                        staged_path=str(p.staged_path) if p.staged_path else None,
+                    )
+                )
+        except BaseException:
+            for p in prepared[len(jobs) :]:
+                if p.staged_path is not None:
+                    remove_staged(p.staged_path)
+            for job in jobs:  # written before the failure: they must still run
+                self._enqueue(job)
+            raise
+        for job in jobs:
+            self._enqueue(job)
+        self._woke()
+        return jobs
+
+    # ------------------------------------------------------------------ reads
+    def list(
+        self,
+        *,
+        status: Any = None,
+        job_type: str | None = None,
+        search: str | None = None,
+        created_after: Any = None,
+        created_before: Any = None,
+        limit: Any = 100,
+        offset: Any = 0,
+    ) -> dict[str, Any]:
+        statuses = parse_statuses(status)
+        if job_type:
+            registry.get(job_type)
+        after = parse_time("created_after", created_after, future=False) if created_after else None
+        before = parse_time("created_before", created_before, future=False) if created_before else None
+        lim = parse_int("limit", limit, 1, MAX_LIST_LIMIT, f"an integer from 1 to {MAX_LIST_LIMIT}")
+        off = parse_int("offset", offset, 0, 2**62, "a non-negative integer")
+        jobs, total = self.ledger.list(
+            status=statuses, job_type=job_type or None, search=search or None,
+            created_after=after, created_before=before, limit=lim, offset=off,
+        )  # fmt: skip
+        return {"jobs": jobs, "total": total, "limit": lim, "offset": off}
+
+    def get(self, job_id: Any) -> dict[str, Any]:
+        job = self.ledger.get(parse_id(job_id))
+        if job["status"] == JobStatus.RETRYING.value:
+            job["retry_schedule"] = self.retry_schedule(job)
+        return job
+
+    def retry_schedule(self, job: dict[str, Any]) -> list[dict[str, Any]]:
+        """The projected retry times: the next is fixed; later ones show the backoff window (min–max)."""
+        settings = self.settings
+        row = self.ledger.get_row(job["id"])
+        base = row.retry_base_s or settings.retry_base_s
+        cap = row.retry_cap_s or settings.retry_cap_s
+        plan = [{"attempt": job["attempts"] + 1, "at": job["next_attempt_at"]}]
+        start = datetime.fromisoformat(job["next_attempt_at"])
+        for attempt in range(job["attempts"] + 2, job["max_retries"] + 2):
+            ceiling = min(cap, base * 2 ** (attempt - 2))
+            plan.append(
+                {
+                    "attempt": attempt,
+                    "earliest": start.isoformat(),
+                    "latest": (start + timedelta(seconds=ceiling)).isoformat(),
+                }
+            )
+        return plan
+
+    def stats(self) -> dict[str, Any]:
+        by_status, by_type = self.ledger.counts()
+        done = by_status[JobStatus.SUCCEEDED.value] + by_status[JobStatus.FAILED.value]
+        durations = self.ledger.durations()
+        now = datetime.now(UTC)
+        finished = self.ledger.finished_events_since(now - timedelta(hours=1))
+        return {
+            "total": sum(by_status.values()),
+            "by_status": by_status,
+            "by_type": by_type,
+            "success_rate": (by_status[JobStatus.SUCCEEDED.value] / done) if done else None,
+            "mean_duration_s": statistics.fmean(durations) if durations else None,
+            "p95_duration_s": percentile(durations, 95),
+            "finished_last_hour": sum(1 for kind, _ in finished if kind == "succeeded"),
+            "failed_last_hour": sum(1 for kind, _ in finished if kind == "failed"),
+        }
+
+    def timeline(self, hours: Any = 3) -> dict[str, Any]:
+        """Jobs finished and failed per minute over the last ``hours``, for the stats chart."""
+        span = parse_int("hours", hours, 1, 72, "an integer from 1 to 72")
+        now = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        start = now - timedelta(hours=span)
+        minutes = span * 60
+        succeeded = [0] * minutes
+        failed = [0] * minutes
+        for kind, at in self.ledger.finished_events_since(start):
+            index = int((at - start).total_seconds() // 60)
+            if 0 <= index < minutes:
+                (succeeded if kind == "succeeded" else failed)[index] += 1
+        return {"start": start.isoformat(), "minutes": minutes, "succeeded": succeeded, "failed": failed}
+
+    def types(self) -> list[dict[str, Any]]:
+        return [t.describe() for _, t in sorted(registry.load().items())]
+
+    # ------------------------------------------------------------------ actions
+    def delete(self, job_id: Any) -> dict[str, Any]:
+        job, staged = self.ledger.delete(parse_id(job_id))
+        self._cleanup(job, staged, "deleted")
+        return job
+
+    def cancel(self, job_id: Any) -> dict[str, Any]:
+        job_id = parse_id(job_id)
+        staged = self.ledger.get_row(job_id).staged_path
+        job = self.ledger.cancel(job_id)
+        self._cleanup(job, staged, "canceled")
+        if staged:
+            self.ledger.clear_staged(job_id)
+        return job
+
+    def retry(self, job_id: Any) -> dict[str, Any]:
+        job_id = parse_id(job_id)
+        row = self.ledger.get_row(job_id)
+        restaged = None
+        if row.status in (JobStatus.FAILED.value, JobStatus.CANCELED.value) and not (
+            row.staged_path and Path(row.staged_path).exists()
+        ):
+            kind = registry.load().get(row.job_type)
+            if kind is not None:
+                restaged = kind.restage(dict(row._mapping), self.settings, self.paths.spool)
+        try:
+            job = self.ledger.retry(job_id, str(restaged) if restaged else None)
+        except BaseException:
+            if restaged is not None:
+                remove_staged(restaged)
+            raise
+        self._enqueue(job)
+        self._woke()
+        return job
+
+    def retry_all_failed(self) -> dict[str, Any]:
+        jobs = self.ledger.retry_all_failed()
+        for job in jobs:
+            self._enqueue(job)
+        if jobs:
+            self._woke()
+        return {"count": len(jobs), "ids": [j["id"] for j in jobs]}
+
+    def run_now(self, job_id: Any) -> dict[str, Any]:
+        job = self.ledger.run_now(parse_id(job_id))
+        self._enqueue(job)
+        self._woke()
+        return job
+
+    def count_failed(self) -> int:
+        return self.ledger.counts()[0][JobStatus.FAILED.value]

@@ -1,0 +1,109 @@
+"""The Huey side of Jobdeck: a SQLite queue a worker can be woken on, and the single ``run_job`` task.
+
+Huey only carries job ids. Messages are disposable: the ledger decides whether a job may run (see
+``Ledger.claim``), so a duplicate, stale or lost message is harmless, and the worker re-creates every message
+from the ledger at start-up.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from huey import SqliteHuey
+from huey.storage import SqliteStorage
+
+TASK_NAME = "jobdeck.run_job"  # stable: queued messages name it; never rename
+IDLE_POLL_S = 1.0  # the fallback for work enqueued by a process that could not wake us
+
+
+class WakeableSqliteStorage(SqliteStorage):
+    """SqliteStorage whose idle dequeue blocks on a condition instead of Huey's backing-off sleep.
+
+    In-process enqueues and ``wake()`` (sent by other processes over the control channel) release waiting
+    workers at once; an idle worker polls SQLite only once a second.
+    """
+
+    blocking = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._cond = threading.Condition()
+        self._generation = 0
+        self.idle_poll_s = IDLE_POLL_S
+        self.paused = False
+
+    def _create_connection(self):  # type: ignore[no-untyped-def]
+        conn = super()._create_connection()
+        conn.execute("pragma synchronous=NORMAL")  # WAL + NORMAL: safe against process crashes
+        return conn
+
+    def wake(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def enqueue(self, data: bytes, priority: int | None = None) -> None:
+        super().enqueue(data, priority)
+        self.wake()
+
+    def pause(self, paused: bool) -> None:
+        """A paused worker takes no new messages; running jobs finish."""
+        self.paused = paused
+        self.wake()
+
+    def dequeue(self) -> bytes | None:
+        with self._cond:
+            generation = self._generation
+            if self.paused:
+                self._cond.wait(self.idle_poll_s)
+                return None
+        data = super().dequeue()
+        if data is None:
+            with self._cond:
+                if self._generation == generation:
+                    self._cond.wait(self.idle_poll_s)
+        return data
+
+
+class JobQueue:
+    """Enqueue job ids; in the worker, hand each dequeued id to the executor."""
+
+    def __init__(self, path: Path, handler: Callable[[int], None] | None = None) -> None:
+        self.huey = SqliteHuey(
+            "jobdeck", filename=str(path), storage_class=WakeableSqliteStorage, utc=True, results=False
+        )
+        self._handler = handler
+        self._task = self.huey.task(name=TASK_NAME)(self._run)
+
+    @property
+    def storage(self) -> WakeableSqliteStorage:
+        return self.huey.storage  # type: ignore[return-value]
+
+    def set_handler(self, handler: Callable[[int], None]) -> None:
+        self._handler = handler
+
+    def _run(self, job_id: int) -> None:
+        if self._handler is None:
+            raise RuntimeError("run_job dequeued in a process without an executor")
+        self._handler(job_id)
+
+    def enqueue(self, job_id: int, priority: int, eta: datetime | None = None) -> None:
+        """Priority 0–9, higher first (Huey's own priority order). ``eta`` is aware; Huey wants naive UTC."""
+        if eta is not None and eta > datetime.now(UTC):
+            self._task.schedule(args=(job_id,), eta=eta.astimezone(UTC).replace(tzinfo=None), priority=priority)
+        else:
+            self.huey.enqueue(self._task.s(job_id, priority=priority))
+
+    def flush(self) -> None:
+        """Drop every message and schedule entry; the worker rebuilds them from the ledger."""
+        self.huey.flush()
+
+    def wake(self) -> None:
+        self.storage.wake()
+
+    def pending_count(self) -> int:
+        return self.huey.pending_count() + self.huey.scheduled_count()

@@ -1,0 +1,35 @@
+"""Job statuses and schedule kinds; str enums so they go straight into JSON and columns."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ScheduleType(StrEnum):
+    IMMEDIATE = "immediate"
+    SCHEDULED = "scheduled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# States a worker may claim, and the ones an operator may act on (DESIGN.md, "States and transitions").
+CLAIMABLE = (JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RETRYING)
+CANCELABLE = CLAIMABLE
+RETRYABLE = (JobStatus.FAILED, JobStatus.CANCELED)
+WAITING = CLAIMABLE
+FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
+ALL_STATUSES = tuple(s.value for s in JobStatus)

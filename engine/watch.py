@@ -1,0 +1,53 @@
+"""`jobdeck watch`: the live event stream, one readable line per event, resuming after worker restarts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from engine.config import Paths
+from engine.events import schema
+from engine.events.client import EventStream
+
+
+def format_event(event: dict[str, Any]) -> str | None:
+    kind = event.get("type")
+    if kind in (schema.JOB_CREATED, schema.JOB_UPDATED, schema.JOB_DELETED):
+        job = event["job"]
+        kind_text = event.get("event", "")
+        text = f"#{event['seq']:<7} {event['at'][11:19]}  job {job['id']:<6} {kind_text:<16} {job['status']}"
+        if job.get("error") and job["status"] in ("failed", "retrying"):
+            text += f"  — {job['error']}"
+        if job["status"] == "retrying" and job.get("next_attempt_at"):
+            text += f"  (next attempt {job['next_attempt_at'][11:19]})"
+        if job["status"] == "succeeded" and job.get("result") and job["result"].get("file_url"):
+            text += f"  → {job['result']['file_url']}"
+        return text
+    if kind == schema.JOB_PROGRESS:
+        p = event["progress"]
+        total = p.get("total")
+        pct = f"{100 * p['done'] / total:5.1f}%" if total else f"{p['done']} B"
+        rate = f"  {p['rate'] / 1e6:.1f} MB/s" if p.get("rate") else ""
+        return f"{'':8} {event['at'][11:19]}  job {event['job_id']:<6} progress         {pct}{rate}"
+    if kind == schema.WORKER_STATUS:
+        w = event["worker"]
+        return f"{'':8} {event['at'][11:19]}  worker pid {w['pid']} {w['state']}, running {len(w['running'])}"
+    return None
+
+
+async def watch(paths: Paths, as_json: bool, since: int | None) -> int:
+    from engine.operations import Operations
+
+    start = since if since is not None else Operations(paths).ledger.last_seq()
+    stream = EventStream(paths, start, on_state=lambda s: print(f"[{s}]", file=sys.stderr, flush=True))
+    try:
+        async for event in stream.events():
+            if event.get("type") == schema.REPLAY_DONE:
+                continue
+            line = json.dumps(event) if as_json else format_event(event)
+            if line:
+                print(line, flush=True)
+    finally:
+        await stream.close()
+    return 0

@@ -1,0 +1,1 @@
+"""The worker process: executes jobs, keeps leases fresh, recovers after crashes, serves events."""

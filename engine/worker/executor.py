@@ -1,0 +1,150 @@
+"""Running one job: claim it in the ledger, call its type's run(), record the outcome, release what it held.
+
+This is the single decision point of the retry policy (``compute_backoff`` is the pure part). Unexpected
+exceptions are retried like ``JobError``; only ``PermanentJobError`` fails at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from engine.config import Paths, Settings
+from engine.credentials.store import Credentials
+from engine.errors import JobError, PermanentJobError
+from engine.jobs import registry
+from engine.jobs.base import CleanupEnv, JobContext
+from engine.queue.backoff import compute_backoff
+from engine.queue.huey_queue import JobQueue
+from engine.storage.repository import Ledger
+from engine.storage.status import JobStatus
+
+log = logging.getLogger(__name__)
+
+ProgressSink = Callable[[int, dict[str, Any]], None]
+
+
+class Executor:
+    def __init__(
+        self,
+        ledger: Ledger,
+        queue: JobQueue,
+        paths: Paths,
+        settings: Callable[[], Settings],
+        credentials: Credentials,
+        worker_id: str,
+        progress: ProgressSink | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.queue = queue
+        self.paths = paths
+        self.settings = settings
+        self.credentials = credentials
+        self.worker_id = worker_id
+        self.progress = progress
+        self.rng = rng or random.Random()
+        self._running: dict[int, JobContext] = {}
+        self._lock = threading.Lock()
+
+    def running(self) -> list[int]:
+        with self._lock:
+            return list(self._running)
+
+    def request_stop(self) -> None:
+        """Ask running jobs to stop at their next safe point (cooperative: uploads check between parts)."""
+        with self._lock:
+            for ctx in self._running.values():
+                ctx.stop_requested.set()
+
+    def execute(self, job_id: int) -> None:
+        claim = self.ledger.claim(job_id, self.worker_id)
+        if claim.job is None:
+            if claim.not_before is not None:  # an early message (e.g. a duplicate): put it back for its time
+                self.queue.enqueue(job_id, claim.priority, claim.not_before)
+            return
+        job = claim.job
+        settings = self.settings()
+        kind = registry.load().get(job["job_type"])
+        staged = Path(claim.staged_path) if claim.staged_path else None
+        if kind is None:
+            self._fail(job, f"unknown job type {job['job_type']!r}: is its module in JOBDECK_JOB_MODULES?", None)
+            return
+        temp_dir = self.paths.temp / f"job-{job_id}"
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        ctx = JobContext(
+            job_id=job_id,
+            attempt=job["attempts"],
+            settings=settings,
+            credentials=self.credentials,
+            temp_dir=temp_dir,
+            staged_path=staged,
+            checkpoint=claim.checkpoint,
+            _report=self.progress,
+            _save_checkpoint=self.ledger.save_checkpoint,
+        )
+        with self._lock:
+            self._running[job_id] = ctx
+        try:
+            params = kind.Params.model_validate(job["parameters"])
+            result = kind.run(ctx, params)
+        except PermanentJobError as exc:
+            done = self._fail(job, self.credentials.redact(str(exc)), None)
+            self._cleanup(kind, done, staged, "failed", settings)
+        except Exception as exc:
+            message = self.credentials.redact(str(exc) if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}")
+            tb = None if isinstance(exc, JobError) else self.credentials.redact(traceback.format_exc())
+            done = self._retry_or_fail(job, message, tb, settings)
+            if done is not None and done["status"] == JobStatus.FAILED.value:
+                self._cleanup(kind, done, staged, "failed", settings)
+        else:
+            done = self.ledger.succeed(job_id, self.worker_id, result)
+            self._cleanup(kind, done, staged, "succeeded", settings)
+        finally:
+            with self._lock:
+                self._running.pop(job_id, None)
+            _remove_tree(temp_dir)
+
+    def _retry_or_fail(
+        self, job: dict[str, Any], message: str, tb: str | None, settings: Settings
+    ) -> dict[str, Any] | None:
+        if job["attempts"] > job["max_retries"]:
+            suffix = f" (gave up after {job['attempts']} attempts)" if job["max_retries"] else ""
+            return self._fail(job, message + suffix, tb)
+        row = self.ledger.get_row(job["id"])
+        delay = compute_backoff(
+            job["attempts"] - 1,
+            row.retry_base_s or settings.retry_base_s,
+            row.retry_cap_s or settings.retry_cap_s,
+            self.rng,
+        )
+        next_at = datetime.now(UTC) + timedelta(seconds=delay)
+        done = self.ledger.retry_later(job["id"], self.worker_id, message, tb, next_at)
+        if done is not None:
+            self.queue.enqueue(job["id"], job["priority"], next_at)
+        return done
+
+    def _fail(self, job: dict[str, Any], message: str, tb: str | None) -> dict[str, Any] | None:
+        return self.ledger.fail(job["id"], self.worker_id, message, tb)
+
+    def _cleanup(
+        self, kind: Any, job: dict[str, Any] | None, staged: Path | None, reason: str, settings: Settings
+    ) -> None:
+        if job is None:  # we lost the lease meanwhile; whoever holds the job now owns its files
+            return
+        try:
+            kind.cleanup(job, staged, CleanupEnv(settings, self.credentials), reason)
+        except Exception:
+            log.exception("cleanup of job %s failed", job["id"])
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

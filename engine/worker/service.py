@@ -1,0 +1,207 @@
+"""The worker process: Huey's consumer threads, lease upkeep, crash recovery, the event server, shutdown.
+
+Start-up order matters: take the single-worker lock, recover jobs a dead worker left ``running``, rebuild the
+Huey queue from the ledger (the ledger is the truth; Huey lost whatever was dequeued when the last worker
+died), then start consuming and serving events.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.config import HEARTBEAT_SECONDS, LEASE_SECONDS, SHUTDOWN_GRACE_S, Paths, load_settings
+from engine.events.server import EventServer
+from engine.operations import Operations
+from engine.queue.consumer import EmbeddedConsumer
+from engine.queue.huey_queue import JobQueue
+from engine.storage.repository import Ledger
+from engine.storage.status import JobStatus
+from engine.worker.executor import Executor
+from engine.worker.lock import WorkerLock
+
+log = logging.getLogger(__name__)
+
+
+class WorkerService:
+    def __init__(
+        self,
+        paths: Paths | None = None,
+        *,
+        concurrency: int | None = None,
+        port: int | None = None,
+        grace_s: float = SHUTDOWN_GRACE_S,
+        lease_s: float = LEASE_SECONDS,
+        heartbeat_s: float = HEARTBEAT_SECONDS,
+    ) -> None:
+        self.paths = paths or Paths()
+        settings = load_settings(self.paths)
+        self.concurrency = concurrency or settings.concurrency
+        self.grace_s = grace_s
+        self.lease_s = lease_s
+        self.heartbeat_s = heartbeat_s
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.started_at = datetime.now(UTC)
+        self.lock = WorkerLock(self.paths.worker_lock)
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self.ledger: Ledger | None = None
+        self.port = settings.event_port if port is None else port
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self.lock.acquire()
+        self.ledger = Ledger(self.paths.database_url())
+        self.queue = JobQueue(self.paths.queue)
+        self.ops = Operations(self.paths, ledger=self.ledger, queue=self.queue)
+        self.server = EventServer(self.ops, self, self.paths, port=self.port)
+        self.executor = Executor(
+            self.ledger,
+            self.queue,
+            self.paths,
+            lambda: load_settings(self.paths),
+            self.ops.credentials,
+            self.worker_id,
+            progress=self.server.publish_progress,
+        )
+        self.queue.set_handler(self.executor.execute)
+        self.ledger.add_listener(self.server.notify)
+
+        recovered = self.ledger.recover_expired(self.lease_s, worker_id=self._sole_worker_id())
+        if recovered:
+            log.warning("recovered %d job(s) left running by a stopped worker", len(recovered))
+        self._rebuild_queue()
+        self.server.start()
+        self.consumer = EmbeddedConsumer(self.queue.huey, self.concurrency)
+        self.consumer.start()
+        self._maintenance = threading.Thread(target=self._maintain, name="jobdeck-maintenance", daemon=True)
+        self._maintenance.start()
+        log.info(
+            "worker %s started: %d thread(s), events on 127.0.0.1:%s",
+            self.worker_id,
+            self.concurrency,
+            self.server.port,
+        )
+
+    def _sole_worker_id(self) -> str | None:
+        """On SQLite the lock makes us the only worker: every other worker id in the ledger is dead."""
+        assert self.ledger is not None
+        return self.worker_id if self.ledger.dialect == "sqlite" else None
+
+    def _rebuild_queue(self) -> None:
+        assert self.ledger is not None
+        self.queue.flush()
+        for row in self.ledger.waiting():
+            eta = row.scheduled_time if row.status == JobStatus.SCHEDULED.value else None
+            if row.status == JobStatus.RETRYING.value:
+                eta = row.next_attempt_at
+            self.queue.enqueue(row.id, row.priority, eta)
+
+    def _maintain(self) -> None:
+        """Heartbeat our leases; sweep expired ones (ours if a thread wedged, others' on a shared database)."""
+        assert self.ledger is not None
+        last_sweep = time.monotonic()
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                self.ledger.heartbeat(self.worker_id)
+                if time.monotonic() - last_sweep >= self.lease_s / 2:
+                    last_sweep = time.monotonic()
+                    for job in self.ledger.recover_expired(self.lease_s):
+                        if job["status"] == JobStatus.PENDING.value:
+                            self.queue.enqueue(job["id"], job["priority"])
+                    self.consumer.check_health()
+            except Exception:
+                log.exception("maintenance pass failed; will retry")
+
+    def run_forever(self) -> int:
+        """Block until SIGINT, SIGTERM or a ``shutdown`` command; then stop gracefully."""
+        self._install_signal_handlers()
+        self.start()
+        try:
+            while not self._stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        self.stop()
+        return 0
+
+    def _install_signal_handlers(self) -> None:
+        def _handle(signum: int, _frame: Any) -> None:
+            log.info("received %s: stopping gracefully", signal.Signals(signum).name)
+            self._stop.set()
+
+        for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), _handle)
+
+    def stop(self) -> None:
+        """Take no new work; let running jobs finish within the grace period, then hand them back."""
+        if self._stopped.is_set():
+            return
+        self._stop.set()
+        self.queue.storage.pause(True)
+        self.consumer.request_stop()
+        self.queue.wake()
+        deadline = time.monotonic() + self.grace_s
+        while self.executor.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        leftover = self.executor.running()
+        if leftover:
+            self.executor.request_stop()
+            for job_id in leftover:
+                self.ledger.release(job_id, self.worker_id)  # type: ignore[union-attr]
+            log.warning("grace period over: %d job(s) went back to the queue", len(leftover))
+        self.consumer.join(2.0)
+        self.server.stop()
+        self.ledger.close()  # type: ignore[union-attr]
+        self.lock.release()
+        self._stopped.set()
+        log.info("worker %s stopped", self.worker_id)
+
+    # ------------------------------------------------------------------ control commands
+    def wake(self) -> None:
+        self.queue.wake()
+        self.server.notify()
+
+    def pause(self) -> None:
+        self.queue.storage.pause(True)
+        self.server.publish_status()
+
+    def resume(self) -> None:
+        self.queue.storage.pause(False)
+        self.server.publish_status()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "worker_id": self.worker_id,
+            "started_at": self.started_at.isoformat(),
+            "concurrency": self.concurrency,
+            "paused": self.queue.storage.paused,
+            "running": self.executor.running(),
+            "state": "stopping" if self._stop.is_set() else ("paused" if self.queue.storage.paused else "running"),
+        }
+
+
+def main(concurrency: int | None = None, port: int | None = None) -> int:
+    from engine.logs import configure_logging
+    from engine.worker.lock import AlreadyRunning
+
+    paths = Paths()
+    configure_logging(paths, "worker")
+    service = WorkerService(paths, concurrency=concurrency, port=port)
+    try:
+        return service.run_forever()
+    except AlreadyRunning as exc:
+        print(f"jobdeck worker: {exc}", flush=True)
+        return 1

@@ -1,0 +1,23 @@
+"""Jobdeck's one entry point: no command opens the window; `worker` runs the headless worker; others are CLI."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("gui", "--minimized"):
+        from desktop.app import main as gui_main
+
+        return gui_main(args[1:] if args and args[0] == "gui" else args)
+    from engine.cli import run
+
+    return run(args)
+
+
+if __name__ == "__main__":
+    import multiprocessing
+
+    multiprocessing.freeze_support()
+    sys.exit(main())
