@@ -156,3 +156,34 @@ def postgres_url() -> Iterator[str]:
 
 
 # --- fixtures for engine and desktop tests below ---
+
+
+@pytest.fixture
+def worker_factory(jobdeck_home: Path) -> Iterator[Callable[..., Any]]:
+    """Start real `jobdeck worker` processes for this test's JOBDECK_HOME; all are stopped afterwards."""
+    from workerproc import WorkerProcess
+
+    started: list[WorkerProcess] = []
+
+    def _start(env: dict[str, str] | None = None, concurrency: int | None = None, start: bool = True) -> Any:
+        worker = WorkerProcess(jobdeck_home, env, concurrency)
+        started.append(worker)
+        if start:
+            worker.start()
+        return worker
+
+    yield _start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def ops(jobdeck_home: Path) -> Iterator[Any]:
+    """Engine operations on this test's JOBDECK_HOME with an in-memory credential store."""
+    from engine.config import Paths
+    from engine.credentials.store import MemoryStore
+    from engine.operations import Operations
+
+    operations = Operations(Paths(jobdeck_home), store=MemoryStore())
+    yield operations
+    operations.ledger.close()
