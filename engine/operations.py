@@ -297,11 +297,12 @@ class Operations:
         before = parse_time("created_before", created_before, future=False) if created_before else None
         lim = parse_int("limit", limit, 1, MAX_LIST_LIMIT, f"an integer from 1 to {MAX_LIST_LIMIT}")
         off = parse_int("offset", offset, 0, 2**62, "a non-negative integer")
+        seq = self.ledger.last_seq()  # read before the query: replaying from it can only repeat, never miss
         jobs, total = self.ledger.list(
             status=statuses, job_type=job_type or None, search=search or None,
             created_after=after, created_before=before, limit=lim, offset=off,
         )  # fmt: skip
-        return {"jobs": jobs, "total": total, "limit": lim, "offset": off}
+        return {"jobs": jobs, "total": total, "limit": lim, "offset": off, "seq": seq}
 
     def get(self, job_id: Any) -> dict[str, Any]:
         job = self.ledger.get(parse_id(job_id))
