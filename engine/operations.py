@@ -152,11 +152,13 @@ class Operations:
         if self.after_enqueue is not None:
             self.after_enqueue()
 
-    def _cleanup(self, job: dict[str, Any], staged: str | None, reason: str) -> None:
+    def _cleanup(
+        self, job: dict[str, Any], staged: str | None, reason: str, checkpoint: dict[str, Any] | None = None
+    ) -> None:
         job_type = registry.load().get(job["job_type"])
         if job_type is not None:
             env = CleanupEnv(self.settings, self.credentials)
-            job_type.cleanup(job, Path(staged) if staged else None, env, reason)
+            job_type.cleanup(job, Path(staged) if staged else None, env, reason, checkpoint=checkpoint)
         elif staged:
             remove_staged(Path(staged))
 
@@ -365,15 +367,18 @@ class Operations:
 
     # ------------------------------------------------------------------ actions
     def delete(self, job_id: Any) -> dict[str, Any]:
-        job, staged = self.ledger.delete(parse_id(job_id))
-        self._cleanup(job, staged, "deleted")
+        job_id = parse_id(job_id)
+        checkpoint = self.ledger.get_row(job_id).checkpoint
+        job, staged = self.ledger.delete(job_id)
+        self._cleanup(job, staged, "deleted", checkpoint)
         return job
 
     def cancel(self, job_id: Any) -> dict[str, Any]:
         job_id = parse_id(job_id)
-        staged = self.ledger.get_row(job_id).staged_path
+        row = self.ledger.get_row(job_id)
+        staged = row.staged_path
         job = self.ledger.cancel(job_id)
-        self._cleanup(job, staged, "canceled")
+        self._cleanup(job, staged, "canceled", row.checkpoint)
         if staged:
             self.ledger.clear_staged(job_id)
         return job

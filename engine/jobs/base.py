@@ -84,10 +84,19 @@ class JobType:
     def run(self, ctx: JobContext, params: Params) -> dict[str, Any] | None:
         raise NotImplementedError
 
-    def cleanup(self, job: dict[str, Any], staged_path: Path | None, env: CleanupEnv, reason: str) -> None:
+    def cleanup(
+        self,
+        job: dict[str, Any],
+        staged_path: Path | None,
+        env: CleanupEnv,
+        reason: str,
+        *,
+        checkpoint: dict[str, Any] | None = None,
+    ) -> None:
         """Release what the job holds once it ``succeeded``, ``failed`` for good, was ``canceled`` or ``deleted``.
 
-        A failed job keeps its staged input so that a retry can run it again.
+        A failed job keeps its staged input so that a retry can run it again. ``checkpoint`` is the job's last saved
+        resumable state, so a type can release remote resources it names (e.g. abort a multipart upload).
         """
         if staged_path is not None and reason != "failed":
             remove_staged(staged_path)

@@ -96,16 +96,16 @@ class Executor:
             result = kind.run(ctx, params)
         except PermanentJobError as exc:
             done = self._fail(job, self.credentials.redact(str(exc)), None)
-            self._cleanup(kind, done, staged, "failed", settings)
+            self._cleanup(kind, done, staged, "failed", settings, ctx.checkpoint)
         except Exception as exc:
             message = self.credentials.redact(str(exc) if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}")
             tb = None if isinstance(exc, JobError) else self.credentials.redact(traceback.format_exc())
             done = self._retry_or_fail(job, message, tb, settings)
             if done is not None and done["status"] == JobStatus.FAILED.value:
-                self._cleanup(kind, done, staged, "failed", settings)
+                self._cleanup(kind, done, staged, "failed", settings, ctx.checkpoint)
         else:
             done = self.ledger.succeed(job_id, self.worker_id, result)
-            self._cleanup(kind, done, staged, "succeeded", settings)
+            self._cleanup(kind, done, staged, "succeeded", settings, ctx.checkpoint)
         finally:
             with self._lock:
                 self._running.pop(job_id, None)
@@ -134,12 +134,18 @@ class Executor:
         return self.ledger.fail(job["id"], self.worker_id, message, tb)
 
     def _cleanup(
-        self, kind: Any, job: dict[str, Any] | None, staged: Path | None, reason: str, settings: Settings
+        self,
+        kind: Any,
+        job: dict[str, Any] | None,
+        staged: Path | None,
+        reason: str,
+        settings: Settings,
+        checkpoint: dict[str, Any] | None = None,
     ) -> None:
         if job is None:  # we lost the lease meanwhile; whoever holds the job now owns its files
             return
         try:
-            kind.cleanup(job, staged, CleanupEnv(settings, self.credentials), reason)
+            kind.cleanup(job, staged, CleanupEnv(settings, self.credentials), reason, checkpoint=checkpoint)
         except Exception:
             log.exception("cleanup of job %s failed", job["id"])
 
