@@ -36,10 +36,20 @@ def format_event(event: dict[str, Any]) -> str | None:
     return None
 
 
-async def watch(paths: Paths, as_json: bool, since: int | None) -> int:
-    from engine.operations import Operations
+def _current_seq(paths: Paths) -> int:
+    """Where "from now on" starts; read once, so events committed while no worker runs are not skipped later."""
+    from engine.storage.repository import Ledger
 
-    start = since if since is not None else Operations(paths).ledger.last_seq()
+    ledger = Ledger(paths.database_url())
+    try:
+        return ledger.last_seq()
+    finally:
+        ledger.close()
+
+
+async def watch(paths: Paths, as_json: bool, since: int | None) -> int:
+    """Print events after ``since`` (default: from now on) until interrupted."""
+    start = since if since is not None else _current_seq(paths)
     stream = EventStream(paths, start, on_state=lambda s: print(f"[{s}]", file=sys.stderr, flush=True))
     try:
         async for event in stream.events():

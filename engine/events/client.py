@@ -67,6 +67,7 @@ class WorkerClient:
     """One authenticated connection to the worker."""
 
     def __init__(self, conn: ClientConnection, on_event: EventCallback | None = None) -> None:
+        """Wrap an open connection; call from the event loop that will use it (use ``connect`` to open one)."""
         self.conn = conn
         self.on_event = on_event
         self._ids = itertools.count(1)
@@ -98,6 +99,8 @@ class WorkerClient:
         try:
             async for raw in self.conn:
                 message = json.loads(raw)
+                if not isinstance(message, dict):
+                    continue  # not ours to understand: clients ignore what they do not know
                 request_id = message.get("id")
                 future = self._pending.pop(request_id, None) if "ok" in message else None
                 if future is not None:
@@ -124,12 +127,16 @@ class WorkerClient:
         except ConnectionClosed:
             self._pending.pop(request_id, None)
             raise WorkerNotRunning("the worker closed the connection") from None
-        reply = await asyncio.wait_for(future, timeout)
+        try:
+            reply = await asyncio.wait_for(future, timeout)
+        finally:
+            self._pending.pop(request_id, None)
         if not reply.get("ok"):
             raise_error(reply.get("error") or {})
         return reply.get("result")
 
     async def subscribe(self, since: int) -> None:
+        """Replay every event after ``since``, then stream live; a ``replay.done`` event marks the switch."""
         await self.conn.send(json.dumps({"type": "subscribe", "since": since}))
 
     async def close(self) -> None:

@@ -1,49 +1,58 @@
 """The worker's websocket: status events out (replay from the ledger, then live) and control requests in.
 
-Loopback only; the token from ``runtime/worker.json`` is checked at the handshake, and any request carrying a
-browser ``Origin`` is refused unless allowed, so a web page the user visits cannot drive the worker.
+Loopback only; see ``engine.events.auth`` for who may connect. Every job event a client sees comes from the
+ledger's ``job_events`` in seq order: a subscription first replays rows after the client's ``since`` and then
+joins the live feed exactly where its replay ended, so nothing is lost, repeated or reordered.
 
-Events are read back from ``job_events`` after each commit rather than pushed from the committing thread: the
-ledger is the one ordered log, so replay and live delivery are the same code path, and commits made by other
-processes (the CLI) reach clients too. Each client has a bounded queue; one that falls behind is dropped and
-resubscribes from its last seq, so it never slows the worker or other clients.
+The live feed is fed two ways. Commits made in this process arrive through ``notify(events)`` (a thread-safe
+hand-off from whichever thread committed) and are published at once when they continue the sequence; anything
+else — a gap, or a commit made by another process (the CLI, which then sends ``wake``, or without that a
+once-a-second poll) — makes the feed read the ledger from its cursor. Each client has a bounded send queue; a
+client that falls behind is disconnected (it resubscribes from its last seq), so it never slows the worker or
+other clients.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import inspect
 import json
 import logging
-import os
-import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from http import HTTPStatus
 from typing import Any, Protocol
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
+from websockets.frames import CloseCode
 
 from engine.config import Paths
 from engine.errors import JobdeckError, ValidationError
-from engine.events import schema
+from engine.events import auth, schema
+from engine.events.progress import ProgressCoalescer
 from engine.operations import Operations
 
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
-MAX_MESSAGE_BYTES = 1024 * 1024
-CLIENT_QUEUE = 2000
+MAX_MESSAGE_BYTES = 1024 * 1024  # a bigger message closes the connection with 1009 (message too big)
+MAX_CLIENTS = 64
+CLIENT_QUEUE = 2000  # messages waiting for one client; one more and it is dropped as too slow
 REPLAY_CHUNK = 500
-PROGRESS_INTERVAL_S = 0.1  # at most 10 progress events a second per job
+MAX_IN_FLIGHT = 32  # requests one client may have running; further ones wait (we stop reading its socket)
+IDLE_TIMEOUT_S = 300.0  # a connection that neither subscribed nor sent anything for this long is closed
+STALL_TIMEOUT_S = 30.0  # a client with messages waiting that took none for this long is dropped as too slow
+REAP_EVERY_S = 5.0
+HANDSHAKE_TIMEOUT_S = 10.0
+PING_INTERVAL_S = 20.0  # a peer that does not answer a ping within PING_TIMEOUT_S is dropped
+PING_TIMEOUT_S = 20.0
+CLOSE_TIMEOUT_S = 2.0
 FOREIGN_POLL_S = 1.0  # commits by other processes that did not send `wake`
+SLOW_CLIENT = "client too slow; reconnect and subscribe from your last seq"
 
 
 class WorkerControl(Protocol):
@@ -58,17 +67,12 @@ class WorkerControl(Protocol):
 class Client:
     conn: ServerConnection
     queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
-    cursor: int = 0  # last seq sent (or queued) to this client
-    live: bool = False
-
-
-@dataclass
-class _Progress:
-    started: float
-    first_done: int
-    last_sent: float = 0.0
-    latest: dict[str, Any] | None = None
-    scheduled: bool = False
+    cursor: int = 0  # last seq queued for this client
+    subscribed: bool = False
+    last_activity: float = field(default_factory=time.monotonic)  # last message received
+    last_sent: float = field(default_factory=time.monotonic)  # last message handed to the socket
+    subscription: asyncio.Task[None] | None = None
+    room: asyncio.Event = field(default_factory=asyncio.Event)  # set by the sender when the queue has room again
 
 
 # Operations a client may call: wire name → method of Operations (keyword arguments from `args`).
@@ -96,16 +100,21 @@ class EventServer:
         self.control = control
         self.paths = paths
         self.port = port
-        self.token = secrets.token_urlsafe(32)
-        self.allowed_origins = set(ops.settings.allowed_origins)
+        self.token = auth.new_token()
+        self.guard = auth.HandshakeGuard(self.token, ops.settings.allowed_origins)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: Server | None = None
-        self._clients: set[Client] = set()
-        self._closing: set[asyncio.Task[None]] = set()
+        self._clients: set[Client] = set()  # subscribed and live
+        self._connections: set[Client] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         self._dirty: asyncio.Event | None = None
-        self._published = 0
-        self._progress: dict[int, _Progress] = {}
+        self._published = 0  # every event up to this seq has been offered to the live clients
+        self._pending: dict[int, dict[str, Any]] = {}  # in-process commits waiting for an earlier seq
+        self._progress: ProgressCoalescer | None = None
+        # Ledger reads for the feed get their own thread, so a burst of requests never delays events.
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="jobdeck-events-read")
+        self._requests = ThreadPoolExecutor(4, thread_name_prefix="jobdeck-requests")
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
 
@@ -113,219 +122,271 @@ class EventServer:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="jobdeck-events", daemon=True)
         self._thread.start()
-        self._ready.wait(15)
+        if not self._ready.wait(15):
+            raise RuntimeError("the event server did not start within 15 s")
         if self._start_error is not None:
             raise self._start_error
-        self._write_info()
+        auth.write_worker_info(
+            self.paths.worker_info, port=self.port, token=self.token, worker_id=self.control.status().get("worker_id")
+        )
 
     def stop(self) -> None:
-        self._remove_info()
-        if self.loop is not None and self.loop.is_running():
-            asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(10)
+        auth.remove_worker_info(self.paths.worker_info)
+        loop = self.loop
+        if loop is not None and loop.is_running():
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(10)
         if self._thread is not None:
             self._thread.join(5)
+        self._reader.shutdown(wait=False, cancel_futures=True)
+        self._requests.shutdown(wait=False, cancel_futures=True)
 
-    def notify(self, _events: object = None) -> None:
-        """Thread-safe: something committed; publish what the ledger now holds past our cursor."""
-        loop, dirty = self.loop, self._dirty
-        if loop is not None and dirty is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(dirty.set)
+    def notify(self, events: list[dict[str, Any]] | None = None) -> None:
+        """Thread-safe, never blocks: these events committed (or, with none, something may have: re-read)."""
+        self._call_soon(self._on_committed, list(events or ()))
 
     def publish_progress(self, job_id: int, data: dict[str, Any]) -> None:
         """Thread-safe; never blocks the job. Coalesced per job; not stored."""
-        loop = self.loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._on_progress, job_id, data, time.monotonic())
+        self._call_soon(self._on_progress, job_id, dict(data), time.monotonic())
 
     def publish_status(self) -> None:
+        self._call_soon(self._broadcast_status)
+
+    def _call_soon(self, callback: Callable[..., None], *args: Any) -> None:
         loop = self.loop
         if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._broadcast_status)
-
-    # ------------------------------------------------------------------ runtime file
-    def _write_info(self) -> None:
-        info = {
-            "pid": os.getpid(),
-            "port": self.port,
-            "token": self.token,
-            "started_at": datetime.now(UTC).isoformat(),
-            "worker_id": self.control.status().get("worker_id"),
-        }
-        path = self.paths.worker_info
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(info, fh)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-
-    def _remove_info(self) -> None:
-        try:
-            info = json.loads(self.paths.worker_info.read_text(encoding="utf-8"))
-            if info.get("pid") == os.getpid():
-                self.paths.worker_info.unlink()
-        except (OSError, ValueError):
-            pass
+            with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
+                loop.call_soon_threadsafe(callback, *args)
 
     # ------------------------------------------------------------------ event loop thread
     def _run(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self.loop)
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
         try:
-            self.loop.run_until_complete(self._main())
+            loop.run_until_complete(self._main(loop))
         except BaseException as exc:  # surfaced to start()
             self._start_error = exc
             self._ready.set()
         finally:
-            self.loop.close()
+            loop.close()
 
-    async def _main(self) -> None:
+    async def _main(self, loop: asyncio.AbstractEventLoop) -> None:
         self._dirty = asyncio.Event()
-        self._published = await asyncio.to_thread(self.ops.ledger.last_seq)
+        self._progress = ProgressCoalescer(loop, self._emit_progress)
+        self.loop = loop  # from here on, other threads may hand us work (commits before the read below are re-read)
+        self._published = await loop.run_in_executor(self._reader, self.ops.ledger.last_seq)
         self._server = await serve(
             self._handle,
             HOST,
             self.port,
-            process_request=self._check_request,
+            process_request=self.guard,
+            select_subprotocol=auth.select_subprotocol,
             max_size=MAX_MESSAGE_BYTES,
-            ping_interval=20,
-            ping_timeout=20,
-            open_timeout=10,
-            close_timeout=2,
+            max_queue=16,
+            ping_interval=PING_INTERVAL_S,
+            ping_timeout=PING_TIMEOUT_S,
+            open_timeout=HANDSHAKE_TIMEOUT_S,
+            close_timeout=CLOSE_TIMEOUT_S,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
-        pump = asyncio.create_task(self._pump())
+        tasks = [asyncio.create_task(self._feed()), asyncio.create_task(self._reap_idle())]
         try:
             await self._server.wait_closed()
         finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
 
-    # ------------------------------------------------------------------ handshake
-    def _check_request(self, conn: ServerConnection, request: Request) -> Response | None:
-        origin = request.headers.get("Origin")
-        if origin is not None and origin not in self.allowed_origins:
-            return conn.respond(HTTPStatus.FORBIDDEN, "Origin not allowed\n")
-        auth = request.headers.get("Authorization", "")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.token.encode()):
-            return conn.respond(HTTPStatus.UNAUTHORIZED, "Missing or wrong bearer token\n")
-        return None
+    async def _read_ledger(self, since: int) -> list[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader, self.ops.ledger.events_since, since, REPLAY_CHUNK)
 
     # ------------------------------------------------------------------ connections
     async def _handle(self, conn: ServerConnection) -> None:
+        if len(self._connections) >= MAX_CLIENTS:
+            await conn.close(CloseCode.TRY_AGAIN_LATER, f"too many connections (at most {MAX_CLIENTS})")
+            return
         client = Client(conn)
+        self._connections.add(client)
         sender = asyncio.create_task(self._send_loop(client))
+        slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         tasks: set[asyncio.Task[None]] = set()
         try:
             async for raw in conn:
+                client.last_activity = time.monotonic()
+                await slots.acquire()
                 task = asyncio.create_task(self._on_message(client, raw))
                 tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                task.add_done_callback(lambda t: (tasks.discard(t), slots.release()))
         except ConnectionClosed:
             pass
         finally:
-            self._clients.discard(client)
+            self._drop(client)
             sender.cancel()
-            for task in tasks:
-                task.cancel()
+            for task in (*tasks, client.subscription):
+                if task is not None:
+                    task.cancel()
+
+    def _drop(self, client: Client) -> None:
+        self._clients.discard(client)
+        self._connections.discard(client)
+        client.subscribed = False
 
     async def _send_loop(self, client: Client) -> None:
         try:
             while True:
-                await client.conn.send(await client.queue.get())
+                message = await client.queue.get()
+                await client.conn.send(message)
+                client.last_sent = time.monotonic()
+                client.room.set()
         except ConnectionClosed:
             pass
 
-    def _enqueue(self, client: Client, message: dict[str, Any]) -> bool:
+    def _enqueue(self, client: Client, message: dict[str, Any] | str) -> bool:
+        """Queue without waiting; a client whose queue is full is too slow and is disconnected."""
+        text = message if isinstance(message, str) else json.dumps(message, separators=(",", ":"))
         try:
-            client.queue.put_nowait(json.dumps(message, separators=(",", ":")))
+            client.queue.put_nowait(text)
             return True
         except asyncio.QueueFull:
-            # Too slow: drop it rather than buffer without bound or stall everyone else.
-            self._clients.discard(client)
-            task = asyncio.create_task(client.conn.close(1013, "client too slow; resubscribe from your last seq"))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._drop(client)
+            self._spawn(self._disconnect(client.conn, CloseCode.TRY_AGAIN_LATER, SLOW_CLIENT))
             return False
 
+    async def _disconnect(self, conn: ServerConnection, code: int, reason: str) -> None:
+        """Close politely, but a peer that stopped reading may never take the close frame: then cut it."""
+        try:
+            await asyncio.wait_for(conn.close(code, reason), CLOSE_TIMEOUT_S + 1)
+        except (TimeoutError, ConnectionClosed):
+            pass
+        finally:
+            conn.transport.abort()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _reap_idle(self) -> None:
+        """Close idle connections, and those whose peer stopped reading (a blocked socket never times out)."""
+        while True:
+            await asyncio.sleep(REAP_EVERY_S)
+            now = time.monotonic()
+            for client in list(self._connections):
+                if not client.subscribed and now - client.last_activity > IDLE_TIMEOUT_S:
+                    self._drop(client)
+                    self._spawn(self._disconnect(client.conn, CloseCode.NORMAL_CLOSURE, "idle: nothing sent"))
+                elif not client.queue.empty() and now - client.last_sent > STALL_TIMEOUT_S:
+                    self._drop(client)
+                    self._spawn(self._disconnect(client.conn, CloseCode.TRY_AGAIN_LATER, SLOW_CLIENT))
+
+    # ------------------------------------------------------------------ messages
     async def _on_message(self, client: Client, raw: str | bytes) -> None:
         try:
             message = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            self._enqueue(client, schema.error_reply(None, None, f"malformed JSON: {exc}"))
+            self._enqueue(client, schema.error_reply(None, None, f"malformed message: not JSON ({exc})"))
             return
         if not isinstance(message, dict):
-            self._enqueue(client, schema.error_reply(None, None, "a message must be a JSON object"))
+            self._enqueue(client, schema.error_reply(None, None, "malformed message: must be a JSON object"))
             return
         request_id = message.get("id")
         kind = message.get("type", "request")
         if kind == "subscribe":
-            await self._subscribe(client, message.get("since", 0), request_id)
-            return
-        if kind != "request" and "op" not in message:
-            self._enqueue(
-                client,
-                schema.error_reply(request_id, "type", f"unknown message type {kind!r}; use subscribe or request"),
-            )
-            return
-        self._enqueue(client, await self._dispatch(request_id, message.get("op"), message.get("args") or {}))
+            self._start_subscription(client, message.get("since", 0), request_id)
+        elif kind == "request":
+            self._enqueue(client, await self._dispatch(request_id, message.get("op"), message.get("args", {})))
+        else:
+            text = f"unknown message type {kind!r}; use subscribe or request (a message with an op)"
+            self._enqueue(client, schema.error_reply(request_id, "type", text))
 
     async def _dispatch(self, request_id: Any, op: Any, args: Any) -> dict[str, Any]:
+        if args is None:
+            args = {}
         if not isinstance(args, dict):
             return schema.error_reply(request_id, "args", "must be an object of argument name → value")
-        if op in WORKER_COMMANDS:
-            result = await asyncio.to_thread(getattr(self.control, op))
-            return schema.reply(request_id, result if op == "status" else {"done": op})
-        name = OPERATIONS.get(op) if isinstance(op, str) else None
-        if name is None:
-            allowed = ", ".join([*OPERATIONS, *WORKER_COMMANDS])
-            return schema.error_reply(request_id, "op", f"unknown operation {op!r}; allowed: {allowed}")
         try:
-            result = await asyncio.to_thread(_call, getattr(self.ops, name), args)
+            if op in WORKER_COMMANDS:
+                result = await self._worker_command(op, args)
+            elif isinstance(op, str) and op in OPERATIONS:
+                method = getattr(self.ops, OPERATIONS[op])
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(self._requests, _call, method, args)
+            else:
+                allowed = ", ".join([*OPERATIONS, *WORKER_COMMANDS])
+                return schema.error_reply(request_id, "op", f"unknown operation {op!r}; allowed: {allowed}")
         except ValidationError as exc:
             return schema.error_reply(request_id, exc.field, exc.message)
         except JobdeckError as exc:
             return schema.error_reply(request_id, None, str(exc))
         except Exception as exc:
             log.exception("operation %s failed", op)
-            return schema.error_reply(request_id, None, f"internal error in {op}: {type(exc).__name__}")
+            return schema.error_reply(request_id, None, f"internal error in {op}: {type(exc).__name__}: {exc}")
         return schema.reply(request_id, result)
 
+    async def _worker_command(self, op: str, args: dict[str, Any]) -> Any:
+        if args:
+            raise ValidationError("args", f"{op} takes no arguments; got {', '.join(sorted(args))}")
+        loop = asyncio.get_running_loop()
+        if op == "status":
+            return self._status()
+        await loop.run_in_executor(self._requests, getattr(self.control, op))
+        return {"done": op}
+
+    def _status(self) -> dict[str, Any]:
+        return {**self.control.status(), "last_seq": self._published}
+
     # ------------------------------------------------------------------ subscribe: replay, then live
-    async def _subscribe(self, client: Client, since: Any, request_id: Any) -> None:
+    def _start_subscription(self, client: Client, since: Any, request_id: Any) -> None:
         if isinstance(since, bool) or not isinstance(since, int) or since < 0:
             self._enqueue(client, schema.error_reply(request_id, "since", "must be a non-negative integer seq"))
             return
+        if client.subscription is not None:  # a new subscribe replaces the old one
+            client.subscription.cancel()
         self._clients.discard(client)
-        client.live = False
+        client.subscribed = True
+        client.subscription = asyncio.create_task(self._replay(client, since, request_id))
+
+    async def _replay(self, client: Client, since: int, request_id: Any) -> None:
         client.cursor = since
         while True:
-            batch = await asyncio.to_thread(self.ops.ledger.events_since, client.cursor, REPLAY_CHUNK)
+            batch = await self._read_ledger(client.cursor)
+            # Leave room for replies and for the live feed: a replay waits for the client instead of
+            # dropping it, and only ever fills half the queue.
+            while client.queue.qsize() > CLIENT_QUEUE // 2 - REPLAY_CHUNK:
+                if client.queue.empty():  # nothing to wait for
+                    break
+                client.room.clear()
+                await client.room.wait()
             for stored in batch:
                 if not self._enqueue(client, schema.job_event(stored)):
                     return
                 client.cursor = stored["seq"]
-            # Nothing awaits between this check and joining the live set, so the pump cannot slip past us.
+            # Nothing awaits between this check and joining the live set, so the feed cannot slip past us.
             if len(batch) < REPLAY_CHUNK and client.cursor >= self._published:
                 break
-            if len(batch) == REPLAY_CHUNK:
-                await asyncio.sleep(0)  # let the sender drain
-        client.live = True
         self._clients.add(client)
-        self._enqueue(client, {"v": schema.VERSION, "type": schema.REPLAY_DONE, "seq": client.cursor, "id": request_id})
-        self._enqueue(client, schema.status_event(self.control.status()))
+        done = {"v": schema.VERSION, "type": schema.REPLAY_DONE, "seq": client.cursor, "id": request_id}
+        if self._enqueue(client, done):
+            self._enqueue(client, schema.status_event(self._status()))
 
-    async def _pump(self) -> None:
+    # ------------------------------------------------------------------ the live feed
+    def _on_committed(self, events: list[dict[str, Any]]) -> None:
+        assert self._dirty is not None
+        for stored in events:
+            if stored["seq"] > self._published:
+                self._pending[stored["seq"]] = stored
+        while self._published + 1 in self._pending:
+            self._publish(self._pending.pop(self._published + 1))
+        if self._pending or not events:
+            self._dirty.set()  # a gap (another process, a rolled-back seq) or a bare wake: read the ledger
+
+    async def _feed(self) -> None:
         assert self._dirty is not None
         while True:
             with contextlib.suppress(TimeoutError):
@@ -333,60 +394,44 @@ class EventServer:
             self._dirty.clear()
             try:
                 while True:
-                    batch = await asyncio.to_thread(self.ops.ledger.events_since, self._published, REPLAY_CHUNK)
-                    if not batch:
-                        break
-                    self._publish(batch)
+                    batch = await self._read_ledger(self._published)
+                    for stored in batch:
+                        if stored["seq"] > self._published:
+                            self._publish(stored)
                     if len(batch) < REPLAY_CHUNK:
                         break
             except Exception:
                 log.exception("reading new events failed; will retry")
                 await asyncio.sleep(0.5)
+            for seq in [s for s in self._pending if s <= self._published]:
+                del self._pending[seq]
 
-    def _publish(self, batch: list[dict[str, Any]]) -> None:
-        for stored in batch:
-            wire = None
-            for client in list(self._clients):
-                if stored["seq"] > client.cursor:
-                    wire = wire or schema.job_event(stored)
-                    if self._enqueue(client, wire):
-                        client.cursor = stored["seq"]
-            self._published = stored["seq"]
-            if stored["job"]["status"] != "running":
-                self._progress.pop(stored["job_id"], None)
+    def _publish(self, stored: dict[str, Any]) -> None:
+        seq = stored["seq"]
+        wire: str | None = None
+        for client in list(self._clients):
+            if seq > client.cursor:
+                wire = wire or json.dumps(schema.job_event(stored), separators=(",", ":"))
+                if self._enqueue(client, wire):
+                    client.cursor = seq
+        self._published = seq
+        if stored["job"]["status"] != "running" and self._progress is not None:
+            self._progress.finished(stored["job_id"])
 
     def _broadcast(self, message: dict[str, Any]) -> None:
+        text = json.dumps(message, separators=(",", ":"))
         for client in list(self._clients):
-            self._enqueue(client, message)
+            self._enqueue(client, text)
 
     def _broadcast_status(self) -> None:
-        self._broadcast(schema.status_event(self.control.status()))
+        self._broadcast(schema.status_event(self._status()))
 
-    # ------------------------------------------------------------------ progress coalescing
     def _on_progress(self, job_id: int, data: dict[str, Any], now: float) -> None:
-        state = self._progress.get(job_id)
-        done = int(data.get("done") or 0)
-        if state is None or done < state.first_done:
-            state = self._progress[job_id] = _Progress(started=now, first_done=done)
-        elapsed = now - state.started
-        rate = (done - state.first_done) / elapsed if elapsed > 0.2 else None
-        total = data.get("total")
-        eta = (total - done) / rate if rate and total else None
-        state.latest = {**data, "rate": rate, "eta_s": eta}
-        if now - state.last_sent >= PROGRESS_INTERVAL_S:
-            self._send_progress(job_id)
-        elif not state.scheduled and self.loop is not None:
-            state.scheduled = True
-            self.loop.call_later(PROGRESS_INTERVAL_S - (now - state.last_sent), self._send_progress, job_id)
+        if self._progress is not None:
+            self._progress.report(job_id, data, now)
 
-    def _send_progress(self, job_id: int) -> None:
-        state = self._progress.get(job_id)
-        if state is None or state.latest is None:
-            return
-        state.scheduled = False
-        state.last_sent = time.monotonic()
-        self._broadcast(schema.progress_event(job_id, state.latest))
-        state.latest = None
+    def _emit_progress(self, job_id: int, progress: dict[str, Any]) -> None:
+        self._broadcast(schema.progress_event(job_id, progress))
 
 
 def _call(method: Callable[..., Any], args: dict[str, Any]) -> Any:
