@@ -123,6 +123,7 @@ class Settings(BaseModel):
     retry_cap_s: float = Field(default=DEFAULT_RETRY_CAP_S, gt=0)
     default_max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=100)
     concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=64)
+    shutdown_grace_s: float = Field(default=SHUTDOWN_GRACE_S, ge=0, le=3600)
 
     event_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port at start")
     allowed_origins: list[str] = Field(default_factory=list)

@@ -50,24 +50,45 @@ class Executor:
         self.worker_id = worker_id
         self.progress = progress
         self.rng = rng or random.Random()
-        self._running: dict[int, JobContext] = {}
+        self._running: dict[int, JobContext | None] = {}
         self._lock = threading.Lock()
+        self._closing = False
 
     def running(self) -> list[int]:
         with self._lock:
             return list(self._running)
 
+    def close(self) -> None:
+        """Shutting down: claim nothing more. A message dequeued now is not lost: the ledger still has the job."""
+        with self._lock:
+            self._closing = True
+
     def request_stop(self) -> None:
         """Ask running jobs to stop at their next safe point (cooperative: uploads check between parts)."""
         with self._lock:
             for ctx in self._running.values():
-                ctx.stop_requested.set()
+                if ctx is not None:
+                    ctx.stop_requested.set()
 
     def execute(self, job_id: int) -> None:
+        with self._lock:
+            if self._closing:
+                return
+            self._running[job_id] = None  # visible to shutdown from before the claim
+        try:
+            self._execute(job_id)
+        finally:
+            with self._lock:
+                self._running.pop(job_id, None)
+
+    def _execute(self, job_id: int) -> None:
         claim = self.ledger.claim(job_id, self.worker_id)
         if claim.job is None:
             if claim.not_before is not None:  # an early message (e.g. a duplicate): put it back for its time
                 self.queue.enqueue(job_id, claim.priority, claim.not_before)
+            return
+        if self._closing:  # shutdown began while we claimed: hand it straight back
+            self.ledger.release(job_id, self.worker_id)
             return
         job = claim.job
         settings = self.settings()
@@ -107,8 +128,6 @@ class Executor:
             done = self.ledger.succeed(job_id, self.worker_id, result)
             self._cleanup(kind, done, staged, "succeeded", settings, ctx.checkpoint)
         finally:
-            with self._lock:
-                self._running.pop(job_id, None)
             _remove_tree(temp_dir)
 
     def _retry_or_fail(

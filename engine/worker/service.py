@@ -17,7 +17,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.config import HEARTBEAT_SECONDS, LEASE_SECONDS, SHUTDOWN_GRACE_S, Paths, load_settings
+from engine.config import HEARTBEAT_SECONDS, LEASE_SECONDS, Paths, load_settings
 from engine.events.server import EventServer
 from engine.operations import Operations
 from engine.queue.consumer import EmbeddedConsumer
@@ -37,14 +37,14 @@ class WorkerService:
         *,
         concurrency: int | None = None,
         port: int | None = None,
-        grace_s: float = SHUTDOWN_GRACE_S,
+        grace_s: float | None = None,
         lease_s: float = LEASE_SECONDS,
         heartbeat_s: float = HEARTBEAT_SECONDS,
     ) -> None:
         self.paths = paths or Paths()
         settings = load_settings(self.paths)
         self.concurrency = concurrency or settings.concurrency
-        self.grace_s = grace_s
+        self.grace_s = settings.shutdown_grace_s if grace_s is None else grace_s
         self.lease_s = lease_s
         self.heartbeat_s = heartbeat_s
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -146,6 +146,7 @@ class WorkerService:
         if self._stopped.is_set():
             return
         self._stop.set()
+        self.executor.close()
         self.queue.storage.pause(True)
         self.consumer.request_stop()
         self.queue.wake()

@@ -1,0 +1,233 @@
+"""The ledger's transitions, on SQLite and on PostgreSQL: each writes one event, guards its source state."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+
+from engine.errors import InvalidTransition, NotFound
+from engine.storage.repository import EVENTS, JOBS, Ledger
+from engine.storage.status import JobStatus
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    ledger = Ledger(url)
+    with ledger.engine.begin() as conn:  # the postgres database is shared by the session: start clean
+        conn.execute(EVENTS.delete())
+        conn.execute(JOBS.delete())
+    yield ledger
+    ledger.close()
+
+
+def make(ledger: Ledger, **kw: object) -> dict:
+    args = {
+        "job_type": "send_email",
+        "parameters": {"recipient": "a@example.com"},
+        "priority": 5,
+        "max_retries": 2,
+        "scheduled_time": None,
+    }
+    args.update(kw)
+    return ledger.create(**args)  # type: ignore[arg-type]
+
+
+def event_count(ledger: Ledger, job_id: int) -> int:
+    with ledger.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(EVENTS).where(EVENTS.c.job_id == job_id)).scalar_one()
+
+
+def test_create_writes_job_and_event(ledger: Ledger) -> None:
+    job = make(ledger)
+    assert job["status"] == "pending" and job["schedule_type"] == "immediate" and job["attempts"] == 0
+    history = ledger.history(job["id"])
+    assert [h["type"] for h in history] == ["created"]
+    later = datetime.now(UTC) + timedelta(hours=1)
+    scheduled = make(ledger, scheduled_time=later)
+    assert scheduled["status"] == "scheduled"
+    assert datetime.fromisoformat(scheduled["scheduled_time"]) == later.replace(microsecond=later.microsecond)
+
+
+def test_full_success_path_and_one_event_per_transition(ledger: Ledger) -> None:
+    job = make(ledger)
+    claim = ledger.claim(job["id"], "w1")
+    assert claim.job is not None and claim.job["status"] == "running" and claim.job["attempts"] == 1
+    assert ledger.claim(job["id"], "w2").job is None  # a second claim loses
+    done = ledger.succeed(job["id"], "w1", {"ok": True})
+    assert done is not None and done["status"] == "succeeded" and done["result"] == {"ok": True}
+    assert [h["type"] for h in ledger.history(job["id"])] == ["created", "started", "succeeded"]
+
+
+def test_finish_requires_the_lease_holder(ledger: Ledger) -> None:
+    job = make(ledger)
+    ledger.claim(job["id"], "w1")
+    assert ledger.succeed(job["id"], "someone-else", None) is None
+    assert ledger.get(job["id"])["status"] == "running"
+
+
+def test_retry_later_then_exhausted(ledger: Ledger) -> None:
+    job = make(ledger, max_retries=1)
+    ledger.claim(job["id"], "w1")
+    soon = datetime.now(UTC) - timedelta(seconds=1)
+    retrying = ledger.retry_later(job["id"], "w1", "boom", None, soon)
+    assert retrying is not None and retrying["status"] == "retrying" and retrying["next_attempt_at"]
+    second = ledger.claim(job["id"], "w1")
+    assert second.job is not None and second.job["attempts"] == 2
+    failed = ledger.fail(job["id"], "w1", "boom again", "tb")
+    assert failed is not None and failed["status"] == "failed" and failed["error"] == "boom again"
+
+
+def test_early_claims_are_refused_with_their_due_time(ledger: Ledger) -> None:
+    at = datetime.now(UTC) + timedelta(minutes=5)
+    job = make(ledger, scheduled_time=at)
+    claim = ledger.claim(job["id"], "w1")
+    assert claim.job is None and claim.not_before is not None
+    assert abs((claim.not_before - at).total_seconds()) < 0.001
+    assert ledger.run_now(job["id"])["status"] == "pending"
+    assert ledger.claim(job["id"], "w1").job is not None
+
+
+def test_operator_transitions_and_their_errors(ledger: Ledger) -> None:
+    job = make(ledger)
+    canceled = ledger.cancel(job["id"])
+    assert canceled["status"] == "canceled"
+    with pytest.raises(InvalidTransition, match="canceled; cancel needs a job that is pending, scheduled or retrying"):
+        ledger.cancel(job["id"])
+    retried = ledger.retry(job["id"])
+    assert retried["status"] == "pending" and retried["attempts"] == 0
+    ledger.claim(job["id"], "w1")
+    with pytest.raises(InvalidTransition, match="running; delete"):
+        ledger.delete(job["id"])
+    with pytest.raises(InvalidTransition, match="running; run now needs a job that is scheduled"):
+        ledger.run_now(job["id"])
+    ledger.fail(job["id"], "w1", "x", None)
+    deleted, _ = ledger.delete(job["id"])
+    assert deleted["id"] == job["id"]
+    with pytest.raises(NotFound):
+        ledger.get(job["id"])
+    # the history stays in the append-only log, ending with the deletion
+    assert ledger.events_since(0)[-1]["type"] == "deleted"
+
+
+def test_retry_all_failed_keeps_history(ledger: Ledger) -> None:
+    ids = []
+    for _ in range(3):
+        job = make(ledger, max_retries=0)
+        ledger.claim(job["id"], "w")
+        ledger.fail(job["id"], "w", "no", None)
+        ids.append(job["id"])
+    other = make(ledger)
+    retried = ledger.retry_all_failed()
+    assert [j["id"] for j in retried] == ids
+    assert all(j["status"] == "pending" and j["error"] is None for j in retried)
+    assert ledger.get(other["id"])["status"] == "pending"
+    assert event_count(ledger, ids[0]) == 4  # created, started, failed, retried
+
+
+def test_expired_lease_goes_back_then_fails_when_attempts_run_out(ledger: Ledger) -> None:
+    job = make(ledger, max_retries=1)
+    ledger.claim(job["id"], "dead-worker")
+    with ledger.engine.begin() as conn:
+        conn.execute(
+            update(JOBS).where(JOBS.c.id == job["id"]).values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=5))
+        )
+    assert [j["status"] for j in ledger.recover_expired(lease_s=30)] == ["pending"]
+    assert ledger.get(job["id"])["status"] == "pending"
+    ledger.claim(job["id"], "dead-worker")  # attempt 2 of 2
+    with ledger.engine.begin() as conn:
+        conn.execute(
+            update(JOBS).where(JOBS.c.id == job["id"]).values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=5))
+        )
+    recovered = ledger.recover_expired(lease_s=30)
+    assert [j["status"] for j in recovered] == ["failed"]
+    assert "worker lost" in recovered[0]["error"]
+
+
+def test_fresh_lease_is_not_recovered_unless_its_worker_is_known_dead(ledger: Ledger) -> None:
+    job = make(ledger)
+    ledger.claim(job["id"], "old-incarnation")
+    assert ledger.recover_expired(lease_s=30) == []
+    recovered = ledger.recover_expired(lease_s=30, worker_id="new-incarnation")
+    assert [j["id"] for j in recovered] == [job["id"]]
+
+
+def test_release_does_not_count_the_attempt(ledger: Ledger) -> None:
+    job = make(ledger)
+    ledger.claim(job["id"], "w")
+    released = ledger.release(job["id"], "w")
+    assert released is not None and released["status"] == "pending" and released["attempts"] == 0
+
+
+def test_seq_strictly_increases_under_concurrent_writers(ledger: Ledger) -> None:
+    """Replay from any seq must give exactly what followed: commit order == seq order."""
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def listener(events: list[dict]) -> None:
+        with lock:
+            seen.extend(e["seq"] for e in events)
+
+    ledger.add_listener(listener)
+
+    def writer() -> None:
+        for _ in range(25):
+            job = make(ledger)
+            ledger.claim(job["id"], "w")
+            ledger.succeed(job["id"], "w", None)
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stored = [e["seq"] for e in ledger.events_since(0, limit=10_000)]
+    assert len(stored) == 300 and stored == sorted(stored) and len(set(stored)) == 300
+    assert sorted(seen) == stored
+    # every suffix of the log replays exactly
+    for cut in (0, 1, 150, 299):
+        assert [e["seq"] for e in ledger.events_since(stored[cut], limit=10_000)] == stored[cut + 1 :]
+
+
+def test_a_broken_listener_never_breaks_a_transition(ledger: Ledger) -> None:
+    def broken(_events: list[dict]) -> None:
+        raise RuntimeError("subscriber bug")
+
+    ledger.add_listener(broken)
+    job = make(ledger)
+    assert ledger.get(job["id"])["status"] == JobStatus.PENDING.value
+
+
+def test_list_filters_search_and_paging(ledger: Ledger) -> None:
+    a = make(ledger, parameters={"recipient": "alice@example.com", "subject": "Quarterly 100% report"})
+    b = make(ledger, job_type="upload_file", parameters={"path": "/tmp/x_y.txt"})
+    ledger.cancel(b["id"])
+    jobs, total = ledger.list(search="ALICE")
+    assert total == 1 and jobs[0]["id"] == a["id"]
+    assert ledger.list(search="100%")[1] == 1
+    assert ledger.list(search="x_y")[1] == 1 and ledger.list(search="x%y")[1] == 0
+    assert [j["id"] for j in ledger.list(status=["canceled"])[0]] == [b["id"]]
+    assert [j["id"] for j in ledger.list(job_type="send_email")[0]] == [a["id"]]
+    page, total = ledger.list(limit=1, offset=1)
+    assert total == 2 and page[0]["id"] == a["id"]  # newest first
+
+
+def test_counts_and_durations(ledger: Ledger) -> None:
+    ok = make(ledger)
+    ledger.claim(ok["id"], "w")
+    ledger.succeed(ok["id"], "w", None)
+    bad = make(ledger, job_type="upload_file", max_retries=0)
+    ledger.claim(bad["id"], "w")
+    ledger.fail(bad["id"], "w", "x", None)
+    by_status, by_type = ledger.counts()
+    assert by_status["succeeded"] == 1 and by_status["failed"] == 1 and by_status["pending"] == 0
+    assert by_type == {"send_email": {"succeeded": 1}, "upload_file": {"failed": 1}}
+    assert len(ledger.durations()) == 1 and ledger.durations()[0] >= 0
