@@ -417,5 +417,23 @@ class Operations:
         self._woke()
         return job
 
+    def cleanup_uploads(self, bucket: str | None = None, older_than_hours: Any = 24) -> dict[str, Any]:
+        """Abort stale multipart uploads in the bucket, sparing those that unfinished upload jobs will resume."""
+        from engine.uploads import cleanup_stale
+
+        try:
+            hours = -1.0 if isinstance(older_than_hours, bool) else float(older_than_hours)
+        except (TypeError, ValueError):
+            hours = -1.0
+        if not hours >= 0:
+            raise ValidationError("older_than_hours", f"must be a number of hours ≥ 0; got {older_than_hours!r}")
+        live = self.list(status=["pending", "scheduled", "running", "retrying"], job_type="upload_file", limit=10_000)
+        keep = {
+            cp["upload_id"]
+            for job in live["jobs"]
+            if (cp := self.ledger.get_row(job["id"]).checkpoint) and cp.get("upload_id")
+        }
+        return cleanup_stale(self.settings, self.credentials, bucket=bucket, older_than_hours=hours, keep=keep)
+
     def count_failed(self) -> int:
         return self.ledger.counts()[0][JobStatus.FAILED.value]

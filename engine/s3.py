@@ -13,7 +13,10 @@ from engine.credentials.store import Credentials
 
 
 def make_client(settings: Settings, credentials: Credentials, **config: Any) -> Any:
-    """An S3 client; keys from the environment/keyring, else boto3's own credential chain."""
+    """An S3 client; keys from the environment/keyring, else boto3's own credential chain.
+
+    ``config`` overrides botocore Config options (pool size for parallel parts, shorter timeouts for retries).
+    """
     key_id = credentials.get("aws-access-key-id")
     secret = credentials.get("aws-secret-access-key")
     kwargs: dict[str, Any] = {"region_name": settings.s3_region or None}
@@ -22,13 +25,13 @@ def make_client(settings: Settings, credentials: Credentials, **config: Any) -> 
     if key_id and secret:
         kwargs["aws_access_key_id"] = key_id
         kwargs["aws_secret_access_key"] = secret
-    boto_config = BotoConfig(
-        s3={"addressing_style": "path" if settings.s3_path_style else "auto"},
-        retries={"max_attempts": 3, "mode": "standard"},
-        connect_timeout=10,
-        read_timeout=60,
-        **config,
-    )
+    options: dict[str, Any] = {
+        "s3": {"addressing_style": "path" if settings.s3_path_style else "auto"},
+        "retries": {"max_attempts": 3, "mode": "standard"},
+        "connect_timeout": 10,
+        "read_timeout": 60,
+    }
+    boto_config = BotoConfig(**{**options, **config})
     return boto3.session.Session().client("s3", config=boto_config, **kwargs)
 
 

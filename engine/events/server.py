@@ -90,6 +90,7 @@ OPERATIONS: dict[str, str] = {
     "types": "types",
     "upload": "upload",
     "count_failed": "count_failed",
+    "cleanup_uploads": "cleanup_uploads",
 }
 WORKER_COMMANDS = ("wake", "pause", "resume", "shutdown", "status")
 

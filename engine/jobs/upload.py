@@ -1,8 +1,9 @@
-"""The ``upload_file`` job type: one local file to an S3-compatible bucket, staged at submission."""
+"""The ``upload_file`` job type: one local file to an S3-compatible bucket, staged at submission, resumable."""
 
 from __future__ import annotations
 
 import errno
+import mimetypes
 import os
 import shutil
 import uuid
@@ -14,9 +15,10 @@ from pydantic import Field
 
 from engine.config import Settings
 from engine.errors import JobdeckError, JobError, PermanentJobError, ValidationError
-from engine.jobs.base import JobContext, JobType, Params, Prepared, remove_staged
+from engine.jobs.base import CleanupEnv, JobContext, JobType, Params, Prepared, remove_staged
 from engine.jobs.registry import register
-from engine.s3 import make_client, object_url
+from engine.s3 import object_url
+from engine.uploads import CHECKSUM_ALGORITHM, PendingAborts, Transfer, abort_or_defer, streaming_client
 
 _PERMANENT_S3_CODES = {
     "AccessDenied",
@@ -120,28 +122,36 @@ class UploadFile(JobType):
     def run(self, ctx: JobContext, params: UploadParams) -> dict[str, Any]:  # type: ignore[override]
         source = self._source(ctx, params)
         assert params.bucket and params.key
-        client = make_client(ctx.settings, ctx.credentials)
-        key = params.key
+        client = streaming_client(ctx.settings, ctx.credentials)
+        checkpoint = ctx.checkpoint if ctx.checkpoint and ctx.checkpoint.get("bucket") == params.bucket else None
         try:
-            if params.conflict != "overwrite" and self._exists(client, params.bucket, key):
-                if params.conflict == "skip":
-                    return {
-                        "skipped": "already exists",
-                        "bucket": params.bucket,
-                        "key": key,
-                        "file_url": object_url(ctx.settings, params.bucket, key),
-                    }
-                key = self._free_name(client, params.bucket, key)
-            total = source.stat().st_size
-            sent = 0
-
-            def _progress(n: int) -> None:
-                nonlocal sent
-                sent += n
-                ctx.progress(sent, total)
-
-            client.upload_file(str(source), params.bucket, key, Callback=_progress)
-            head = client.head_object(Bucket=params.bucket, Key=key)
+            PendingAborts().flush(client)
+            if checkpoint and checkpoint.get("key"):
+                key = checkpoint["key"]  # chosen by an earlier attempt (rename may have picked a new name)
+            else:
+                key = params.key
+                if params.conflict != "overwrite" and self._exists(client, params.bucket, key):
+                    if params.conflict == "skip":
+                        return {
+                            "skipped": "already exists",
+                            "bucket": params.bucket,
+                            "key": key,
+                            "file_url": object_url(ctx.settings, params.bucket, key),
+                        }
+                    key = self._free_name(client, params.bucket, key)
+            outcome = Transfer(
+                client=client,
+                source=source,
+                bucket=params.bucket,
+                key=key,
+                settings=ctx.settings,
+                progress=lambda done, total: ctx.progress(done, total),
+                save_checkpoint=ctx.save_checkpoint,
+                stop=ctx.stop_requested,
+                checkpoint=checkpoint,
+                content_type=mimetypes.guess_type(source.name)[0],
+            ).run()
+            head = client.head_object(Bucket=params.bucket, Key=key, ChecksumMode="ENABLED")
         except NoCredentialsError:
             raise PermanentJobError("no AWS credentials: set aws-access-key-id and aws-secret-access-key") from None
         except ClientError as exc:
@@ -156,10 +166,30 @@ class UploadFile(JobType):
             "file_url": object_url(ctx.settings, params.bucket, key),
             "bucket": params.bucket,
             "key": key,
-            "size": total,
-            "etag": head.get("ETag", "").strip('"'),
-            "version_id": head.get("VersionId"),
+            "size": head.get("ContentLength", outcome.bytes_sent),
+            "etag": head.get("ETag", "").strip('"') or outcome.etag,
+            "version_id": head.get("VersionId") or outcome.version_id,
+            "checksum_algorithm": CHECKSUM_ALGORITHM,
+            "checksum": head.get("ChecksumCRC32") or outcome.checksum,
+            "multipart": outcome.multipart,
+            "parts": outcome.parts,
+            "resumed_parts": outcome.resumed_parts,
+            "bytes_sent_this_attempt": outcome.bytes_sent,
         }
+
+    def cleanup(
+        self,
+        job: dict[str, Any],
+        staged_path: Path | None,
+        env: CleanupEnv,
+        reason: str,
+        *,
+        checkpoint: dict[str, Any] | None = None,
+    ) -> None:
+        """Also abort an unfinished multipart upload: S3 bills its parts until someone does."""
+        super().cleanup(job, staged_path, env, reason, checkpoint=checkpoint)
+        if reason != "succeeded" and checkpoint and checkpoint.get("upload_id"):
+            abort_or_defer(env.settings, env.credentials, checkpoint)
 
     @staticmethod
     def _source(ctx: JobContext, params: UploadParams) -> Path:

@@ -1,0 +1,525 @@
+"""Streaming, resumable S3 uploads: part planning, throttled part bodies, multipart resume and abort of stale uploads.
+
+Memory stays bounded whatever the file size: a part is never held in memory; its body reads the file at the part's
+offset in small blocks while the HTTP layer sends it. Resume state is a plain dict the job stores as its checkpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import os
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from engine.config import Paths, Settings
+from engine.credentials.store import Credentials
+from engine.errors import JobdeckError, JobError, ValidationError
+from engine.s3 import make_client
+
+log = logging.getLogger(__name__)
+
+MIN_PART = 5 * 1024**2
+MAX_PART = 5 * 1024**3
+MAX_PARTS = 10_000
+READ_BLOCK = 256 * 1024
+CHECKSUM_ALGORITHM = "CRC32"
+PROGRESS_EVERY_S = 0.1
+
+
+# ------------------------------------------------------------------ planning and checksums
+def part_size_for(size: int, wanted: int) -> int:
+    """The configured part size, grown (to whole MiB) when the file would otherwise need more than 10,000 parts."""
+    part = max(wanted, MIN_PART)
+    if size > part * MAX_PARTS:
+        part = math.ceil(size / MAX_PARTS / 1024**2) * 1024**2
+    if part > MAX_PART:
+        raise JobError(f"a file of {size:,} bytes is too large for S3 multipart upload")
+    return part
+
+
+def part_ranges(size: int, part_size: int) -> list[tuple[int, int, int]]:
+    """(part number, offset, length) for every part; S3 numbers parts from 1."""
+    count = max(1, math.ceil(size / part_size))
+    return [(n + 1, n * part_size, min(part_size, size - n * part_size)) for n in range(count)]
+
+
+def crc32_of(fd: int, offset: int, length: int) -> str:
+    """Base64 CRC32 of a byte range, in S3's header form, read in small blocks (never the whole range)."""
+    crc = 0
+    done = 0
+    while done < length:
+        block = os.pread(fd, min(READ_BLOCK, length - done), offset + done)
+        if not block:
+            raise JobError("the file got shorter while it was being uploaded")
+        crc = zlib.crc32(block, crc)
+        done += len(block)
+    return base64.b64encode(crc.to_bytes(4, "big")).decode("ascii")
+
+
+# ------------------------------------------------------------------ bandwidth limit
+class TokenBucket:
+    """A byte-rate limit shared by every part in flight (and every upload in this process)."""
+
+    def __init__(self, rate: int, burst_s: float = 0.25) -> None:
+        self.rate = rate
+        self.capacity = max(READ_BLOCK, int(rate * burst_s))
+        self._tokens = float(self.capacity)
+        self._stamp = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+                self._stamp = now
+                if self._tokens >= min(n, self.capacity):
+                    self._tokens -= n  # may go negative for a large n: later callers wait it off
+                    return
+                wait_s = (min(n, self.capacity) - self._tokens) / self.rate
+            time.sleep(min(wait_s, 0.2))
+
+
+_buckets: dict[int, TokenBucket] = {}
+_buckets_lock = threading.Lock()
+
+
+def shared_limit(rate: int) -> TokenBucket | None:
+    """The process-wide bucket for this rate: the setting caps Jobdeck's total upload bandwidth, not each job's."""
+    if rate <= 0:
+        return None
+    with _buckets_lock:
+        return _buckets.setdefault(rate, TokenBucket(rate))
+
+
+# ------------------------------------------------------------------ progress
+class Meter:
+    """Bytes sent, from many part threads, reported to the job at most every PROGRESS_EVERY_S."""
+
+    def __init__(self, total: int, already: int, report: Callable[[int, int], None]) -> None:
+        self.total = total
+        self.already = already
+        self.sent = 0
+        self._report = report
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.sent += n
+            now = time.monotonic()
+            if now - self._last < PROGRESS_EVERY_S:
+                return
+            self._last = now
+            done = self.already + self.sent
+        self._report(min(done, self.total), self.total)
+
+    def finish(self) -> None:
+        self._report(self.total, self.total)
+
+
+class PartBody:
+    """A seekable, sized view of one byte range of the file for botocore.
+
+    botocore reads the body once to sign it (plain-HTTP endpoints) before sending; only reads after the
+    ``before-send`` hook arms the body count as sent and pass through the bandwidth limit. A botocore retry seeks
+    back to 0, which takes back what was counted.
+    """
+
+    def __init__(self, fd: int, offset: int, length: int, meter: Meter, limit: TokenBucket | None) -> None:
+        self.fd = fd
+        self.offset = offset
+        self.length = length
+        self.meter = meter
+        self.limit = limit
+        self.pos = 0
+        self.armed = False
+        self.counted = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, amt: int | None = -1) -> bytes:
+        remaining = self.length - self.pos
+        want = remaining if amt is None or amt < 0 else min(amt, remaining)
+        if want <= 0:
+            return b""
+        want = min(want, READ_BLOCK) if self.armed else want
+        if self.armed and self.limit is not None:
+            self.limit.take(want)
+        data = os.pread(self.fd, want, self.offset + self.pos)
+        self.pos += len(data)
+        if self.armed:
+            self.counted += len(data)
+            self.meter.add(len(data))
+        return data
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: self.length}[whence]
+        self.pos = max(0, min(self.length, base + pos))
+        if self.armed and self.pos == 0 and self.counted:
+            self.meter.add(-self.counted)
+            self.counted = 0
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seekable(self) -> bool:
+        return True
+
+
+def _arm_body(request: Any, **_: Any) -> None:
+    if isinstance(request.body, PartBody):
+        request.body.armed = True
+
+
+def streaming_client(settings: Settings, credentials: Credentials) -> Any:
+    """An S3 client whose connection pool fits the parallel parts, with the sent-bytes hook installed."""
+    client = make_client(settings, credentials, max_pool_connections=settings.multipart_concurrency + 2)
+    for op in ("PutObject", "UploadPart"):
+        client.meta.events.register(f"before-send.s3.{op}", _arm_body)
+    return client
+
+
+# ------------------------------------------------------------------ one upload
+@dataclass
+class Outcome:
+    """What an upload did: the server's answer and how much this attempt had to send."""
+
+    etag: str
+    version_id: str | None
+    checksum: str | None
+    parts: int
+    resumed_parts: int
+    bytes_sent: int
+    multipart: bool
+
+
+@dataclass
+class Transfer:
+    """One file to one key, with the job's hooks: progress, checkpoint and the stop flag."""
+
+    client: Any
+    source: Path
+    bucket: str
+    key: str
+    settings: Settings
+    progress: Callable[[int, int], None]
+    save_checkpoint: Callable[[dict[str, Any] | None], None]
+    stop: threading.Event
+    checkpoint: dict[str, Any] | None = None
+    content_type: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self) -> Outcome:
+        size = self.source.stat().st_size
+        limit = shared_limit(self.settings.bandwidth_limit_bytes_s)
+        fd = os.open(self.source, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            if size < self.settings.multipart_threshold_bytes:
+                return self._single(fd, size, limit)
+            return self._multipart(fd, size, limit)
+        finally:
+            os.close(fd)
+
+    def _extra(self) -> dict[str, Any]:
+        return {"ContentType": self.content_type} if self.content_type else {}
+
+    def _single(self, fd: int, size: int, limit: TokenBucket | None) -> Outcome:
+        meter = Meter(size, 0, self.progress)
+        crc = crc32_of(fd, 0, size)
+        body = PartBody(fd, 0, size, meter, limit)
+        answer = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body, ChecksumCRC32=crc, **self._extra())
+        meter.finish()
+        return Outcome(
+            etag=answer.get("ETag", "").strip('"'),
+            version_id=answer.get("VersionId"),
+            checksum=answer.get("ChecksumCRC32") or crc,
+            parts=1,
+            resumed_parts=0,
+            bytes_sent=size,
+            multipart=False,
+        )
+
+    # -------------------------------------------------------------- multipart
+    def _multipart(self, fd: int, size: int, limit: TokenBucket | None) -> Outcome:
+        part_size = part_size_for(size, self.settings.multipart_part_bytes)
+        ranges = part_ranges(size, part_size)
+        state = self._resume(size, part_size)
+        if state is None:
+            created = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=self.key, ChecksumAlgorithm=CHECKSUM_ALGORITHM, **self._extra()
+            )
+            # Saved before any part is sent: a crash from here on leaves a record to resume from or abort.
+            state = {
+                "upload_id": created["UploadId"],
+                "bucket": self.bucket,
+                "key": self.key,
+                "size": size,
+                "part_size": part_size,
+                "parts": [],
+            }
+            self.save_checkpoint(state)
+        done = {p["PartNumber"] for p in state["parts"]}
+        resumed = len(done)
+        already = sum(length for n, _, length in ranges if n in done)
+        meter = Meter(size, already, self.progress)
+        meter.add(0)
+        todo = [r for r in ranges if r[0] not in done]
+        self._send_parts(fd, state, todo, meter, limit)
+        if len(state["parts"]) < len(ranges):
+            raise JobError(
+                f"stopped on request with {len(state['parts'])} of {len(ranges)} parts on the server; "
+                "the next attempt resumes from there"
+            )
+        parts = sorted(state["parts"], key=lambda p: p["PartNumber"])
+        answer = self.client.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=state["upload_id"],
+            MultipartUpload={
+                "Parts": [
+                    {"PartNumber": p["PartNumber"], "ETag": p["ETag"], "ChecksumCRC32": p["checksum"]} for p in parts
+                ]
+            },
+        )
+        meter.finish()
+        return Outcome(
+            etag=answer.get("ETag", "").strip('"'),
+            version_id=answer.get("VersionId"),
+            checksum=answer.get("ChecksumCRC32"),
+            parts=len(parts),
+            resumed_parts=resumed,
+            bytes_sent=meter.sent,
+            multipart=True,
+        )
+
+    def _resume(self, size: int, part_size: int) -> dict[str, Any] | None:
+        """The checkpoint's upload if it still exists and fits this file; its parts as confirmed by ListParts."""
+        cp = self.checkpoint
+        if not cp or not cp.get("upload_id"):
+            return None
+        if (cp.get("bucket"), cp.get("key"), cp.get("size"), cp.get("part_size")) != (
+            self.bucket,
+            self.key,
+            size,
+            part_size,
+        ):
+            abort_quietly(self.client, cp.get("bucket"), cp.get("key"), cp["upload_id"])
+            return None
+        try:
+            on_server = {
+                p["PartNumber"]: p
+                for p in list_all(self.client, "list_parts", "Parts", Bucket=self.bucket, Key=self.key,
+                                  UploadId=cp["upload_id"])
+            }  # fmt: skip
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchUpload", "404", "NotFound"):
+                return None  # aborted or expired meanwhile: start over
+            raise
+        expected = {n: length for n, _, length in part_ranges(size, part_size)}
+        kept = []
+        for part in cp.get("parts", []):
+            server = on_server.get(part["PartNumber"])
+            if (
+                server is not None
+                and server.get("ETag") == part["ETag"]
+                and server.get("Size") == expected.get(part["PartNumber"])
+            ):
+                kept.append(part)
+        state = {**cp, "parts": kept}
+        self.save_checkpoint(state)
+        return state
+
+    def _send_parts(
+        self, fd: int, state: dict[str, Any], todo: list[tuple[int, int, int]], meter: Meter, limit: TokenBucket | None
+    ) -> None:
+        """At most ``multipart_concurrency`` parts in flight; none started after a stop request or a failure."""
+        pending = iter(todo)
+        in_flight: set[Future[None]] = set()
+        error: BaseException | None = None
+        with ThreadPoolExecutor(self.settings.multipart_concurrency, thread_name_prefix="upload-part") as pool:
+            while True:
+                while error is None and not self.stop.is_set() and len(in_flight) < self.settings.multipart_concurrency:
+                    item = next(pending, None)
+                    if item is None:
+                        break
+                    in_flight.add(pool.submit(self._send_part, fd, state, item, meter, limit))
+                if not in_flight:
+                    break
+                finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    exc = fut.exception()
+                    if exc is not None and error is None:
+                        error = exc
+        if error is not None:
+            raise error
+
+    def _send_part(
+        self, fd: int, state: dict[str, Any], item: tuple[int, int, int], meter: Meter, limit: TokenBucket | None
+    ) -> None:
+        number, offset, length = item
+        crc = crc32_of(fd, offset, length)
+        body = PartBody(fd, offset, length, meter, limit)
+        answer = self.client.upload_part(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=state["upload_id"],
+            PartNumber=number,
+            Body=body,
+            ChecksumCRC32=crc,
+        )
+        with self._lock:
+            state["parts"] = [p for p in state["parts"] if p["PartNumber"] != number]
+            state["parts"].append({"PartNumber": number, "ETag": answer["ETag"], "checksum": crc})
+            self.save_checkpoint({**state, "parts": list(state["parts"])})
+
+
+def list_all(client: Any, method: str, item_key: str, **kwargs: Any) -> Iterable[dict[str, Any]]:
+    for page in client.get_paginator(method).paginate(**kwargs):
+        yield from page.get(item_key, [])
+
+
+# ------------------------------------------------------------------ abort: now, later, or when stale
+def abort_quietly(client: Any, bucket: str | None, key: str | None, upload_id: str) -> bool:
+    """Abort one multipart upload; True when it is gone (including already gone)."""
+    if not bucket or not key:
+        return False
+    try:
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    except ClientError as exc:
+        return exc.response.get("Error", {}).get("Code") in ("NoSuchUpload", "404", "NotFound")
+    except Exception as exc:  # endpoint down: the caller defers
+        log.info("could not abort multipart upload %s of s3://%s/%s: %s", upload_id, bucket, key, exc)
+        return False
+    return True
+
+
+class PendingAborts:
+    """Aborts that failed (endpoint down), kept on disk so a later run, cleanup or worker finishes them."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, paths: Paths | None = None) -> None:
+        self.path = (paths or Paths()).spool / "pending-aborts.json"
+
+    def load(self) -> list[dict[str, str]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
+
+    def _write(self, items: list[dict[str, str]]) -> None:
+        if not items:
+            self.path.unlink(missing_ok=True)
+            return
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(items), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def add(self, bucket: str, key: str, upload_id: str) -> None:
+        with self._lock:
+            items = [i for i in self.load() if i.get("upload_id") != upload_id]
+            self._write([*items, {"bucket": bucket, "key": key, "upload_id": upload_id}])
+
+    def flush(self, client: Any) -> int:
+        """Try every pending abort once; returns how many are done."""
+        with self._lock:
+            items = self.load()
+            left = [i for i in items if not abort_quietly(client, i.get("bucket"), i.get("key"), i["upload_id"])]
+            self._write(left)
+        return len(items) - len(left)
+
+
+_retrier: threading.Thread | None = None
+
+
+def abort_or_defer(settings: Settings, credentials: Credentials, checkpoint: dict[str, Any]) -> bool:
+    """Abort the checkpoint's multipart upload; if the endpoint is unreachable, keep retrying in the background."""
+    bucket, key, upload_id = checkpoint.get("bucket"), checkpoint.get("key"), checkpoint.get("upload_id")
+    if not (bucket and key and upload_id):
+        return True
+    client = make_client(settings, credentials)
+    if abort_quietly(client, bucket, key, upload_id):
+        return True
+    pending = PendingAborts()
+    pending.add(bucket, key, upload_id)
+    _start_retrier(settings, credentials, pending)
+    return False
+
+
+def _start_retrier(settings: Settings, credentials: Credentials, pending: PendingAborts, span_s: float = 900) -> None:
+    global _retrier
+    if _retrier is not None and _retrier.is_alive():
+        return
+
+    def _loop() -> None:
+        delay = 0.5
+        deadline = time.monotonic() + span_s
+        client = make_client(settings, credentials, connect_timeout=2, retries={"max_attempts": 1})
+        while time.monotonic() < deadline and pending.load():
+            time.sleep(delay)
+            pending.flush(client)
+            delay = min(delay * 2, 30.0)
+
+    _retrier = threading.Thread(target=_loop, name="jobdeck-abort-retry", daemon=True)
+    _retrier.start()
+
+
+def cleanup_stale(
+    settings: Settings,
+    credentials: Credentials,
+    *,
+    bucket: str | None = None,
+    older_than_hours: float = 24.0,
+    keep: set[str] | frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """Abort multipart uploads in the bucket started more than ``older_than_hours`` ago (S3 bills their parts).
+
+    ``keep`` holds upload ids that live jobs will still resume.
+    """
+    name = bucket or settings.s3_bucket
+    if not name:
+        raise ValidationError("bucket", "no bucket given and no default set (jobdeck config set s3_bucket NAME)")
+    client = make_client(settings, credentials)
+    retried = PendingAborts().flush(client)
+    cutoff = datetime.now(UTC) - timedelta(hours=older_than_hours)
+    aborted: list[dict[str, Any]] = []
+    kept = 0
+    try:
+        uploads = list(list_all(client, "list_multipart_uploads", "Uploads", Bucket=name))
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise JobdeckError(
+            f"S3 refused to list uploads in {name}: {error.get('Code')} {error.get('Message', '')}"
+        ) from None
+    except BotoCoreError as exc:
+        raise JobdeckError(f"could not list uploads in {name}: {exc}") from None
+    for upload in uploads:
+        initiated = upload.get("Initiated")
+        if upload["UploadId"] in keep or (initiated is not None and initiated > cutoff):
+            kept += 1
+            continue
+        if abort_quietly(client, name, upload["Key"], upload["UploadId"]):
+            aborted.append(
+                {
+                    "key": upload["Key"],
+                    "upload_id": upload["UploadId"],
+                    "initiated": initiated.astimezone(UTC).isoformat() if initiated else None,
+                }
+            )
+    return {"bucket": name, "aborted": aborted, "kept": kept, "pending_retried": retried}
