@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from servers import S3Server
 from test_upload import MiB, fetch, open_uploads, write_file
 
@@ -100,7 +101,7 @@ def test_endpoint_down_retries_then_fails_with_no_upload_left_open(
         private.start()
         wait_until("the multipart upload to be aborted", lambda: open_uploads(private, bucket) == [])
         wait_until("the journal to empty", lambda: PendingAborts(Paths(ops.paths.root)).load() == [])
-        with pytest.raises(Exception, match="NoSuchKey|Not Found|404"):
+        with pytest.raises(ClientError, match=r"NoSuchKey|Not Found|404"):
             fetch(private, bucket, "backup.tar")
         client = private.client()
         client.delete_bucket(Bucket=bucket)
