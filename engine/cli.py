@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_common(u)
     u.add_argument("--json", action="store_true", help="print the created jobs as JSON")
 
+    up = sub.add_parser("uploads", help="multipart uploads on the server")
+    up.add_argument("action", choices=["cleanup"], help="cleanup: abort stale multipart uploads (S3 bills their parts)")
+    up.add_argument("--older-than", type=float, default=24.0, metavar="HOURS", help="started this long ago (24)")
+    up.add_argument("--bucket", metavar="B", help="default: the s3_bucket setting")
+    up.add_argument("--json", action="store_true")
+
     ls = sub.add_parser("list", help="list jobs, newest first")
     ls.add_argument("--status", metavar="S", help=f"one or more of: {', '.join(ALL_STATUSES)} (comma-separated)")
     ls.add_argument("--type", dest="job_type", metavar="T")
@@ -234,6 +240,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                     f"created job {job['id']} ({job['status']}): {job['parameters']['path']} → "
                     f"s3://{job['parameters']['bucket']}/{job['parameters']['key']}"
                 )
+    elif cmd == "uploads":
+        _uploads_cleanup(ops, args.bucket, args.older_than, args.json)
     elif cmd == "list":
         page = ops.list(status=args.status, job_type=args.job_type, search=args.search, limit=args.limit)
         if args.json:
@@ -279,6 +287,19 @@ def _dispatch(args: argparse.Namespace) -> int:
     else:
         _parser().print_help()
     return 0
+
+
+def _uploads_cleanup(ops: Any, bucket: str | None, older_than: float, as_json: bool) -> None:
+    report = ops.cleanup_uploads(bucket=bucket, older_than_hours=older_than)
+    if as_json:
+        _print_json(report)
+        return
+    for item in report["aborted"]:
+        print(f"aborted {item['upload_id'][:16]}…  started {(item['initiated'] or '?')[:19]}  {item['key']}")
+    print(
+        f"{len(report['aborted'])} stale multipart upload(s) aborted in {report['bucket']}; "
+        f"{report['kept']} kept (newer, or resumable by a job)"
+    )
 
 
 def _credentials(action: str, name: str | None) -> int:

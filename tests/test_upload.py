@@ -325,3 +325,29 @@ def test_an_abort_that_finds_the_endpoint_down_is_kept_and_finished_later(
         ops.cleanup_uploads(older_than_hours=10**6)  # nothing is stale; the pending abort is retried now
         assert PendingAborts(ops.paths).load() == []
         assert open_uploads(private, s3_bucket + "-p") == []
+
+
+def test_cli_uploads_cleanup(ops: Any, s3_server: S3Server, s3_bucket: str) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from workerproc import ROOT
+
+    s3_settings(ops, s3_server, s3_bucket)
+    orphan = s3_server.client().create_multipart_upload(Bucket=s3_bucket, Key="left over.bin")["UploadId"]
+    env = {
+        **os.environ,
+        "JOBDECK_HOME": str(ops.paths.root),
+        "JOBDECK_KEYRING": "memory",
+        "AWS_ACCESS_KEY_ID": S3Server.ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": S3Server.SECRET_KEY,
+    }
+    run = [sys.executable, str(ROOT / "main.py"), "uploads", "cleanup"]
+    bad = subprocess.run([*run, "--older-than", "-1"], env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "older_than_hours" in bad.stderr
+    done = subprocess.run([*run, "--older-than", "0", "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["bucket"] == s3_bucket and [a["upload_id"] for a in report["aborted"]] == [orphan]
+    assert open_uploads(s3_server, s3_bucket) == []
