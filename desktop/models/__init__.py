@@ -1,0 +1,1 @@
+"""Qt adapter models over plain job dicts; they do no I/O."""

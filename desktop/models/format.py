@@ -1,0 +1,123 @@
+"""Plain-text formatting of job fields for display: times in local time, sizes, durations, one-line summaries."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+STATUS_ORDER = ("pending", "scheduled", "running", "retrying", "succeeded", "failed", "canceled")
+STATUS_LABELS = {s: s.capitalize() for s in STATUS_ORDER}
+
+
+def parse_iso(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def local_time(value: str | None, *, seconds: bool = True) -> str:
+    when = parse_iso(value)
+    if when is None:
+        return ""
+    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def job_duration(job: dict[str, Any]) -> float | None:
+    start, end = parse_iso(job.get("started_at")), parse_iso(job.get("finished_at"))
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+def size(n: float | None) -> str:
+    if n is None:
+        return ""
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def summary(job: dict[str, Any]) -> str:
+    """Recipient and subject for email, file name for uploads, else the first short parameter."""
+    params = job.get("parameters") or {}
+    if job.get("job_type") == "send_email":
+        subject = params.get("subject", "")
+        return f"{params.get('recipient', '')} — {subject}" if subject else str(params.get("recipient", ""))
+    if "path" in params:
+        return os.path.basename(str(params["path"]).replace("\\", "/"))
+    for value in params.values():
+        if isinstance(value, str) and value:
+            return value.splitlines()[0][:120]
+    return ""
+
+
+def outcome(job: dict[str, Any]) -> str:
+    """The result or error, on one line."""
+    if job.get("error"):
+        return str(job["error"]).splitlines()[0]
+    result = job.get("result")
+    if not result:
+        return ""
+    if isinstance(result, dict):
+        if result.get("skipped"):
+            return f"skipped: {result['skipped']}"
+        if result.get("file_url"):
+            return str(result["file_url"])
+        if result.get("recipients") is not None:
+            return f"sent to {len(result['recipients'])} recipient(s)"
+    return json.dumps(result, ensure_ascii=False)[:200]
+
+
+def when(job: dict[str, Any]) -> str:
+    """Scheduled time, or the next retry for a retrying job."""
+    if job.get("status") == "retrying" and job.get("next_attempt_at"):
+        return "retry " + local_time(job["next_attempt_at"])
+    if job.get("status") == "scheduled" or (job.get("scheduled_time") and job.get("status") == "pending"):
+        return local_time(job.get("scheduled_time"))
+    return ""
+
+
+def progress_text(progress: dict[str, Any]) -> str:
+    done, total = progress.get("done") or 0, progress.get("total")
+    parts = [f"{size(done)} / {size(total)}" if total else size(done)]
+    if progress.get("rate"):
+        parts.append(f"{size(progress['rate'])}/s")
+    if progress.get("eta_s") is not None:
+        parts.append(f"ETA {duration(progress['eta_s'])}")
+    return " · ".join(parts)
+
+
+def matches_search(job: dict[str, Any], search: str) -> bool:
+    """The client-side twin of the ledger's search (parameters, result and error, case-insensitive)."""
+    needle = search.lower()
+    for field in ("parameters", "result", "error"):
+        value = job.get(field)
+        if value is None:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        if needle in text.lower():
+            return True
+    return False

@@ -1,0 +1,23 @@
+"""Sorting of the loaded jobs by any column, through each cell's natural sort value."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyModel
+
+from desktop.models.jobs import Role
+
+
+class JobSortProxy(QSortFilterProxyModel):
+    """Sorts by ``Role.SORT`` so ids, priorities and durations sort as numbers and times chronologically."""
+
+    def __init__(self, parent: object = None) -> None:
+        super().__init__(parent)
+        self.setSortRole(Role.SORT)
+        self.setDynamicSortFilter(True)
+
+    def lessThan(self, left: QModelIndex | QPersistentModelIndex, right: QModelIndex | QPersistentModelIndex) -> bool:
+        a, b = left.data(Role.SORT), right.data(Role.SORT)
+        try:
+            return bool(a < b)
+        except TypeError:
+            return str(a) < str(b)

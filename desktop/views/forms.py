@@ -1,0 +1,79 @@
+"""Pieces shared by the job and upload forms: inline error labels, the schedule chooser, mapping engine errors."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from PySide6.QtCore import QDateTime, Signal
+from PySide6.QtWidgets import QButtonGroup, QDateTimeEdit, QHBoxLayout, QLabel, QRadioButton, QWidget
+
+
+class ErrorLabel(QLabel):
+    """A red line under a field; hidden while empty so valid forms stay compact."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("fieldError")
+        self.setWordWrap(True)
+        self.hide()
+
+    def show_error(self, message: str | None) -> None:
+        self.setText(message or "")
+        self.setVisible(bool(message))
+
+
+class ScheduleChooser(QWidget):
+    """Immediately, or At a local date and time that must be in the future."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.now_radio = QRadioButton("Immediately", self)
+        self.at_radio = QRadioButton("At", self)
+        group = QButtonGroup(self)
+        group.addButton(self.now_radio)
+        group.addButton(self.at_radio)
+        self.now_radio.setChecked(True)
+        self.when = QDateTimeEdit(self)
+        self.when.setCalendarPopup(True)
+        self.when.setDisplayFormat("yyyy-MM-dd HH:mm")
+        start = QDateTime.currentDateTime().addSecs(3600)
+        start.setTime(start.time().addSecs(-start.time().second()))
+        self.when.setDateTime(start)
+        self.when.setEnabled(False)
+        self.when.setAccessibleName("Scheduled time (local)")
+        layout.addWidget(self.now_radio)
+        layout.addWidget(self.at_radio)
+        layout.addWidget(self.when, 1)
+        self.at_radio.toggled.connect(self._on_at_radio_toggled)
+        self.when.dateTimeChanged.connect(self._on_when_date_time_changed)
+
+    def _on_at_radio_toggled(self, checked: bool) -> None:
+        self.when.setEnabled(checked)
+        self.changed.emit()
+
+    def _on_when_date_time_changed(self, _value: QDateTime) -> None:
+        self.changed.emit()
+
+    @property
+    def scheduled(self) -> bool:
+        return self.at_radio.isChecked()
+
+    def local_error(self) -> str | None:
+        if self.scheduled and self.when.dateTime() <= QDateTime.currentDateTime():
+            return "Pick a time in the future."
+        return None
+
+    def iso(self) -> str | None:
+        """The chosen time as ISO 8601 with the local offset, or None for immediately."""
+        if not self.scheduled:
+            return None
+        naive: datetime = self.when.dateTime().toPython()
+        return naive.astimezone().isoformat(timespec="seconds")
+
+    def set_time(self, when: datetime) -> None:
+        self.at_radio.setChecked(True)
+        self.when.setDateTime(QDateTime(when.astimezone().replace(tzinfo=None)))

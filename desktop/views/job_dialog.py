@@ -1,0 +1,363 @@
+"""The new-job form, generated from the job type's parameter schema; the engine's errors appear at their field."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.views.forms import ErrorLabel, ScheduleChooser
+from engine.errors import JobdeckError, ValidationError
+
+Request = Callable[..., Awaitable[Any]]
+_ADDRESS = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
+
+
+def _kind(schema: dict[str, Any]) -> tuple[str, list[Any] | None, bool]:
+    """(json type, enum or None, nullable) from a property schema, looking through ``anyOf: [X, null]``."""
+    options = schema.get("anyOf") or [schema]
+    nullable = any(o.get("type") == "null" for o in options)
+    main = next((o for o in options if o.get("type") != "null"), {})
+    return str(main.get("type", "string")), main.get("enum"), nullable
+
+
+class ParamField:
+    """One schema property: its widget, its inline error, its value and its cheap local check."""
+
+    def __init__(self, name: str, schema: dict[str, Any], required: bool, parent: QWidget) -> None:
+        self.name, self.schema, self.required = name, schema, required
+        self.format = schema.get("format", "")
+        self.type, self.enum, self.nullable = _kind(schema)
+        self.touched = False
+        self.error = ErrorLabel(parent)
+        self.container = QWidget(parent)
+        layout = QVBoxLayout(self.container)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        self.widget: QWidget
+        if self.enum:
+            combo = QComboBox(parent)
+            if self.nullable:
+                combo.addItem("(default from settings)", None)
+            for option in self.enum:
+                combo.addItem(str(option), option)
+            self.widget = combo
+            row: QWidget = combo
+        elif self.type == "boolean":
+            self.widget = QCheckBox(schema.get("description", ""), parent)
+            self.widget.setChecked(bool(schema.get("default")))
+            row = self.widget
+        elif self.format == "multiline":
+            edit = QPlainTextEdit(parent)
+            edit.setTabChangesFocus(True)
+            edit.setMinimumHeight(edit.fontMetrics().height() * 5)
+            self.widget = row = edit
+        else:
+            line = QLineEdit(parent)
+            if self.format == "email-list":
+                line.setPlaceholderText("name@example.com, other@example.com")
+            elif schema.get("description"):
+                line.setPlaceholderText(schema["description"])
+            self.widget = line
+            row = line
+            if self.format == "file-path":
+                row = QWidget(parent)
+                hl = QHBoxLayout(row)
+                hl.setContentsMargins(0, 0, 0, 0)
+                hl.addWidget(line, 1)
+                browse = QPushButton("Browse…", row)
+                browse.clicked.connect(self._on_browse_clicked)
+                hl.addWidget(browse)
+        self.widget.setAccessibleName(self.label)
+        if schema.get("description") and self.type != "boolean":
+            self.widget.setToolTip(schema["description"])
+        layout.addWidget(row)
+        layout.addWidget(self.error)
+
+    @property
+    def label(self) -> str:
+        title = self.schema.get("title") or self.name.replace("_", " ").capitalize()
+        return title + (" *" if self.required else "")
+
+    def _on_browse_clicked(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.container, "Choose a file")
+        if path:
+            self.set_value(path)
+
+    def connect_changed(self, slot: Callable[[], None]) -> None:
+        w = self.widget
+        if isinstance(w, QComboBox):
+            w.currentIndexChanged.connect(lambda _i: slot())
+        elif isinstance(w, QCheckBox):
+            w.toggled.connect(lambda _c: slot())
+        elif isinstance(w, QPlainTextEdit):
+            w.textChanged.connect(slot)
+        elif isinstance(w, QLineEdit):
+            w.textChanged.connect(lambda _t: slot())
+
+    def value(self) -> Any:
+        w = self.widget
+        if isinstance(w, QComboBox):
+            return w.currentData()
+        if isinstance(w, QCheckBox):
+            return w.isChecked()
+        text = w.toPlainText() if isinstance(w, QPlainTextEdit) else w.text()  # type: ignore[attr-defined]
+        if self.type == "integer":
+            try:
+                return int(text.strip()) if text.strip() else None
+            except ValueError:
+                return text
+        return text if text.strip() else None
+
+    def set_value(self, value: Any) -> None:
+        w = self.widget
+        if isinstance(w, QComboBox):
+            w.setCurrentIndex(max(0, w.findData(value)))
+        elif isinstance(w, QCheckBox):
+            w.setChecked(bool(value))
+        elif isinstance(w, QPlainTextEdit):
+            w.setPlainText("" if value is None else str(value))
+        elif isinstance(w, QLineEdit):
+            w.setText("" if value is None else str(value))
+
+    def local_error(self) -> str | None:
+        value = self.value()
+        if value is None:
+            return "Required." if self.required else None
+        if isinstance(value, str):
+            if self.format == "email-list":
+                parts = [p.strip() for p in re.split(r"[,;]", value) if p.strip()]
+                bad = [p for p in parts if not _ADDRESS.match(p)]
+                if bad:
+                    return f"Not an email address: {', '.join(bad)} (expected name@example.com)"
+            limit = self.schema.get("maxLength")
+            if limit and len(value) > limit:
+                return f"At most {limit} characters."
+            if self.type == "integer":
+                return "Must be a whole number."
+        return None
+
+
+class JobDialog(QDialog):
+    """Type chooser → generated form → `create`. Submit stays disabled while a cheap local check fails."""
+
+    created = Signal(object)  # the new job dict
+
+    def __init__(
+        self,
+        types: list[dict[str, Any]],
+        request: Request,
+        *,
+        default_max_retries: int = 3,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("New job")
+        self.types = {t["name"]: t for t in types}
+        self.request = request
+        self.fields: dict[str, ParamField] = {}
+        self._submitting = False
+        self.submit_task: asyncio.Future[Any] | None = None
+        outer = QVBoxLayout(self)
+        top = QFormLayout()
+        self.type_combo = QComboBox(self)
+        for kind in types:
+            self.type_combo.addItem(kind.get("label") or kind["name"], kind["name"])
+        top.addRow("Job type", self.type_combo)
+        self.description = QLabel(self)
+        self.description.setWordWrap(True)
+        top.addRow("", self.description)
+        outer.addLayout(top)
+        self.params_box = QWidget(self)
+        self.params_form = QFormLayout(self.params_box)
+        self.params_form.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.params_box, 1)
+        common = QFormLayout()
+        self.schedule = ScheduleChooser(self)
+        self.schedule_error = ErrorLabel(self)
+        sched_box = QWidget(self)
+        sl = QVBoxLayout(sched_box)
+        sl.setContentsMargins(0, 0, 0, 0)
+        sl.addWidget(self.schedule)
+        sl.addWidget(self.schedule_error)
+        common.addRow("Run", sched_box)
+        self.priority = QSpinBox(self)
+        self.priority.setRange(0, 9)
+        self.priority.setValue(5)
+        self.priority.setToolTip("0–9; higher runs first")
+        self.priority_error = ErrorLabel(self)
+        common.addRow("Priority", self._stack(self.priority, self.priority_error))
+        self.max_retries = QSpinBox(self)
+        self.max_retries.setRange(0, 100)
+        self.max_retries.setValue(default_max_retries)
+        self.retries_error = ErrorLabel(self)
+        common.addRow("Max retries", self._stack(self.max_retries, self.retries_error))
+        outer.addLayout(common)
+        self.form_error = QLabel(self)
+        self.form_error.setObjectName("formError")
+        self.form_error.setWordWrap(True)
+        self.form_error.hide()
+        outer.addWidget(self.form_error)
+        self.buttons = QDialogButtonBox(self)
+        self.submit_button = self.buttons.addButton("Create job", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self._on_buttons_accepted)
+        self.buttons.rejected.connect(self.reject)
+        outer.addWidget(self.buttons)
+        self.type_combo.currentIndexChanged.connect(self._on_type_combo_current_index_changed)
+        self.schedule.changed.connect(self._revalidate)
+        self._build_fields()
+        width = self.fontMetrics().horizontalAdvance("M") * 40
+        self.resize(width, self.sizeHint().height())
+
+    def _stack(self, widget: QWidget, error: ErrorLabel) -> QWidget:
+        box = QWidget(self)
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(widget)
+        layout.addWidget(error)
+        return box
+
+    # ------------------------------------------------------------------ form building
+    @property
+    def job_type(self) -> str:
+        return str(self.type_combo.currentData() or "")
+
+    def _on_type_combo_current_index_changed(self, _index: int) -> None:
+        self._build_fields()
+
+    def _build_fields(self) -> None:
+        while self.params_form.rowCount():
+            self.params_form.removeRow(0)
+        self.fields = {}
+        kind = self.types.get(self.job_type) or {}
+        self.description.setText(kind.get("description", ""))
+        schema = kind.get("schema") or {}
+        required = set(schema.get("required") or [])
+        for name, prop in (schema.get("properties") or {}).items():
+            if prop.get("readOnly"):
+                continue
+            field = ParamField(name, prop, name in required, self.params_box)
+            field.connect_changed(lambda f=field: self._on_field_changed(f))
+            self.fields[name] = field
+            self.params_form.addRow(field.label if field.type != "boolean" else "", field.container)
+        self._revalidate()
+
+    def _on_field_changed(self, field: ParamField) -> None:
+        field.touched = True
+        field.error.show_error(None)
+        self._revalidate()
+
+    # ------------------------------------------------------------------ validation
+    def local_errors(self) -> dict[str, str]:
+        errors = {name: msg for name, f in self.fields.items() if (msg := f.local_error())}
+        schedule = self.schedule.local_error()
+        if schedule:
+            errors["scheduled_time"] = schedule
+        return errors
+
+    def _revalidate(self) -> None:
+        errors = self.local_errors()
+        for name, field in self.fields.items():
+            message = errors.get(name)
+            if field.touched and message and message != "Required.":
+                field.error.show_error(message)
+        self.schedule_error.show_error(errors.get("scheduled_time"))
+        self.submit_button.setEnabled(not errors and not self._submitting)
+        missing = [self.fields[n].label.rstrip(" *") for n, m in errors.items() if m == "Required."]
+        self.submit_button.setToolTip(f"Fill in: {', '.join(missing)}" if missing else "")
+
+    def show_error(self, field: str | None, message: str) -> None:
+        """Put an engine error next to its field; unknown fields go to the form-level line."""
+        target = {
+            "priority": self.priority_error,
+            "max_retries": self.retries_error,
+            "scheduled_time": self.schedule_error,
+            "schedule_type": self.schedule_error,
+        }.get(field or "")
+        if field in self.fields:
+            target = self.fields[field].error
+            self.fields[field].widget.setFocus()
+        if target is not None:
+            target.show_error(message)
+            self.form_error.hide()
+        else:
+            self.form_error.setText(f"{field}: {message}" if field else message)
+            self.form_error.show()
+
+    # ------------------------------------------------------------------ submit
+    def parameters(self) -> dict[str, Any]:
+        return {name: v for name, f in self.fields.items() if (v := f.value()) is not None}
+
+    def prefill(self, job: dict[str, Any]) -> None:
+        """Clone and edit: the same type, parameters, priority and retries; scheduled from now on."""
+        index = self.type_combo.findData(job.get("job_type"))
+        if index >= 0:
+            self.type_combo.setCurrentIndex(index)
+        for name, value in (job.get("parameters") or {}).items():
+            if name in self.fields:
+                self.fields[name].set_value(value)
+        self.priority.setValue(int(job.get("priority", 5)))
+        self.max_retries.setValue(int(job.get("max_retries", self.max_retries.value())))
+        self.setWindowTitle(f"New job (clone of {job.get('id')})")
+        self._revalidate()
+
+    def _on_buttons_accepted(self) -> None:
+        self.submit_task = asyncio.ensure_future(self.submit())
+
+    async def submit(self) -> dict[str, Any] | None:
+        if self.local_errors() or self._submitting:
+            return None
+        self._submitting = True
+        self.form_error.hide()
+        self.submit_button.setEnabled(False)
+        self.submit_button.setText("Creating…")
+        try:
+            job = await self.request(
+                "create",
+                job_type=self.job_type,
+                parameters=self.parameters(),
+                priority=self.priority.value(),
+                max_retries=self.max_retries.value(),
+                scheduled_time=self.schedule.iso(),
+                schedule_type="scheduled" if self.schedule.scheduled else "immediate",
+            )
+        except ValidationError as exc:
+            self.show_error(exc.field, exc.message)
+            return None
+        except (JobdeckError, OSError, TimeoutError) as exc:
+            self.show_error(None, f"Could not create the job: {exc}")
+            return None
+        finally:
+            self._submitting = False
+            self.submit_button.setText("Create job")
+            self._revalidate()
+        self.created.emit(job)
+        self.accept()
+        return job
+
+    def keyPressEvent(self, event: Any) -> None:
+        # Enter in a single-line field must not submit a half-filled form by accident.
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not self.submit_button.isEnabled():
+            return
+        super().keyPressEvent(event)

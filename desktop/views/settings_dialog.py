@@ -1,0 +1,273 @@
+"""Settings: SMTP and S3 to engine.config, secrets only to the OS keyring (masked), and connection tests."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.services import settings_io
+from desktop.views.forms import ErrorLabel
+from engine.config import Paths, Settings
+from engine.credentials import CredentialStore
+from engine.errors import JobdeckError, ValidationError
+
+TLS_MODES = (("plain", "None (plain SMTP)"), ("starttls", "STARTTLS"), ("ssl", "SSL/TLS"))
+CONFLICTS = (("overwrite", "Overwrite"), ("skip", "Skip"), ("rename", "Rename"))
+ON_QUIT = (("ask", "Ask each time"), ("keep", "Keep the worker running"), ("stop", "Stop the worker"))
+SECRETS = ("smtp-password", "aws-access-key-id", "aws-secret-access-key")
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, paths: Paths, store: CredentialStore, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.paths, self.store = paths, store
+        self.settings: Settings | None = None
+        self.keyring_ok = False
+        self.errors: dict[str, ErrorLabel] = {}
+        self.tasks: list[asyncio.Future[Any]] = []
+        layout = QVBoxLayout(self)
+        self.keyring_label = QLabel("Checking the keyring…", self)
+        self.keyring_label.setWordWrap(True)
+        layout.addWidget(self.keyring_label)
+
+        smtp = QGroupBox("Email (SMTP)", self)
+        f = QFormLayout(smtp)
+        self.smtp_host = self._row(f, "Host", QLineEdit(self), "smtp_host")
+        self.smtp_port = self._row(f, "Port", QSpinBox(self), "smtp_port")
+        self.smtp_port.setRange(1, 65535)
+        self.smtp_user = self._row(f, "User", QLineEdit(self), "smtp_user")
+        self.smtp_password = self._row(f, "Password", self._secret(), "smtp-password")
+        self.smtp_tls = self._row(f, "Encryption", self._combo(TLS_MODES), "smtp_tls")
+        self.email_from = self._row(f, "From address", QLineEdit(self), "email_from")
+        self.smtp_test = QPushButton("Test connection", self)
+        self.smtp_result = QLabel(self)
+        self.smtp_result.setWordWrap(True)
+        f.addRow(self._pair(self.smtp_test, self.smtp_result))
+        self.smtp_test.clicked.connect(self._on_smtp_test_clicked)
+        layout.addWidget(smtp)
+
+        s3 = QGroupBox("Storage (S3 or compatible)", self)
+        g = QFormLayout(s3)
+        self.s3_bucket = self._row(g, "Bucket", QLineEdit(self), "s3_bucket")
+        self.s3_region = self._row(g, "Region", QLineEdit(self), "s3_region")
+        self.s3_endpoint_url = self._row(g, "Endpoint URL", QLineEdit(self), "s3_endpoint_url")
+        self.s3_endpoint_url.setPlaceholderText("empty for AWS; e.g. http://127.0.0.1:9000 for MinIO")
+        self.s3_path_style = self._row(g, "", QCheckBox("Path-style addressing", self), "s3_path_style")
+        self.s3_key_prefix = self._row(g, "Default key prefix", QLineEdit(self), "s3_key_prefix")
+        self.upload_conflict = self._row(g, "If the object exists", self._combo(CONFLICTS), "upload_conflict")
+        self.aws_key_id = self._row(g, "Access key ID", self._secret(), "aws-access-key-id")
+        self.aws_secret = self._row(g, "Secret access key", self._secret(), "aws-secret-access-key")
+        self.s3_test = QPushButton("Test connection", self)
+        self.s3_result = QLabel(self)
+        self.s3_result.setWordWrap(True)
+        g.addRow(self._pair(self.s3_test, self.s3_result))
+        self.s3_test.clicked.connect(self._on_s3_test_clicked)
+        layout.addWidget(s3)
+
+        app = QGroupBox("Desktop", self)
+        h = QFormLayout(app)
+        self.notify_success = self._row(h, "", QCheckBox("Notify when a job succeeds", self), "notify_success")
+        self.close_to_tray = self._row(h, "", QCheckBox("Closing the window keeps Jobdeck in the tray", self),
+                                       "close_to_tray")  # fmt: skip
+        self.on_quit = self._row(h, "On quit", self._combo(ON_QUIT), "on_quit")
+        layout.addWidget(app)
+
+        self.form_error = QLabel(self)
+        self.form_error.setObjectName("formError")
+        self.form_error.setWordWrap(True)
+        self.form_error.hide()
+        layout.addWidget(self.form_error)
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel, self
+        )
+        self.buttons.accepted.connect(self._on_buttons_accepted)
+        self.buttons.rejected.connect(self.reject)
+        layout.addWidget(self.buttons)
+        self.setEnabled(False)
+        self.load_task = asyncio.ensure_future(self.load())
+
+    # ------------------------------------------------------------------ building
+    def _row(self, form: QFormLayout, label: str, widget: Any, key: str) -> Any:
+        error = ErrorLabel(self)
+        box = QWidget(self)
+        v = QVBoxLayout(box)
+        v.setContentsMargins(0, 0, 0, 0)
+        v.setSpacing(2)
+        v.addWidget(widget)
+        v.addWidget(error)
+        form.addRow(label, box)
+        self.errors[key] = error
+        widget.setAccessibleName(label or key)
+        return widget
+
+    def _secret(self) -> QLineEdit:
+        edit = QLineEdit(self)
+        edit.setEchoMode(QLineEdit.EchoMode.Password)
+        return edit
+
+    def _combo(self, options: tuple[tuple[str, str], ...]) -> QComboBox:
+        combo = QComboBox(self)
+        for value, label in options:
+            combo.addItem(label, value)
+        return combo
+
+    def _pair(self, button: QPushButton, label: QLabel) -> QWidget:
+        box = QWidget(self)
+        h = QHBoxLayout(box)
+        h.setContentsMargins(0, 0, 0, 0)
+        h.addWidget(button)
+        h.addWidget(label, 1)
+        return box
+
+    # ------------------------------------------------------------------ load
+    async def load(self) -> None:
+        settings = await settings_io.load(self.paths)
+        self.keyring_ok, text = await settings_io.keyring_state(self.store)
+        present = await settings_io.secrets_present(self.store) if self.keyring_ok else {}
+        self.settings = settings
+        self.smtp_host.setText(settings.smtp_host)
+        self.smtp_port.setValue(settings.smtp_port)
+        self.smtp_user.setText(settings.smtp_user)
+        self.smtp_tls.setCurrentIndex(max(0, self.smtp_tls.findData(settings.smtp_tls)))
+        self.email_from.setText(settings.email_from)
+        self.s3_bucket.setText(settings.s3_bucket)
+        self.s3_region.setText(settings.s3_region)
+        self.s3_endpoint_url.setText(settings.s3_endpoint_url)
+        self.s3_path_style.setChecked(settings.s3_path_style)
+        self.s3_key_prefix.setText(settings.s3_key_prefix)
+        self.upload_conflict.setCurrentIndex(max(0, self.upload_conflict.findData(settings.upload_conflict)))
+        self.notify_success.setChecked(settings.notify_success)
+        self.close_to_tray.setChecked(settings.close_to_tray)
+        self.on_quit.setCurrentIndex(max(0, self.on_quit.findData(settings.on_quit)))
+        for name, edit in self._secret_fields().items():
+            edit.setEnabled(self.keyring_ok)
+            if not self.keyring_ok:
+                edit.setPlaceholderText("unavailable: no keyring")
+            elif present.get(name):
+                edit.setPlaceholderText("saved in the keyring — type to replace")
+            else:
+                edit.setPlaceholderText("not set")
+        if self.keyring_ok:
+            self.keyring_label.setText(f"Passwords and keys are kept in the OS keyring ({text}).")
+            self.keyring_label.setObjectName("")
+        else:
+            self.keyring_label.setObjectName("warning")
+            self.keyring_label.setText(
+                "Passwords and keys cannot be saved: " + text.removeprefix("unavailable: ") + " Jobdeck never stores "
+                "them in a file instead."
+            )
+        self.keyring_label.style().polish(self.keyring_label)
+        self.setEnabled(True)
+
+    def _secret_fields(self) -> dict[str, QLineEdit]:
+        return {
+            "smtp-password": self.smtp_password,
+            "aws-access-key-id": self.aws_key_id,
+            "aws-secret-access-key": self.aws_secret,
+        }
+
+    def changes(self) -> dict[str, Any]:
+        return {
+            "smtp_host": self.smtp_host.text().strip(),
+            "smtp_port": self.smtp_port.value(),
+            "smtp_user": self.smtp_user.text().strip(),
+            "smtp_tls": self.smtp_tls.currentData(),
+            "email_from": self.email_from.text().strip(),
+            "s3_bucket": self.s3_bucket.text().strip(),
+            "s3_region": self.s3_region.text().strip(),
+            "s3_endpoint_url": self.s3_endpoint_url.text().strip(),
+            "s3_path_style": self.s3_path_style.isChecked(),
+            "s3_key_prefix": self.s3_key_prefix.text(),
+            "upload_conflict": self.upload_conflict.currentData(),
+            "notify_success": self.notify_success.isChecked(),
+            "close_to_tray": self.close_to_tray.isChecked(),
+            "on_quit": self.on_quit.currentData(),
+        }
+
+    def typed_secrets(self) -> dict[str, str]:
+        return {name: edit.text() for name, edit in self._secret_fields().items() if edit.text()}
+
+    def _form_settings(self) -> Settings:
+        base = self.settings.model_dump() if self.settings else {}
+        return Settings(**{**base, **self.changes()})
+
+    # ------------------------------------------------------------------ save
+    def _on_buttons_accepted(self) -> None:
+        self.tasks.append(asyncio.ensure_future(self.save()))
+
+    async def save(self) -> bool:
+        for label in self.errors.values():
+            label.show_error(None)
+        self.form_error.hide()
+        try:
+            settings = await settings_io.save(self.paths, self.changes())
+            secrets = self.typed_secrets()
+            if secrets:
+                if not self.keyring_ok:
+                    raise JobdeckError("no keyring is available, so passwords and keys cannot be saved")
+                await settings_io.store_secrets(self.store, secrets)
+        except ValidationError as exc:
+            target = self.errors.get(exc.field or "")
+            if target is not None:
+                target.show_error(exc.message)
+            else:
+                self.form_error.setText(str(exc))
+                self.form_error.show()
+            return False
+        except JobdeckError as exc:
+            self.form_error.setText(str(exc))
+            self.form_error.show()
+            return False
+        self.settings = settings
+        for edit in self._secret_fields().values():
+            edit.clear()
+        self.accept()
+        return True
+
+    # ------------------------------------------------------------------ tests of the connection
+    def _on_smtp_test_clicked(self) -> None:
+        self.tasks.append(asyncio.ensure_future(self.test_smtp()))
+
+    def _on_s3_test_clicked(self) -> None:
+        self.tasks.append(asyncio.ensure_future(self.test_s3()))
+
+    async def test_smtp(self) -> str:
+        self.smtp_result.setText("Testing…")
+        try:
+            settings = self._form_settings()
+            password = self.smtp_password.text() or (
+                await asyncio.to_thread(self.store.get, "smtp-password") if self.keyring_ok else None
+            )
+            text = "✔ " + await settings_io.test_smtp(settings, password)
+        except Exception as exc:  # reported plainly, whatever it is
+            text = f"✘ {exc}"
+        self.smtp_result.setText(text)
+        return text
+
+    async def test_s3(self) -> str:
+        self.s3_result.setText("Testing…")
+        try:
+            settings = self._form_settings()
+            store = settings_io.OverlayStore(self.typed_secrets(), self.store)
+            text = "✔ " + await settings_io.test_s3(settings, store)
+        except Exception as exc:
+            text = f"✘ {exc}"
+        self.s3_result.setText(text)
+        return text

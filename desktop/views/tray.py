@@ -1,0 +1,86 @@
+"""The tray icon and its menu (Show, New upload…, Pause/Resume worker, Quit) and job notifications."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QMenu, QSystemTrayIcon
+
+from desktop.models.format import summary
+from desktop.widgets.theme import icon
+
+
+class TrayController(QObject):
+    """The menu always exists (tests and platforms without a tray use its actions directly); the icon only where a
+    system tray is available."""
+
+    show_requested = Signal()
+    upload_requested = Signal()
+    pause_toggled = Signal(bool)  # True: pause
+    quit_requested = Signal()
+    job_requested = Signal(int)  # a notification was clicked
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.menu = QMenu()
+        self.show_action = QAction("Show Jobdeck", self)
+        self.upload_action = QAction("New upload…", self)
+        self.pause_action = QAction("Pause worker", self)
+        self.quit_action = QAction("Quit", self)
+        self.show_action.triggered.connect(self.show_requested)
+        self.upload_action.triggered.connect(self.upload_requested)
+        self.pause_action.triggered.connect(self._on_pause_action_triggered)
+        self.quit_action.triggered.connect(self.quit_requested)
+        for action in (self.show_action, self.upload_action, self.pause_action):
+            self.menu.addAction(action)
+        self.menu.addSeparator()
+        self.menu.addAction(self.quit_action)
+        self.paused = False
+        self.last_job_id: int | None = None
+        self.icon: QSystemTrayIcon | None = None
+        if QSystemTrayIcon.isSystemTrayAvailable():
+            self.icon = QSystemTrayIcon(icon("jobdeck"), self)
+            self.icon.setToolTip("Jobdeck")
+            self.icon.setContextMenu(self.menu)
+            self.icon.activated.connect(self._on_icon_activated)
+            self.icon.messageClicked.connect(self._on_icon_message_clicked)
+            self.icon.show()
+
+    @property
+    def available(self) -> bool:
+        return self.icon is not None
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        self.pause_action.setText("Resume worker" if paused else "Pause worker")
+
+    def _on_pause_action_triggered(self) -> None:
+        self.pause_toggled.emit(not self.paused)
+
+    def _on_icon_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
+        if reason == QSystemTrayIcon.ActivationReason.Trigger:
+            self.show_requested.emit()
+
+    def _on_icon_message_clicked(self) -> None:
+        if self.last_job_id is not None:
+            self.job_requested.emit(self.last_job_id)
+
+    def notify(self, job: dict[str, Any]) -> str:
+        """A job failed for good (with its error) or succeeded; returns the text shown."""
+        self.last_job_id = int(job["id"])
+        failed = job.get("status") == "failed"
+        title = f"Job {job['id']} {'failed' if failed else 'succeeded'}"
+        text = summary(job)
+        if failed and job.get("error"):
+            text = f"{text}\n{job['error']}" if text else str(job["error"])
+        if self.icon is not None:
+            kind = QSystemTrayIcon.MessageIcon.Critical if failed else QSystemTrayIcon.MessageIcon.Information
+            self.icon.showMessage(title, text[:300], kind, 10_000)
+        return f"{title}: {text}"
+
+    def dispose(self) -> None:
+        if self.icon is not None:
+            self.icon.hide()
+        self.menu.deleteLater()

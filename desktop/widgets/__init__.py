@@ -1,0 +1,1 @@
+"""Small reusable widgets and delegates (status badge, progress bar, worker badge, timeline chart)."""
