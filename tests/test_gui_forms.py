@@ -9,7 +9,8 @@ from typing import Any
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QCheckBox
-from test_gui_support import QT_LOG_IGNORE, aloop, gui_env, make_window, ops_request, run  # noqa: F401
+from test_gui_support import *  # noqa: F403  (fixtures)
+from test_gui_support import QT_LOG_IGNORE, ops_request, run
 
 from desktop.views.job_dialog import JobDialog
 

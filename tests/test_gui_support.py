@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+__all__ = ["aloop", "gui_env", "make_window"]  # the fixtures; helpers are imported by name
+
 # The offscreen platform warns when a window's size limits change; that says nothing about our code.
 QT_LOG_IGNORE = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 
