@@ -20,6 +20,7 @@ class NoopParams(Params):
     sleep_s: float = Field(default=0.0, ge=0, description="Seconds to sleep before finishing")
     fail: bool = Field(default=False, description="Raise a retryable JobError")
     permanent: bool = Field(default=False, description="Raise a PermanentJobError (never retried)")
+    progress_steps: int = Field(default=0, ge=0, le=1_000_000, description="Progress reports spread over sleep_s")
 
 
 @register
@@ -32,7 +33,11 @@ class NoopJob(JobType):
     retry_cap_s = 0.2
 
     def run(self, ctx: JobContext, params: NoopParams) -> dict[str, Any]:  # type: ignore[override]
-        if params.sleep_s:
+        if params.progress_steps:
+            for step in range(1, params.progress_steps + 1):
+                time.sleep(params.sleep_s / params.progress_steps)
+                ctx.progress(step, params.progress_steps)
+        elif params.sleep_s:
             time.sleep(params.sleep_s)
         if params.permanent:
             raise PermanentJobError("noop asked to fail permanently")
