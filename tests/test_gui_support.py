@@ -15,8 +15,8 @@ import pytest
 
 __all__ = ["aloop", "gui_env", "make_window"]  # the fixtures; helpers are imported by name
 
-# The offscreen platform warns when a window's size limits change; that says nothing about our code.
-QT_LOG_IGNORE = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+# The offscreen platform warns that it cannot resize hints or raise windows; that says nothing about our code.
+QT_LOG_IGNORE = pytest.mark.qt_log_ignore("This plugin does not support (propagateSizeHints|raise)")
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def make_window(qtbot: Any, aloop: asyncio.AbstractEventLoop, gui_env: Path) -> 
         window.show()
         if begin:
             window.begin()
-            qtbot.waitUntil(lambda: window.live.loaded_once, timeout=30_000)
+            qtbot.waitUntil(lambda: window.live.loaded_once and window.badge.state == "connected", timeout=30_000)
         return window
 
     yield _make
