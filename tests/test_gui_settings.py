@@ -118,6 +118,6 @@ def test_stats_view_shows_counts_and_paints_the_timeline(qtbot: Any, aloop: Any,
     run(qtbot, view.refresh())
     assert view.status_labels["canceled"].text() == "1" and view.status_labels["pending"].text() == "1"
     assert "2 jobs" in view.headline.text() and "send_email" in view.by_type.text()
-    assert view.chart.timeline and view.chart.timeline["minutes"] == 180
-    view.chart.set_timeline({**view.chart.timeline, "succeeded": [1] * 180, "failed": [2] * 180})
+    assert view.chart.timeline and view.chart.timeline["minutes"] == 60
+    view.chart.set_timeline({**view.chart.timeline, "succeeded": [1] * 60, "failed": [2] * 60})
     assert not view.chart.grab().isNull()

@@ -39,6 +39,12 @@ class Role(IntEnum):
     SORT = Qt.ItemDataRole.UserRole + 5  # a value that sorts naturally (numbers, ISO times)
 
 
+_DISPLAY = int(Qt.ItemDataRole.DisplayRole.value)
+_TOOLTIP = int(Qt.ItemDataRole.ToolTipRole.value)
+_ALIGN = int(Qt.ItemDataRole.TextAlignmentRole.value)
+_RIGHT = int((Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter).value)
+_JOB, _ID, _STATUS, _PROGRESS, _SORT = (int(r) for r in (Role.JOB, Role.ID, Role.STATUS, Role.PROGRESS, Role.SORT))
+
 TYPE_LABELS = {"send_email": "Email", "upload_file": "Upload"}
 
 
@@ -110,31 +116,29 @@ class JobTableModel(QAbstractTableModel):
         return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self._keys):
+        # Called for every visible cell on every repaint: compare plain ints, return early.
+        row_no = index.row()
+        if not 0 <= row_no < len(self._keys) or not index.isValid():
             return None
-        job_id = -self._keys[index.row()]
+        job_id = -self._keys[row_no]
         row = self._rows[job_id]
         col = index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
+        if role == _DISPLAY or (role == _TOOLTIP and col in (Col.SUMMARY, Col.OUTCOME)):
             if row.cells is None:
                 row.cells = _cells(row.job)
-            return row.cells[col]
-        if role == Role.ID:
-            return job_id
-        if role == Role.STATUS:
+            return row.cells[col] if role == _DISPLAY else (row.cells[col] or None)
+        if role == _STATUS:
             return row.job.get("status")
-        if role == Role.JOB:
-            return row.job
-        if role == Role.PROGRESS:
+        if role == _PROGRESS:
             return self._progress.get(job_id) if row.job.get("status") == "running" else None
-        if role == Role.SORT:
+        if role == _ID:
+            return job_id
+        if role == _JOB:
+            return row.job
+        if role == _SORT:
             return _sort_value(row.job, col)
-        if role == Qt.ItemDataRole.ToolTipRole and col in (Col.SUMMARY, Col.OUTCOME):
-            if row.cells is None:
-                row.cells = _cells(row.job)
-            return row.cells[col] or None
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in (Col.ID, Col.PRIORITY, Col.ATTEMPTS, Col.DURATION):
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == _ALIGN and col in (Col.ID, Col.PRIORITY, Col.ATTEMPTS, Col.DURATION):
+            return _RIGHT
         return None
 
     def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008
@@ -193,12 +197,23 @@ class JobTableModel(QAbstractTableModel):
             job = event.get("job") or {}
             if "id" in job:
                 latest[int(job["id"])] = event
+        newest = -self._keys[0] if self._keys else 0
+        on_top: list[dict[str, Any]] = []
         for job_id, event in latest.items():
             job = event["job"]
             if event.get("type") == "job.deleted" or not self.filter.matches(job):
                 self._remove(job_id)
+            elif job_id > newest and job_id not in self._rows:
+                on_top.append(job)  # new jobs: inserted above everything in one block, not row by row
             else:
                 self._upsert(job)
+        if on_top:
+            on_top.sort(key=lambda j: -int(j["id"]))
+            self.beginInsertRows(QModelIndex(), 0, len(on_top) - 1)
+            self._keys[0:0] = [-int(j["id"]) for j in on_top]
+            for job in on_top:
+                self._rows[int(job["id"])] = _Row(job)
+            self.endInsertRows()
         return set(latest)
 
     def apply_progress(self, updates: dict[int, dict[str, Any]]) -> None:

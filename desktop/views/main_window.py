@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.models.jobs import Col, Filter, JobTableModel, Role
+from desktop.models.jobs import HEADERS, Col, Filter, JobTableModel, Role
 from desktop.models.proxy import JobSortProxy
 from desktop.services import settings_io
 from desktop.services.connection import WorkerConnection
@@ -165,11 +165,18 @@ class MainWindow(QMainWindow):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
         em = self.fontMetrics().horizontalAdvance("M")
-        for col, width in ((Col.ID, 5), (Col.TYPE, 6), (Col.SUMMARY, 22), (Col.STATUS, 8), (Col.PRIORITY, 5),
-                           (Col.ATTEMPTS, 6), (Col.WHEN, 13), (Col.CREATED, 12), (Col.DURATION, 6)):  # fmt: skip
-            self.table.setColumnWidth(col, em * width)
+        samples = {Col.ID: "1000000", Col.TYPE: "Upload", Col.STATUS: "Succeeded  ", Col.PRIORITY: "9",
+                   Col.ATTEMPTS: "10/10", Col.WHEN: "retry 2026-12-31 23:59:59", Col.CREATED: "2026-12-31 23:59:59",
+                   Col.DURATION: "10 min 59 s"}  # fmt: skip
+        bold = self.table.horizontalHeader().fontMetrics()
+        for col, sample in samples.items():
+            text = max(self.fontMetrics().horizontalAdvance(sample), bold.horizontalAdvance(HEADERS[col]) + em)
+            self.table.setColumnWidth(col, text + em)
+        self.table.setColumnWidth(Col.SUMMARY, em * 20)
         header.setSortIndicator(Col.ID, Qt.SortOrder.DescendingOrder)
-        self.table.setSortingEnabled(True)
+        header.setSortIndicatorShown(True)
+        header.setSectionsClickable(True)
+        header.sortIndicatorChanged.connect(self._on_header_sort_indicator_changed)
         self.empty_label = QLabel(EMPTY_HINT, self.table.viewport())
         self.empty_label.setObjectName("emptyHint")
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -179,7 +186,7 @@ class MainWindow(QMainWindow):
         self.splitter.addWidget(self.detail)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([em * 60, em * 26])
+        self.splitter.setSizes([em * 70, em * 24])
         layout.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
         self.badge = WorkerBadge(self)
@@ -321,8 +328,16 @@ class MainWindow(QMainWindow):
         empty = self.model.rowCount() == 0 and self.live.loaded_once
         filt = self.model.filter
         self.empty_label.setText(EMPTY_FILTERED if (filt.statuses or filt.job_type or filt.search) else EMPTY_HINT)
-        self.empty_label.setVisible(empty)
-        self.empty_label.resize(self.table.viewport().size())
+        if empty != self.empty_label.isVisible():
+            self.empty_label.setVisible(empty)
+            self.empty_label.resize(self.table.viewport().size())
+
+    def _on_header_sort_indicator_changed(self, column: int, order: Qt.SortOrder) -> None:
+        # Newest first is the model's own order: no sorting work at all for the default view.
+        if column == Col.ID and order == Qt.SortOrder.DescendingOrder:
+            self.proxy.sort(-1)
+        else:
+            self.proxy.sort(column, order)
 
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)

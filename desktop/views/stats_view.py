@@ -60,7 +60,7 @@ class StatsView(QDialog):
         self.hours = QComboBox(self)
         for h in HOURS:
             self.hours.addItem(f"last {h} hour{'s' if h > 1 else ''}", h)
-        self.hours.setCurrentIndex(1)
+        self.hours.setCurrentIndex(0)
         self.hours.currentIndexChanged.connect(self._on_hours_current_index_changed)
         controls.addWidget(self.hours)
         self.refresh_button = QPushButton("Refresh", self)
