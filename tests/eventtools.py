@@ -30,8 +30,8 @@ def run_async(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., N
     return wrapper
 
 
-def noop_worker(worker_factory: Callable[..., Any], **kwargs: Any) -> Any:
-    return worker_factory(env=dict(NOOP_ENV), **kwargs)
+def noop_worker(worker_factory: Callable[..., Any], env: dict[str, str] | None = None, **kwargs: Any) -> Any:
+    return worker_factory(env={**NOOP_ENV, **(env or {})}, **kwargs)
 
 
 async def raw_connect(port: int, headers: dict[str, str] | None = None, **kwargs: Any) -> ClientConnection:
@@ -108,3 +108,62 @@ def env_for_cli(home: Path) -> dict[str, str]:
     env = {**os.environ, "JOBDECK_HOME": str(home), "JOBDECK_KEYRING": "memory", **NOOP_ENV}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(TESTS)])
     return env
+
+
+class CliWatch:
+    """`jobdeck watch` as a child process; its stdout lines are collected by a thread as they arrive."""
+
+    def __init__(self, home: Path, *args: str) -> None:
+        import queue
+        import subprocess
+        import sys
+        import threading
+
+        from workerproc import ROOT
+
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", str(ROOT / "main.py"), "watch", *args],
+            env=env_for_cli(home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.endswith("\n"):  # a line cut by a kill was never fully seen
+                self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def read_until(self, predicate: Callable[[list[str]], bool], timeout: float = WAIT_S) -> list[str]:
+        import queue
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not predicate(self.lines):
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"watch printed {len(self.lines)} line(s), not what was awaited") from None
+            if line is None:
+                raise EOFError(
+                    f"watch exited with {self.proc.wait()}: {self.proc.stderr.read() if self.proc.stderr else ''}"
+                )
+            self.lines.append(line)
+        return self.lines
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    def json_seqs(self) -> list[int]:
+        events = [json.loads(line) for line in self.lines]
+        return [e["seq"] for e in events if e.get("type", "").startswith("job.") and "seq" in e]

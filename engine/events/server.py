@@ -19,6 +19,8 @@ import contextlib
 import inspect
 import json
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -41,12 +43,15 @@ log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 MAX_MESSAGE_BYTES = 1024 * 1024  # a bigger message closes the connection with 1009 (message too big)
 MAX_CLIENTS = 64
-CLIENT_QUEUE = 2000  # messages waiting for one client; one more and it is dropped as too slow
+CLIENT_QUEUE = 2000  # live events waiting for one client; past this it catches up from the ledger instead
+HARD_QUEUE = CLIENT_QUEUE + 256  # anything at all waiting for one client; past this it is disconnected
+SEND_BUFFER_BYTES = 256 * 1024  # the kernel's share of a slow client's backlog stays small and bounded
 REPLAY_CHUNK = 500
 MAX_IN_FLIGHT = 32  # requests one client may have running; further ones wait (we stop reading its socket)
 IDLE_TIMEOUT_S = 300.0  # a connection that neither subscribed nor sent anything for this long is closed
-STALL_TIMEOUT_S = 30.0  # a client with messages waiting that took none for this long is dropped as too slow
-REAP_EVERY_S = 5.0
+# A client with messages waiting that took none for this long is disconnected as stuck.
+STALL_TIMEOUT_S = float(os.environ.get("JOBDECK_EVENT_STALL_S") or 30.0)
+REAP_EVERY_S = min(5.0, STALL_TIMEOUT_S / 2)
 HANDSHAKE_TIMEOUT_S = 10.0
 PING_INTERVAL_S = 20.0  # a peer that does not answer a ping within PING_TIMEOUT_S is dropped
 PING_TIMEOUT_S = 20.0
@@ -66,11 +71,11 @@ class WorkerControl(Protocol):
 @dataclass(eq=False)
 class Client:
     conn: ServerConnection
-    queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
+    queue: asyncio.Queue[str] = field(default_factory=asyncio.Queue)  # bounds enforced by the server
     cursor: int = 0  # last seq queued for this client
     subscribed: bool = False
     last_activity: float = field(default_factory=time.monotonic)  # last message received
-    last_sent: float = field(default_factory=time.monotonic)  # last message handed to the socket
+    sending_since: float | None = None  # when the send in progress began (None: not sending)
     subscription: asyncio.Task[None] | None = None
     room: asyncio.Event = field(default_factory=asyncio.Event)  # set by the sender when the queue has room again
 
@@ -112,6 +117,10 @@ class EventServer:
         self._dirty: asyncio.Event | None = None
         self._published = 0  # every event up to this seq has been offered to the live clients
         self._pending: dict[int, dict[str, Any]] = {}  # in-process commits waiting for an earlier seq
+        self._inbox: list[dict[str, Any]] = []  # commits handed over by worker threads, drained on the loop
+        self._inbox_lock = threading.Lock()
+        self._inbox_scheduled = False
+        self._inbox_reread = False
         self._progress: ProgressCoalescer | None = None
         # Ledger reads for the feed get their own thread, so a burst of requests never delays events.
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="jobdeck-events-read")
@@ -144,7 +153,27 @@ class EventServer:
 
     def notify(self, events: list[dict[str, Any]] | None = None) -> None:
         """Thread-safe, never blocks: these events committed (or, with none, something may have: re-read)."""
-        self._call_soon(self._on_committed, list(events or ()))
+        # Coalesced: one loop wake-up per burst. Waking the loop for every commit (call_soon_threadsafe writes
+        # to its self-pipe) cost the worker threads a quarter of their time in the queue benchmark.
+        with self._inbox_lock:
+            if events:
+                self._inbox.extend(events)
+            else:
+                self._inbox_reread = True
+            if self._inbox_scheduled:
+                return
+            self._inbox_scheduled = True
+        self._call_soon(self._drain_inbox)
+
+    def _drain_inbox(self) -> None:
+        with self._inbox_lock:
+            events, self._inbox = self._inbox, []
+            reread, self._inbox_reread = self._inbox_reread, False
+            self._inbox_scheduled = False
+        if events:
+            self._on_committed(events)
+        if reread:
+            self._on_committed([])
 
     def publish_progress(self, job_id: int, data: dict[str, Any]) -> None:
         """Thread-safe; never blocks the job. Coalesced per job; not stored."""
@@ -214,6 +243,10 @@ class EventServer:
             return
         client = Client(conn)
         self._connections.add(client)
+        sock = conn.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         sender = asyncio.create_task(self._send_loop(client))
         slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         tasks: set[asyncio.Task[None]] = set()
@@ -242,22 +275,40 @@ class EventServer:
         try:
             while True:
                 message = await client.queue.get()
-                await client.conn.send(message)
-                client.last_sent = time.monotonic()
+                client.sending_since = time.monotonic()
+                await client.conn.send(message)  # returns once the kernel took it; blocks while the peer reads not
+                client.sending_since = None
                 client.room.set()
         except ConnectionClosed:
             pass
 
     def _enqueue(self, client: Client, message: dict[str, Any] | str) -> bool:
-        """Queue without waiting; a client whose queue is full is too slow and is disconnected."""
-        text = message if isinstance(message, str) else json.dumps(message, separators=(",", ":"))
-        try:
-            client.queue.put_nowait(text)
-            return True
-        except asyncio.QueueFull:
+        """Queue without waiting (replies, replayed events); past the hard bound the client is disconnected."""
+        if client.queue.qsize() >= HARD_QUEUE:
             self._drop(client)
             self._spawn(self._disconnect(client.conn, CloseCode.TRY_AGAIN_LATER, SLOW_CLIENT))
             return False
+        client.queue.put_nowait(message if isinstance(message, str) else _dumps(message))
+        return True
+
+    def _offer_live(self, client: Client, text: str, seq: int) -> None:
+        """A live event; a client this far behind leaves the live feed and catches up from the ledger.
+
+        Its replay runs at its own pace in its own task, so a burst (say, retrying a thousand jobs in one
+        transaction) costs a healthy client nothing, and a client that stopped reading holds at most
+        CLIENT_QUEUE messages until the reaper disconnects it.
+        """
+        if client.queue.qsize() >= CLIENT_QUEUE:
+            self._clients.discard(client)
+            client.subscription = asyncio.create_task(self._replay(client, client.cursor, None, catch_up=True))
+            return
+        client.queue.put_nowait(text)
+        client.cursor = seq
+
+    def _offer_transient(self, client: Client, text: str) -> None:
+        """Progress and worker status: superseded by the next one, so a backlogged client may skip them."""
+        if client.queue.qsize() < CLIENT_QUEUE:
+            client.queue.put_nowait(text)
 
     async def _disconnect(self, conn: ServerConnection, code: int, reason: str) -> None:
         """Close politely, but a peer that stopped reading may never take the close frame: then cut it."""
@@ -282,7 +333,7 @@ class EventServer:
                 if not client.subscribed and now - client.last_activity > IDLE_TIMEOUT_S:
                     self._drop(client)
                     self._spawn(self._disconnect(client.conn, CloseCode.NORMAL_CLOSURE, "idle: nothing sent"))
-                elif not client.queue.empty() and now - client.last_sent > STALL_TIMEOUT_S:
+                elif client.sending_since is not None and now - client.sending_since > STALL_TIMEOUT_S:
                     self._drop(client)
                     self._spawn(self._disconnect(client.conn, CloseCode.TRY_AGAIN_LATER, SLOW_CLIENT))
 
@@ -353,15 +404,13 @@ class EventServer:
         client.subscribed = True
         client.subscription = asyncio.create_task(self._replay(client, since, request_id))
 
-    async def _replay(self, client: Client, since: int, request_id: Any) -> None:
+    async def _replay(self, client: Client, since: int, request_id: Any, *, catch_up: bool = False) -> None:
         client.cursor = since
         while True:
             batch = await self._read_ledger(client.cursor)
             # Leave room for replies and for the live feed: a replay waits for the client instead of
             # dropping it, and only ever fills half the queue.
             while client.queue.qsize() > CLIENT_QUEUE // 2 - REPLAY_CHUNK:
-                if client.queue.empty():  # nothing to wait for
-                    break
                 client.room.clear()
                 await client.room.wait()
             for stored in batch:
@@ -372,9 +421,10 @@ class EventServer:
             if len(batch) < REPLAY_CHUNK and client.cursor >= self._published:
                 break
         self._clients.add(client)
-        done = {"v": schema.VERSION, "type": schema.REPLAY_DONE, "seq": client.cursor, "id": request_id}
-        if self._enqueue(client, done):
-            self._enqueue(client, schema.status_event(self._status()))
+        if not catch_up:
+            done = {"v": schema.VERSION, "type": schema.REPLAY_DONE, "seq": client.cursor, "id": request_id}
+            if self._enqueue(client, done):
+                self._enqueue(client, schema.status_event(self._status()))
 
     # ------------------------------------------------------------------ the live feed
     def _on_committed(self, events: list[dict[str, Any]]) -> None:
@@ -412,17 +462,16 @@ class EventServer:
         wire: str | None = None
         for client in list(self._clients):
             if seq > client.cursor:
-                wire = wire or json.dumps(schema.job_event(stored), separators=(",", ":"))
-                if self._enqueue(client, wire):
-                    client.cursor = seq
+                wire = wire or _dumps(schema.job_event(stored))
+                self._offer_live(client, wire, seq)
         self._published = seq
         if stored["job"]["status"] != "running" and self._progress is not None:
             self._progress.finished(stored["job_id"])
 
     def _broadcast(self, message: dict[str, Any]) -> None:
-        text = json.dumps(message, separators=(",", ":"))
+        text = _dumps(message)
         for client in list(self._clients):
-            self._enqueue(client, text)
+            self._offer_transient(client, text)
 
     def _broadcast_status(self) -> None:
         self._broadcast(schema.status_event(self._status()))
@@ -433,6 +482,10 @@ class EventServer:
 
     def _emit_progress(self, job_id: int, progress: dict[str, Any]) -> None:
         self._broadcast(schema.progress_event(job_id, progress))
+
+
+def _dumps(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"))
 
 
 def _call(method: Callable[..., Any], args: dict[str, Any]) -> Any:
