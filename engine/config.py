@@ -42,8 +42,8 @@ def home() -> Path:
 class Paths:
     """Every file Jobdeck keeps at run time, in one place (see DESIGN.md, 'Files at run time')."""
 
-    def __init__(self, root: Path | None = None) -> None:
-        self.root = root or home()
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else home()
 
     def _dir(self, name: str) -> Path:
         path = self.root / name
@@ -175,12 +175,32 @@ def load_file(paths: Paths | None = None) -> dict[str, Any]:
     return data
 
 
+_cache: dict[Path, tuple[tuple[Any, ...], Settings]] = {}
+
+
 def load_settings(paths: Paths | None = None) -> Settings:
-    """File values, then environment overrides on top."""
+    """File values, then environment overrides on top.
+
+    The worker reads settings for every job, so the parsed result is reused until the file or the environment
+    overrides change (a stat per call instead of a JSON parse and a validation).
+    """
+    paths = paths or Paths()
     try:
-        return Settings(**{**load_file(paths), **_env_overrides()})
+        stat = paths.config.stat()
+        file_key: tuple[Any, ...] = (stat.st_mtime_ns, stat.st_size)
+    except FileNotFoundError:
+        file_key = ()
+    overrides = _env_overrides()
+    key = (file_key, tuple(sorted(overrides.items())))
+    cached = _cache.get(paths.config)
+    if cached is not None and cached[0] == key:
+        return cached[1].model_copy()
+    try:
+        settings = Settings(**{**load_file(paths), **overrides})
     except PydanticValidationError as exc:
         raise _first_error(exc) from None
+    _cache[paths.config] = (key, settings)
+    return settings.model_copy()
 
 
 def parse_value(key: str, raw: str) -> Any:

@@ -31,12 +31,19 @@ class JobContext:
     attempt: int
     settings: Settings
     credentials: Credentials
-    temp_dir: Path
+    temp_root: Path
     staged_path: Path | None = None
     checkpoint: dict[str, Any] | None = None
     stop_requested: threading.Event = field(default_factory=threading.Event)
     _report: Callable[[int, dict[str, Any]], None] | None = None
     _save_checkpoint: Callable[[int, dict[str, Any] | None], None] | None = None
+
+    @property
+    def temp_dir(self) -> Path:
+        """A private scratch folder, made on first use (most jobs never need one) and removed after the run."""
+        path = self.temp_root / f"job-{self.job_id}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def progress(self, done: int, total: int | None = None, **extra: Any) -> None:
         """Live progress (not stored); the event server coalesces it to 10 a second per job."""

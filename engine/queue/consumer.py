@@ -7,11 +7,43 @@ consumer's threads and stops them itself.
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from huey import Huey
-from huey.consumer import Consumer
+from huey.consumer import Consumer, Scheduler
+
+MAX_TICK_S = 1.0
+
+
+class PreciseScheduler(Scheduler):
+    """Moves due tasks to the queue at their ETA rather than on Huey's next one-second tick.
+
+    Huey's scheduler polls every second, so a scheduled job started 0.3–1.0 s late (more on a loaded machine).
+    This one sleeps until the earliest ETA (at most a second) and is woken when a new ETA is added.
+    """
+
+    def loop(self, now: datetime | None = None) -> None:
+        try:
+            for task in self.huey.read_schedule(now):
+                self.huey.enqueue(task)
+        except Exception:
+            self._logger.exception("Error moving scheduled tasks to the queue.")
+        storage: Any = self.huey.storage
+        delay = MAX_TICK_S
+        try:
+            next_ts = storage.next_schedule_timestamp()
+        except Exception:
+            next_ts = None
+        if next_ts is not None:
+            delay = min(MAX_TICK_S, max(0.0, next_ts - self.huey._get_timestamp().timestamp()))
+        if delay > 0 and not self.stop_flag.is_set():
+            storage.wait_for_schedule(delay)
 
 
 class EmbeddedConsumer(Consumer):
+    scheduler_class = PreciseScheduler
+
     def __init__(self, huey: Huey, workers: int) -> None:
         super().__init__(
             huey,

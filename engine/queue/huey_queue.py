@@ -35,6 +35,7 @@ class WakeableSqliteStorage(SqliteStorage):
         self._generation = 0
         self.idle_poll_s = IDLE_POLL_S
         self.paused = False
+        self._schedule_cond = threading.Condition()
 
     def _create_connection(self):  # type: ignore[no-untyped-def]
         conn = super()._create_connection()
@@ -49,6 +50,20 @@ class WakeableSqliteStorage(SqliteStorage):
     def enqueue(self, data: bytes, priority: int | None = None) -> None:
         super().enqueue(data, priority)
         self.wake()
+
+    def add_to_schedule(self, data: bytes, ts: Any) -> None:
+        super().add_to_schedule(data, ts)
+        with self._schedule_cond:
+            self._schedule_cond.notify_all()
+
+    def next_schedule_timestamp(self) -> float | None:
+        """The earliest ETA in the schedule, in the same clock convention as ``add_to_schedule``."""
+        rows = self.sql("select min(timestamp) from schedule where queue = ?", (self.name,), results=True)
+        return rows[0][0] if rows and rows[0][0] is not None else None
+
+    def wait_for_schedule(self, timeout: float) -> None:
+        with self._schedule_cond:
+            self._schedule_cond.wait(timeout)
 
     def pause(self, paused: bool) -> None:
         """A paused worker takes no new messages; running jobs finish."""
@@ -92,9 +107,13 @@ class JobQueue:
         self._handler(job_id)
 
     def enqueue(self, job_id: int, priority: int, eta: datetime | None = None) -> None:
-        """Priority 0–9, higher first (Huey's own priority order). ``eta`` is aware; Huey wants naive UTC."""
+        """Priority 0–9, higher first (Huey's own priority order).
+
+        ``eta`` must stay aware: Huey converts a naive one with ``time.mktime``, which drops the microseconds
+        and would start a job up to a second early.
+        """
         if eta is not None and eta > datetime.now(UTC):
-            self._task.schedule(args=(job_id,), eta=eta.astimezone(UTC).replace(tzinfo=None), priority=priority)
+            self._task.schedule(args=(job_id,), eta=eta.astimezone(UTC), priority=priority)
         else:
             self.huey.enqueue(self._task.s(job_id, priority=priority))
 

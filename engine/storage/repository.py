@@ -8,17 +8,20 @@ its UPDATE, so two workers (or a worker and an operator) racing on one job canno
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ClauseElement,
     Connection,
     Row,
     Text,
     and_,
+    bindparam,
     case,
     cast,
     delete,
@@ -90,6 +93,9 @@ class Ledger:
         self.dialect = self.engine.dialect.name
         self._writer = self.engine.execution_options(write=True)
         self._listeners: list[Listener] = []
+        # SQLite has one writer at a time; its busy handler waits by sleeping in growing steps (1, 2, 5… ms),
+        # so threads of one process queue on a mutex instead. Other processes still meet the busy timeout.
+        self._write_lock: AbstractContextManager[Any] = threading.Lock() if self.dialect == "sqlite" else nullcontext()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -114,7 +120,7 @@ class Ledger:
     @contextmanager
     def _transaction(self) -> Iterator[tuple[Connection, list[dict[str, Any]]]]:
         events: list[dict[str, Any]] = []
-        with self._writer.begin() as conn:
+        with self._write_lock, self._writer.begin() as conn:
             yield conn, events
         if events:
             self._notify(events)
@@ -127,7 +133,7 @@ class Ledger:
         at = utcnow()
         payload = {"job": job, **extra}
         seq = conn.execute(
-            insert(EVENTS).values(job_id=job["id"], type=kind, payload=payload, at=at).returning(EVENTS.c.seq)
+            _INSERT_EVENT, {"job_id": job["id"], "type": kind, "payload": payload, "at": at}
         ).scalar_one()
         event = {"seq": seq, "job_id": job["id"], "type": kind, "at": iso(at), **payload}
         events.append(event)
@@ -140,12 +146,27 @@ class Ledger:
         allowed: Iterable[JobStatus],
         values: dict[str, Any],
         extra_where: Any = None,
+        *,
+        key: str | None = None,
+        params: dict[str, Any] | None = None,
     ) -> Row[Any] | None:
-        statuses = [s.value for s in allowed]
-        where = and_(JOBS.c.id == job_id, JOBS.c.status.in_(statuses))
-        if extra_where is not None:
-            where = and_(where, extra_where)
-        return conn.execute(update(JOBS).where(where).values(**values).returning(*JOBS.c)).first()
+        """A guarded UPDATE … RETURNING. With ``key`` the statement is built once and reused: plain values become
+        bind parameters (``b_<column>``), so per-call cost is execution only — statement construction was most
+        of a job's overhead in the queue benchmark."""
+        stmt = _STATEMENTS.get(key) if key else None
+        if stmt is None:
+            where = and_(JOBS.c.id == bindparam("b_id"), JOBS.c.status.in_([s.value for s in allowed]))
+            if extra_where is not None:
+                where = and_(where, extra_where)
+            bound = {
+                col: value if isinstance(value, ClauseElement) else bindparam(f"b_{col}", type_=JOBS.c[col].type)
+                for col, value in values.items()
+            }
+            stmt = update(JOBS).where(where).values(bound).returning(*JOBS.c)
+            if key:
+                _STATEMENTS[key] = stmt
+        bind = {f"b_{col}": value for col, value in values.items() if not isinstance(value, ClauseElement)}
+        return conn.execute(stmt, {"b_id": job_id, **bind, **(params or {})}).first()
 
     def _change(
         self,
@@ -154,8 +175,11 @@ class Ledger:
         allowed: Iterable[JobStatus],
         values: dict[str, Any],
         extra_where: Any = None,
+        *,
+        key: str | None = None,
+        params: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
-        row = self._change_row(conn, job_id, allowed, values, extra_where)
+        row = self._change_row(conn, job_id, allowed, values, extra_where, key=key, params=params)
         return job_to_dict(row) if row is not None else None
 
     def _transition(
@@ -169,7 +193,7 @@ class Ledger:
     ) -> dict[str, Any]:
         """Guarded update + event, or a clear InvalidTransition / NotFound naming the job's actual state."""
         with self._transaction() as (conn, events):
-            job = self._change(conn, job_id, allowed, values)
+            job = self._change(conn, job_id, allowed, values, key=f"op:{kind}:{','.join(sorted(values))}")
             if job is None:
                 status = conn.execute(select(JOBS.c.status).where(JOBS.c.id == job_id)).scalar()
                 if status is None:
@@ -195,31 +219,30 @@ class Ledger:
         status = JobStatus.SCHEDULED if scheduled_time else JobStatus.PENDING
         with self._transaction() as (conn, events):
             row = conn.execute(
-                insert(JOBS)
-                .values(
-                    job_type=job_type,
-                    parameters=parameters,
-                    status=status.value,
-                    priority=priority,
-                    max_retries=max_retries,
-                    attempts=0,
-                    schedule_type=(ScheduleType.SCHEDULED if scheduled_time else ScheduleType.IMMEDIATE).value,
-                    scheduled_time=scheduled_time,
-                    created_at=now,
-                    retry_base_s=retry_base_s,
-                    retry_cap_s=retry_cap_s,
-                    staged_path=staged_path,
-                )
-                .returning(*JOBS.c)
+                _INSERT_JOB,
+                {
+                    "job_type": job_type,
+                    "parameters": parameters,
+                    "status": status.value,
+                    "priority": priority,
+                    "max_retries": max_retries,
+                    "attempts": 0,
+                    "schedule_type": (ScheduleType.SCHEDULED if scheduled_time else ScheduleType.IMMEDIATE).value,
+                    "scheduled_time": scheduled_time,
+                    "created_at": now,
+                    "retry_base_s": retry_base_s,
+                    "retry_cap_s": retry_cap_s,
+                    "staged_path": staged_path,
+                },
             ).one()
             job = job_to_dict(row)
             self._record(conn, events, job, "created")
         return job
 
-    def claim(self, job_id: int, worker_id: str, *, tolerance_s: float = 0.05) -> Claim:
+    def claim(self, job_id: int, worker_id: str, *, tolerance_s: float = 0.0) -> Claim:
         """pending/scheduled/retrying → running, if due. Counts the attempt and takes the lease."""
         now = utcnow()
-        due = now + timedelta(seconds=tolerance_s)
+        due = bindparam("b_due", type_=JOBS.c.scheduled_time.type)
         is_due = and_(
             or_(JOBS.c.status != JobStatus.SCHEDULED.value, JOBS.c.scheduled_time <= due),
             or_(JOBS.c.status != JobStatus.RETRYING.value, JOBS.c.next_attempt_at <= due),
@@ -233,7 +256,10 @@ class Ledger:
             "finished_at": None,
         }
         with self._transaction() as (conn, events):
-            claimed = self._change_row(conn, job_id, CLAIMABLE, values, is_due)
+            claimed = self._change_row(
+                conn, job_id, CLAIMABLE, values, is_due, key="claim",
+                params={"b_due": now + timedelta(seconds=tolerance_s)},
+            )  # fmt: skip
             if claimed is None:
                 row = conn.execute(
                     select(JOBS.c.status, JOBS.c.priority, JOBS.c.scheduled_time, JOBS.c.next_attempt_at).where(
@@ -289,7 +315,10 @@ class Ledger:
     def _finish(self, job_id: int, worker_id: str, values: dict[str, Any], kind: str) -> dict[str, Any] | None:
         """End an attempt — only if this worker still holds the job (a swept lease must not be overwritten)."""
         with self._transaction() as (conn, events):
-            job = self._change(conn, job_id, [JobStatus.RUNNING], values, JOBS.c.worker_id == worker_id)
+            job = self._change(
+                conn, job_id, [JobStatus.RUNNING], values, JOBS.c.worker_id == bindparam("b_worker"),
+                key=f"finish:{kind}", params={"b_worker": worker_id},
+            )  # fmt: skip
             if job is not None:
                 self._record(conn, events, job, kind)
         return job
@@ -382,7 +411,7 @@ class Ledger:
 
     # ---------------------------------------------------------------- worker bookkeeping (no events)
     def heartbeat(self, worker_id: str) -> int:
-        with self._writer.begin() as conn:
+        with self._write_lock, self._writer.begin() as conn:
             return conn.execute(
                 update(JOBS)
                 .where(JOBS.c.worker_id == worker_id, JOBS.c.status == JobStatus.RUNNING.value)
@@ -391,11 +420,11 @@ class Ledger:
 
     def save_checkpoint(self, job_id: int, checkpoint: dict[str, Any] | None) -> None:
         """Resumable progress private to a job type (e.g. a multipart upload id and its finished parts)."""
-        with self._writer.begin() as conn:
+        with self._write_lock, self._writer.begin() as conn:
             conn.execute(update(JOBS).where(JOBS.c.id == job_id).values(checkpoint=checkpoint))
 
     def clear_staged(self, job_id: int) -> None:
-        with self._writer.begin() as conn:
+        with self._write_lock, self._writer.begin() as conn:
             conn.execute(update(JOBS).where(JOBS.c.id == job_id).values(staged_path=None))
 
     # ---------------------------------------------------------------- reads
@@ -523,6 +552,11 @@ class Ledger:
                 )
             ).all()
         return [(t, at) for t, at in rows]
+
+
+_STATEMENTS: dict[str, Any] = {}
+_INSERT_JOB = insert(JOBS).returning(*JOBS.c)
+_INSERT_EVENT = insert(EVENTS).returning(EVENTS.c.seq)
 
 
 def _RETRY_VALUES() -> dict[str, Any]:

@@ -98,13 +98,12 @@ class Executor:
             self._fail(job, f"unknown job type {job['job_type']!r}: is its module in JOBDECK_JOB_MODULES?", None)
             return
         temp_dir = self.paths.temp / f"job-{job_id}"
-        temp_dir.mkdir(parents=True, exist_ok=True)
         ctx = JobContext(
             job_id=job_id,
             attempt=job["attempts"],
             settings=settings,
             credentials=self.credentials,
-            temp_dir=temp_dir,
+            temp_root=self.paths.temp,
             staged_path=staged,
             checkpoint=claim.checkpoint,
             _report=self.progress,
@@ -128,7 +127,8 @@ class Executor:
             done = self.ledger.succeed(job_id, self.worker_id, result)
             self._cleanup(kind, done, staged, "succeeded", settings, ctx.checkpoint)
         finally:
-            _remove_tree(temp_dir)
+            if temp_dir.exists():
+                _remove_tree(temp_dir)
 
     def _retry_or_fail(
         self, job: dict[str, Any], message: str, tb: str | None, settings: Settings
