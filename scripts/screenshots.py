@@ -88,20 +88,20 @@ async def scenario(window: Any, out: Path, smtp: Any, s3: Any, bucket: str, file
     canceled = await request("create", job_type="send_email", parameters=email("old@example.com", "Outdated notice"),
                              scheduled_time=later)  # fmt: skip
     await request("cancel", job_id=canceled["id"])
+    failed_id = next(window.model.job_at(r)["id"] for r in range(window.model.rowCount())
+                     if window.model.job_at(r)["status"] == "failed")  # fmt: skip
+    window.select_job(failed_id)
+    await until(lambda: window.detail.job is not None and window.detail.job.get("history"))
     # running (a large upload with live progress) and pending behind it (concurrency 1)
     big = files / "backup-2026-11.tar"
-    big.write_bytes(os.urandom(96 * 1024 * 1024))
+    big.write_bytes(os.urandom(256 * 1024 * 1024))
     running = (await request("upload", paths=[str(big)], bucket=bucket, key_prefix="backups/"))[0]
-    await until(lambda: window.model.index(window.model.row_of(running["id"]) or 0, 9).data(0x0100 + 4) is not None,
-                timeout=60)  # fmt: skip
     for to in ("support@example.com", "sales@example.com"):
         await request("create", job_type="send_email", parameters=email(to, "Follow-up"))
-    await until(lambda: window.live.stats is not None and window.live.stats.get("total") == 14, timeout=10)
-    await asyncio.sleep(0.6)
-    failed_row = next(r for r in range(window.model.rowCount()) if window.model.job_at(r)["status"] == "failed")
-    window.select_job(window.model.job_at(failed_row)["id"])
-    await until(lambda: window.detail.job is not None and window.detail.job.get("history"))
-    await asyncio.sleep(0.3)
+    await until(lambda: window.model.index(window.model.row_of(running["id"]) or 0, 9).data(0x0100 + 4) is not None,
+                timeout=60)  # fmt: skip
+    await window.live.refresh_counts()
+    await asyncio.sleep(0.15)
     window.grab().save(str(out / f"main{suffix}.png"))
 
     # the new-job dialog, with an invalid address flagged inline

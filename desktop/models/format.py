@@ -94,9 +94,9 @@ def outcome(job: dict[str, Any]) -> str:
 def when(job: dict[str, Any]) -> str:
     """Scheduled time, or the next retry for a retrying job."""
     if job.get("status") == "retrying" and job.get("next_attempt_at"):
-        return "retry " + local_time(job["next_attempt_at"])
+        return "retry " + local_time(job["next_attempt_at"], seconds=False)
     if job.get("status") == "scheduled" or (job.get("scheduled_time") and job.get("status") == "pending"):
-        return local_time(job.get("scheduled_time"))
+        return local_time(job.get("scheduled_time"), seconds=False)
     return ""
 
 

@@ -281,7 +281,7 @@ def _cells(job: dict[str, Any]) -> list[str]:
         str(job.get("priority", "")),
         f"{job.get('attempts', 0)}/{int(job.get('max_retries', 0)) + 1}",
         fmt.when(job),
-        fmt.local_time(job.get("created_at")),
+        fmt.local_time(job.get("created_at"), seconds=False),
         fmt.duration(fmt.job_duration(job)),
         fmt.outcome(job),
     ]

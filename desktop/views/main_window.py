@@ -166,7 +166,7 @@ class MainWindow(QMainWindow):
         header.setStretchLastSection(True)
         em = self.fontMetrics().horizontalAdvance("M")
         samples = {Col.ID: "1000000", Col.TYPE: "Upload", Col.STATUS: "Succeeded  ", Col.PRIORITY: "9",
-                   Col.ATTEMPTS: "10/10", Col.WHEN: "retry 2026-12-31 23:59:59", Col.CREATED: "2026-12-31 23:59:59",
+                   Col.ATTEMPTS: "10/10", Col.WHEN: "retry 2026-12-31 23:59", Col.CREATED: "2026-12-31 23:59",
                    Col.DURATION: "10 min 59 s"}  # fmt: skip
         bold = self.table.horizontalHeader().fontMetrics()
         for col, sample in samples.items():
@@ -186,7 +186,7 @@ class MainWindow(QMainWindow):
         self.splitter.addWidget(self.detail)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([em * 70, em * 24])
+        self.splitter.setSizes([em * 76, em * 22])
         layout.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
         self.badge = WorkerBadge(self)
