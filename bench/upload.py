@@ -5,7 +5,8 @@
 moto's ThreadedMotoServer runs in its own process on 127.0.0.1, so neither client shares a GIL with the server.
 Jobdeck: the file is submitted with ``jobdeck upload`` semantics (staged snapshot) to a real `jobdeck worker`; its
 throughput is size / (finished_at - started_at) from the ledger, i.e. the transfer without staging and queueing
-(both are printed too). boto3: ``upload_file`` with its default TransferConfig, timed in this process. Each client
+(both are printed too). boto3: ``upload_file`` with its default TransferConfig, timed in this process; Jobdeck
+gets the same part size and thread count in its settings. Each client
 runs ``--rounds`` times, interleaved with the other and alternating who goes first, and the best round of each
 counts: moto's own speed varies by 2x between identical rounds, and the worker is idle-waiting on the network
 most of the time (py-spy), so the best round is the least noisy estimate of each client's ceiling. The worker's resident

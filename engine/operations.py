@@ -419,7 +419,7 @@ class Operations:
 
     def cleanup_uploads(self, bucket: str | None = None, older_than_hours: Any = 24) -> dict[str, Any]:
         """Abort stale multipart uploads in the bucket, sparing those that unfinished upload jobs will resume."""
-        from engine.uploads import cleanup_stale
+        from engine.upload_aborts import cleanup_stale
 
         try:
             hours = -1.0 if isinstance(older_than_hours, bool) else float(older_than_hours)

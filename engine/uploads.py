@@ -7,28 +7,24 @@ offset in small blocks while the HTTP layer sends it. Resume state is a plain di
 from __future__ import annotations
 
 import base64
-import json
-import logging
 import math
 import os
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from engine.config import Paths, Settings
+from engine.config import Settings
 from engine.credentials.store import Credentials
-from engine.errors import JobdeckError, JobError, ValidationError
+from engine.errors import JobError
 from engine.s3 import make_client
-
-log = logging.getLogger(__name__)
+from engine.upload_aborts import abort_quietly, list_all
 
 MIN_PART = 5 * 1024**2
 MAX_PART = 5 * 1024**3
@@ -257,6 +253,10 @@ class Transfer:
     # -------------------------------------------------------------- multipart
     def _multipart(self, fd: int, size: int, limit: TokenBucket | None) -> Outcome:
         part_size = part_size_for(size, self.settings.multipart_part_bytes)
+        earlier = self.checkpoint or {}
+        if earlier.get("size") == size and isinstance(earlier.get("part_size"), int):
+            # A resumed upload keeps its part size even if the setting changed meanwhile.
+            part_size = part_size_for(size, earlier["part_size"])
         ranges = part_ranges(size, part_size)
         state = self._resume(size, part_size)
         if state is None:
@@ -386,140 +386,3 @@ class Transfer:
             state["parts"] = [p for p in state["parts"] if p["PartNumber"] != number]
             state["parts"].append({"PartNumber": number, "ETag": answer["ETag"], "checksum": crc})
             self.save_checkpoint({**state, "parts": list(state["parts"])})
-
-
-def list_all(client: Any, method: str, item_key: str, **kwargs: Any) -> Iterable[dict[str, Any]]:
-    for page in client.get_paginator(method).paginate(**kwargs):
-        yield from page.get(item_key, [])
-
-
-# ------------------------------------------------------------------ abort: now, later, or when stale
-def abort_quietly(client: Any, bucket: str | None, key: str | None, upload_id: str) -> bool:
-    """Abort one multipart upload; True when it is gone (including already gone)."""
-    if not bucket or not key:
-        return False
-    try:
-        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-    except ClientError as exc:
-        return exc.response.get("Error", {}).get("Code") in ("NoSuchUpload", "404", "NotFound")
-    except Exception as exc:  # endpoint down: the caller defers
-        log.info("could not abort multipart upload %s of s3://%s/%s: %s", upload_id, bucket, key, exc)
-        return False
-    return True
-
-
-class PendingAborts:
-    """Aborts that failed (endpoint down), kept on disk so a later run, cleanup or worker finishes them."""
-
-    _lock = threading.Lock()
-
-    def __init__(self, paths: Paths | None = None) -> None:
-        self.path = (paths or Paths()).spool / "pending-aborts.json"
-
-    def load(self) -> list[dict[str, str]]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return []
-        return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
-
-    def _write(self, items: list[dict[str, str]]) -> None:
-        if not items:
-            self.path.unlink(missing_ok=True)
-            return
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(items), encoding="utf-8")
-        os.replace(tmp, self.path)
-
-    def add(self, bucket: str, key: str, upload_id: str) -> None:
-        with self._lock:
-            items = [i for i in self.load() if i.get("upload_id") != upload_id]
-            self._write([*items, {"bucket": bucket, "key": key, "upload_id": upload_id}])
-
-    def flush(self, client: Any) -> int:
-        """Try every pending abort once; returns how many are done."""
-        with self._lock:
-            items = self.load()
-            left = [i for i in items if not abort_quietly(client, i.get("bucket"), i.get("key"), i["upload_id"])]
-            self._write(left)
-        return len(items) - len(left)
-
-
-_retrier: threading.Thread | None = None
-
-
-def abort_or_defer(settings: Settings, credentials: Credentials, checkpoint: dict[str, Any]) -> bool:
-    """Abort the checkpoint's multipart upload; if the endpoint is unreachable, keep retrying in the background."""
-    bucket, key, upload_id = checkpoint.get("bucket"), checkpoint.get("key"), checkpoint.get("upload_id")
-    if not (bucket and key and upload_id):
-        return True
-    client = make_client(settings, credentials)
-    if abort_quietly(client, bucket, key, upload_id):
-        return True
-    pending = PendingAborts()
-    pending.add(bucket, key, upload_id)
-    _start_retrier(settings, credentials, pending)
-    return False
-
-
-def _start_retrier(settings: Settings, credentials: Credentials, pending: PendingAborts, span_s: float = 900) -> None:
-    global _retrier
-    if _retrier is not None and _retrier.is_alive():
-        return
-
-    def _loop() -> None:
-        delay = 0.5
-        deadline = time.monotonic() + span_s
-        client = make_client(settings, credentials, connect_timeout=2, retries={"max_attempts": 1})
-        while time.monotonic() < deadline and pending.load():
-            time.sleep(delay)
-            pending.flush(client)
-            delay = min(delay * 2, 30.0)
-
-    _retrier = threading.Thread(target=_loop, name="jobdeck-abort-retry", daemon=True)
-    _retrier.start()
-
-
-def cleanup_stale(
-    settings: Settings,
-    credentials: Credentials,
-    *,
-    bucket: str | None = None,
-    older_than_hours: float = 24.0,
-    keep: set[str] | frozenset[str] = frozenset(),
-) -> dict[str, Any]:
-    """Abort multipart uploads in the bucket started more than ``older_than_hours`` ago (S3 bills their parts).
-
-    ``keep`` holds upload ids that live jobs will still resume.
-    """
-    name = bucket or settings.s3_bucket
-    if not name:
-        raise ValidationError("bucket", "no bucket given and no default set (jobdeck config set s3_bucket NAME)")
-    client = make_client(settings, credentials)
-    retried = PendingAborts().flush(client)
-    cutoff = datetime.now(UTC) - timedelta(hours=older_than_hours)
-    aborted: list[dict[str, Any]] = []
-    kept = 0
-    try:
-        uploads = list(list_all(client, "list_multipart_uploads", "Uploads", Bucket=name))
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise JobdeckError(
-            f"S3 refused to list uploads in {name}: {error.get('Code')} {error.get('Message', '')}"
-        ) from None
-    except BotoCoreError as exc:
-        raise JobdeckError(f"could not list uploads in {name}: {exc}") from None
-    for upload in uploads:
-        initiated = upload.get("Initiated")
-        if upload["UploadId"] in keep or (initiated is not None and initiated > cutoff):
-            kept += 1
-            continue
-        if abort_quietly(client, name, upload["Key"], upload["UploadId"]):
-            aborted.append(
-                {
-                    "key": upload["Key"],
-                    "upload_id": upload["UploadId"],
-                    "initiated": initiated.astimezone(UTC).isoformat() if initiated else None,
-                }
-            )
-    return {"bucket": name, "aborted": aborted, "kept": kept, "pending_retried": retried}

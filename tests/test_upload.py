@@ -17,7 +17,8 @@ from engine.credentials.store import Credentials
 from engine.errors import JobdeckError, JobError, PermanentJobError
 from engine.jobs import registry
 from engine.jobs.base import CleanupEnv, JobContext
-from engine.uploads import MAX_PARTS, MIN_PART, PendingAborts, TokenBucket, cleanup_stale, part_size_for
+from engine.upload_aborts import PendingAborts, cleanup_stale
+from engine.uploads import MAX_PARTS, MIN_PART, TokenBucket, part_size_for
 
 MiB = 1024**2
 
@@ -60,7 +61,7 @@ def context(ops: Any, job_id: int, stop: threading.Event | None = None) -> JobCo
         attempt=row.attempts + 1,
         settings=ops.settings,
         credentials=ops.credentials,
-        temp_dir=ops.paths.temp,
+        temp_root=ops.paths.temp,
         staged_path=Path(row.staged_path) if row.staged_path else None,
         checkpoint=row.checkpoint,
         _save_checkpoint=ops.ledger.save_checkpoint,
@@ -351,3 +352,31 @@ def test_cli_uploads_cleanup(ops: Any, s3_server: S3Server, s3_bucket: str) -> N
     report = json.loads(done.stdout)
     assert report["bucket"] == s3_bucket and [a["upload_id"] for a in report["aborted"]] == [orphan]
     assert open_uploads(s3_server, s3_bucket) == []
+
+
+def test_empty_file_and_a_changed_part_size_setting_between_attempts(
+    ops: Any, aws: Credentials, s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    s3_settings(ops, s3_server, s3_bucket, multipart_concurrency=1)
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (empty,) = ops.upload([str(tmp_path / "empty.txt")])
+    assert run_attempt(ops, empty["id"])["size"] == 0 and fetch(s3_server, s3_bucket, "empty.txt") == b""
+
+    data = write_file(tmp_path / "big.bin", 12 * MiB)
+    (job,) = ops.upload([str(tmp_path / "big.bin")])
+    stop = threading.Event()
+    original = ops.ledger.save_checkpoint
+
+    def save_then_stop(job_id: int, checkpoint: dict[str, Any] | None) -> None:
+        original(job_id, checkpoint)
+        if checkpoint and checkpoint["parts"]:
+            stop.set()
+
+    ops.ledger.save_checkpoint = save_then_stop
+    with pytest.raises(JobError):
+        run_attempt(ops, job["id"], stop=stop)
+    ops.ledger.save_checkpoint = original
+    s3_settings(ops, s3_server, s3_bucket, multipart_part_bytes=6 * MiB)  # the resumed upload keeps 5 MiB parts
+    result = run_attempt(ops, job["id"])
+    assert result["resumed_parts"] == 1 and result["parts"] == 3
+    assert fetch(s3_server, s3_bucket, "big.bin") == data

@@ -14,7 +14,7 @@ from test_upload import MiB, fetch, open_uploads, write_file
 
 from engine.config import Paths, save_settings
 from engine.events.client import try_wake
-from engine.uploads import PendingAborts
+from engine.upload_aborts import PendingAborts
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": S3Server.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3Server.SECRET_KEY}
 

@@ -18,7 +18,8 @@ from engine.errors import JobdeckError, JobError, PermanentJobError, ValidationE
 from engine.jobs.base import CleanupEnv, JobContext, JobType, Params, Prepared, remove_staged
 from engine.jobs.registry import register
 from engine.s3 import object_url
-from engine.uploads import CHECKSUM_ALGORITHM, PendingAborts, Transfer, abort_or_defer, streaming_client
+from engine.upload_aborts import PendingAborts, abort_or_defer
+from engine.uploads import CHECKSUM_ALGORITHM, Transfer, streaming_client
 
 _PERMANENT_S3_CODES = {
     "AccessDenied",
