@@ -125,11 +125,39 @@ def test_bundle_carries_migrations_and_leaves_unused_parts_out(bundle: Bundle) -
     names = {p.relative_to(bundle.folder).as_posix() for p in files}
     assert any(n.endswith("engine/storage/migrations/versions/0001_initial.py") for n in names)
     assert any(n.endswith("engine/storage/migrations/env.py") for n in names)
-    assert any(n.endswith("resources/style.qss") for n in names)
+    resources = [f.relative_to(bundle.source).as_posix() for f in (bundle.source / "resources").rglob("*.*")]
+    assert resources
+    assert [r for r in resources if not any(n.endswith(r) for n in names)] == []
     unwanted = ("QtWebEngine", "Qt6Qml", "Qt6Quick", "Qt63D", "QtQml", "QtQuick", "Qt3D", "tkinter", "tcl", "gtk-3")
     assert not [n for n in names if any(u in n for u in unwanted)]
     size = sum(p.stat().st_size for p in files)
     assert size <= SIZE_GOAL_BYTES, f"bundle is {size / 1024**2:.0f} MB, over the goal of {SIZE_GOAL_BYTES} bytes"
+
+
+def test_bundled_keyring_reaches_a_real_secret_service(bundle: Bundle, tmp_path: Path, secret_service: Any) -> None:
+    """Keyring finds its backends through entry points and hidden imports; a frozen app loses them silently."""
+    env = {**secret_service.env, "JOBDECK_KEYRING": "keyring"}
+    stored = subprocess.run(
+        [str(bundle.exe), "credentials", "set", "smtp-password"],
+        input="bundle-secret",
+        env=bundle.env(tmp_path, **env),
+        cwd=bundle.workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert stored.returncode == 0, stored.stderr
+    status = bundle.run(tmp_path, "credentials", "status", **env)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "SecretService" in status.stdout
+    assert "smtp-password: set" in status.stdout
+
+
+def test_bundled_cli_uses_postgresql(bundle: Bundle, tmp_path: Path, postgres_url: str) -> None:
+    """The psycopg dialect and its binary libpq must be in the bundle; Alembic migrates the empty database."""
+    out = bundle.run(tmp_path, "stats", "--json", JOBDECK_DATABASE_URL=postgres_url)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "total" in json.loads(out.stdout)
 
 
 @pytest.fixture
