@@ -1,7 +1,8 @@
-"""Streaming, resumable S3 uploads: part planning, throttled part bodies, multipart resume and abort of stale uploads.
+"""Streaming, resumable S3 uploads: part planning, checksums, throttled part bodies, parallel parts and resume.
 
 Memory stays bounded whatever the file size: a part is never held in memory; its body reads the file at the part's
-offset in small blocks while the HTTP layer sends it. Resume state is a plain dict the job stores as its checkpoint.
+offset in small blocks while the HTTP layer sends it. Resume state is a plain dict the job stores as its checkpoint;
+aborting unfinished uploads lives in ``engine.upload_aborts``.
 """
 
 from __future__ import annotations
