@@ -197,6 +197,37 @@ async def test_a_client_that_stops_reading_delays_no_one(
         stalled.close()
 
 
+@run_async
+async def test_a_burst_bigger_than_the_queue_does_not_disconnect_a_reading_client(
+    worker_factory: Callable[..., Any], jobdeck_home: Path
+) -> None:
+    """Retrying 2,100 failed jobs commits 2,100 events at once: more than a client's queue holds."""
+    from engine.events.server import CLIENT_QUEUE
+
+    count = CLIENT_QUEUE + 100
+    noop_worker(worker_factory)
+    c = await client(jobdeck_home)
+    await create_many(c, count, {"permanent": True})
+    setup = Recorder()
+    c.on_event = setup
+    await c.subscribe(0)
+    await setup.wait_for(finished(count, "failed"))
+    start = setup.seqs()[-1]
+    watcher = Recorder()
+    w = await client(jobdeck_home, watcher)
+    await w.subscribe(start)
+    await watcher.wait_for(lambda evs: any(e.get("type") == "replay.done" for e in evs))
+    assert (await c.request("retry_all_failed"))["count"] == count
+    await watcher.wait_for(finished(count, "failed"))
+    everything = ledger_events(jobdeck_home)
+    assert len(everything) == start + 3 * count
+    assert watcher.seqs() == [e["seq"] for e in everything if e["seq"] > start]
+    assert not w.closed.is_set(), "a client that kept reading was disconnected"
+    assert sum(1 for e in watcher.events if e.get("type") == "replay.done") == 1
+    await w.close()
+    await c.close()
+
+
 # ------------------------------------------------------------------ progress
 
 
