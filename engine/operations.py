@@ -152,9 +152,10 @@ class Operations:
         if self.after_enqueue is not None:
             self.after_enqueue()
 
-    def _cleanup(
+    def release(
         self, job: dict[str, Any], staged: str | None, reason: str, checkpoint: dict[str, Any] | None = None
     ) -> None:
+        """Let the job's type release what the job held (staged copy, open multipart upload) once it ended."""
         job_type = registry.load().get(job["job_type"])
         if job_type is not None:
             env = CleanupEnv(self.settings, self.credentials)
@@ -370,7 +371,7 @@ class Operations:
         job_id = parse_id(job_id)
         checkpoint = self.ledger.get_row(job_id).checkpoint
         job, staged = self.ledger.delete(job_id)
-        self._cleanup(job, staged, "deleted", checkpoint)
+        self.release(job, staged, "deleted", checkpoint)
         return job
 
     def cancel(self, job_id: Any) -> dict[str, Any]:
@@ -378,7 +379,7 @@ class Operations:
         row = self.ledger.get_row(job_id)
         staged = row.staged_path
         job = self.ledger.cancel(job_id)
-        self._cleanup(job, staged, "canceled", row.checkpoint)
+        self.release(job, staged, "canceled", row.checkpoint)
         if staged:
             self.ledger.clear_staged(job_id)
         return job

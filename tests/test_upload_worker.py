@@ -105,3 +105,20 @@ def test_endpoint_down_retries_then_fails_with_no_upload_left_open(
             fetch(private, bucket, "backup.tar")
         client = private.client()
         client.delete_bucket(Bucket=bucket)
+
+
+def test_worker_lost_with_no_attempts_left_aborts_the_upload(
+    ops: Any, s3_server: S3Server, s3_bucket: str, tmp_path: Path, worker_factory: Callable[..., Any]
+) -> None:
+    """The crash-recovery path fails the job the way the normal path does: no multipart upload left open."""
+    configure(ops, s3_server, s3_bucket, bandwidth_limit_bytes_s=4 * MiB)
+    write_file(tmp_path / "big.iso", 20 * MiB, seed=3)
+    first = worker_factory(env=AWS_ENV)
+    (job,) = ops.upload([str(tmp_path / "big.iso")], max_retries=0)
+    wait_until("a part on the server", lambda: parts_saved(ops, job["id"]) >= 1)
+    first.kill()
+    assert open_uploads(s3_server, s3_bucket), "the kill should leave the multipart upload open"
+    worker_factory(env=AWS_ENV)
+    failed = wait_until("the job to fail", lambda: (j := ops.get(job["id"]))["status"] == "failed" and j)
+    assert "worker lost" in failed["error"]
+    assert open_uploads(s3_server, s3_bucket) == []

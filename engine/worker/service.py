@@ -74,7 +74,7 @@ class WorkerService:
         self.queue.set_handler(self.executor.execute)
         self.ledger.add_listener(self.server.notify)
 
-        recovered = self.ledger.recover_expired(self.lease_s, worker_id=self._sole_worker_id())
+        recovered = self._recover(self.ledger.recover_expired(self.lease_s, worker_id=self._sole_worker_id()))
         if recovered:
             log.warning("recovered %d job(s) left running by a stopped worker", len(recovered))
         self._rebuild_queue()
@@ -89,6 +89,19 @@ class WorkerService:
             self.concurrency,
             self.server.port,
         )
+
+    def _recover(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A lapsed lease with no attempts left is a terminal failure: release what the job held, as the
+        normal failure path does (e.g. abort its multipart upload, which S3 bills until aborted)."""
+        assert self.ledger is not None
+        for job in jobs:
+            if job["status"] == JobStatus.FAILED.value:
+                try:
+                    row = self.ledger.get_row(job["id"])
+                    self.ops.release(job, row.staged_path, "failed", row.checkpoint)
+                except Exception:
+                    log.exception("cleanup of job %s after a lost worker failed", job["id"])
+        return jobs
 
     def _sole_worker_id(self) -> str | None:
         """On SQLite the lock makes us the only worker: every other worker id in the ledger is dead."""
@@ -113,7 +126,7 @@ class WorkerService:
                 self.ledger.heartbeat(self.worker_id)
                 if time.monotonic() - last_sweep >= self.lease_s / 2:
                     last_sweep = time.monotonic()
-                    for job in self.ledger.recover_expired(self.lease_s):
+                    for job in self._recover(self.ledger.recover_expired(self.lease_s)):
                         if job["status"] == JobStatus.PENDING.value:
                             self.queue.enqueue(job["id"], job["priority"])
                     self.consumer.check_health()
