@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -225,14 +226,58 @@ def test_bundled_worker_sends_an_email_job(
 
 def _stop_leftover_workers(home: Path, exe: Path) -> None:
     """The GUI starts its worker as a child; if it outlives the GUI, this test still owns it."""
-    try:
-        pid = json.loads((home / "runtime" / "worker.json").read_text())["pid"]
-        worker = psutil.Process(pid)
-        if Path(worker.exe()).resolve() == exe.resolve():
+    worker = _worker_of(home)
+    with contextlib.suppress(OSError, psutil.Error):
+        if worker and Path(worker.exe()).resolve() == exe.resolve():
             worker.terminate()
             worker.wait(20)
+
+
+def _worker_of(home: Path) -> psutil.Process | None:
+    try:
+        return psutil.Process(json.loads((home / "runtime" / "worker.json").read_text())["pid"])
     except (OSError, ValueError, KeyError, psutil.Error):
-        pass
+        return None
+
+
+def test_gui_starts_its_worker_by_rerunning_its_own_executable(bundle: Bundle, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    log = (tmp_path / "gui.log").open("wb")
+    gui = subprocess.Popen(
+        [str(bundle.exe), "gui"],
+        env=bundle.env(home, QT_QPA_PLATFORM="offscreen"),
+        cwd=bundle.workdir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    command: list[str] = []
+    children: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not command and gui.poll() is None and time.monotonic() < deadline:
+            worker = _worker_of(home)
+            with contextlib.suppress(psutil.Error):
+                command = worker.cmdline() if worker else []
+            time.sleep(0.1)
+    finally:
+        with contextlib.suppress(psutil.Error):
+            children = psutil.Process(gui.pid).children(recursive=True)
+        gui.terminate()
+        try:
+            gui.wait(20)
+        except subprocess.TimeoutExpired:
+            gui.kill()
+            gui.wait(10)
+        _stop_leftover_workers(home, bundle.exe)
+        for child in children:  # a worker that had not yet announced itself in worker.json
+            with contextlib.suppress(psutil.Error):
+                child.terminate()
+                child.wait(20)
+    output = (tmp_path / "gui.log").read_text(errors="replace")
+    assert command, f"the bundled GUI started no worker (GUI exit status {gui.returncode}):\n{output}"
+    assert Path(command[0]).resolve() == bundle.exe.resolve()
+    assert command[1:2] == ["worker"]
 
 
 def test_gui_starts_offscreen_and_exits_cleanly(bundle: Bundle, tmp_path: Path) -> None:
