@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import logging
 import os
@@ -26,15 +25,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from engine.config import Paths
-from engine.errors import JobdeckError, ValidationError
 from engine.events import auth, schema
+from engine.events.control import Dispatcher, WorkerControl
 from engine.events.progress import ProgressCoalescer
 from engine.operations import Operations
 
@@ -60,14 +59,6 @@ FOREIGN_POLL_S = 1.0  # commits by other processes that did not send `wake`
 SLOW_CLIENT = "client too slow; reconnect and subscribe from your last seq"
 
 
-class WorkerControl(Protocol):
-    def wake(self) -> None: ...
-    def pause(self) -> None: ...
-    def resume(self) -> None: ...
-    def shutdown(self) -> None: ...
-    def status(self) -> dict[str, Any]: ...
-
-
 @dataclass(eq=False)
 class Client:
     conn: ServerConnection
@@ -78,26 +69,6 @@ class Client:
     sending_since: float | None = None  # when the send in progress began (None: not sending)
     subscription: asyncio.Task[None] | None = None
     room: asyncio.Event = field(default_factory=asyncio.Event)  # set by the sender when the queue has room again
-
-
-# Operations a client may call: wire name → method of Operations (keyword arguments from `args`).
-OPERATIONS: dict[str, str] = {
-    "create": "create",
-    "list": "list",
-    "get": "get",
-    "delete": "delete",
-    "retry": "retry",
-    "retry_all_failed": "retry_all_failed",
-    "cancel": "cancel",
-    "run_now": "run_now",
-    "stats": "stats",
-    "timeline": "timeline",
-    "types": "types",
-    "upload": "upload",
-    "count_failed": "count_failed",
-    "cleanup_uploads": "cleanup_uploads",
-}
-WORKER_COMMANDS = ("wake", "pause", "resume", "shutdown", "status")
 
 
 class EventServer:
@@ -125,6 +96,7 @@ class EventServer:
         # Ledger reads for the feed get their own thread, so a burst of requests never delays events.
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="jobdeck-events-read")
         self._requests = ThreadPoolExecutor(4, thread_name_prefix="jobdeck-requests")
+        self._dispatch = Dispatcher(ops, control, self._requests, self._status)
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
 
@@ -204,7 +176,8 @@ class EventServer:
         self._dirty = asyncio.Event()
         self._progress = ProgressCoalescer(loop, self._emit_progress)
         self.loop = loop  # from here on, other threads may hand us work (commits before the read below are re-read)
-        self._published = await loop.run_in_executor(self._reader, self.ops.ledger.last_seq)
+        last_seq = await loop.run_in_executor(self._reader, self.ops.ledger.last_seq)
+        self._published = max(self._published, last_seq)  # a commit may have been published while we read
         self._server = await serve(
             self._handle,
             HOST,
@@ -352,43 +325,10 @@ class EventServer:
         if kind == "subscribe":
             self._start_subscription(client, message.get("since", 0), request_id)
         elif kind == "request":
-            self._enqueue(client, await self._dispatch(request_id, message.get("op"), message.get("args", {})))
+            self._enqueue(client, await self._dispatch(request_id, message.get("op"), message.get("args")))
         else:
             text = f"unknown message type {kind!r}; use subscribe or request (a message with an op)"
             self._enqueue(client, schema.error_reply(request_id, "type", text))
-
-    async def _dispatch(self, request_id: Any, op: Any, args: Any) -> dict[str, Any]:
-        if args is None:
-            args = {}
-        if not isinstance(args, dict):
-            return schema.error_reply(request_id, "args", "must be an object of argument name → value")
-        try:
-            if op in WORKER_COMMANDS:
-                result = await self._worker_command(op, args)
-            elif isinstance(op, str) and op in OPERATIONS:
-                method = getattr(self.ops, OPERATIONS[op])
-                loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(self._requests, _call, method, args)
-            else:
-                allowed = ", ".join([*OPERATIONS, *WORKER_COMMANDS])
-                return schema.error_reply(request_id, "op", f"unknown operation {op!r}; allowed: {allowed}")
-        except ValidationError as exc:
-            return schema.error_reply(request_id, exc.field, exc.message)
-        except JobdeckError as exc:
-            return schema.error_reply(request_id, None, str(exc))
-        except Exception as exc:
-            log.exception("operation %s failed", op)
-            return schema.error_reply(request_id, None, f"internal error in {op}: {type(exc).__name__}: {exc}")
-        return schema.reply(request_id, result)
-
-    async def _worker_command(self, op: str, args: dict[str, Any]) -> Any:
-        if args:
-            raise ValidationError("args", f"{op} takes no arguments; got {', '.join(sorted(args))}")
-        loop = asyncio.get_running_loop()
-        if op == "status":
-            return self._status()
-        await loop.run_in_executor(self._requests, getattr(self.control, op))
-        return {"done": op}
 
     def _status(self) -> dict[str, Any]:
         return {**self.control.status(), "last_seq": self._published}
@@ -486,11 +426,3 @@ class EventServer:
 
 def _dumps(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"))
-
-
-def _call(method: Callable[..., Any], args: dict[str, Any]) -> Any:
-    try:
-        inspect.signature(method).bind(**args)
-    except TypeError as exc:
-        raise ValidationError("args", f"bad arguments for {method.__name__}: {exc}") from None
-    return method(**args)
