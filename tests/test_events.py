@@ -25,7 +25,7 @@ from eventtools import (
     raw_connect,
     run_async,
 )
-from websockets.exceptions import ConnectionClosedError, InvalidStatus
+from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus
 from workerproc import ROOT
 
 from engine.errors import JobdeckError, ValidationError
@@ -176,6 +176,23 @@ async def test_oversized_message_closes_that_connection_only(worker_factory: Cal
     assert (await _ask(fresh, '{"id": 3, "op": "stats"}'))["result"]["total"] == 0
     for conn in (bystander, fresh):
         await conn.close()
+
+
+@run_async
+async def test_idle_connections_are_closed_subscribers_are_not(worker_factory: Callable[..., Any]) -> None:
+    # 300 s by default; shortened so the test is short.
+    info = noop_worker(worker_factory, env={"JOBDECK_EVENT_IDLE_S": "1"}).info()
+    idle = await raw_connect(info["port"], bearer(info))
+    listening = await raw_connect(info["port"], bearer(info))
+    await listening.send(json.dumps({"type": "subscribe", "since": 0}))
+    assert json.loads(await listening.recv())["type"] == "replay.done"
+    with pytest.raises(ConnectionClosedOK):
+        await asyncio.wait_for(idle.recv(), 30)
+    assert (idle.close_code, idle.close_reason) == (1000, "idle: nothing sent")
+    # the subscriber outlived the idle one and still answers
+    assert json.loads(await listening.recv())["type"] == "worker.status"
+    assert (await _ask(listening, '{"id": 1, "op": "count_failed"}'))["ok"] is True
+    await listening.close()
 
 
 # ------------------------------------------------------------------ every operation, and its error path

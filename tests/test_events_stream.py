@@ -126,6 +126,39 @@ async def test_worker_restart_seq_continues_and_streams_resume(
         await stream.close()
 
 
+@run_async
+async def test_a_worker_killed_mid_run_loses_no_event(worker_factory: Callable[..., Any], jobdeck_home: Path) -> None:
+    """SIGKILL with jobs running: the next worker recovers them; the stream shows it all, in order, once."""
+    first = noop_worker(worker_factory, concurrency=2)
+    stream = EventStream(Paths(jobdeck_home), since=0, max_backoff_s=0.5)
+    received = Recorder()
+
+    async def consume() -> None:
+        async for event in stream.events():
+            received(event)
+
+    consumer = asyncio.create_task(consume())
+    try:
+        c = await client(jobdeck_home)
+        await create_many(c, 6, {"sleep_s": 0.5, "progress_steps": 5})
+        await received.wait_for(lambda evs: any(e.get("type") == "job.progress" for e in evs))
+        await c.close()
+        first.kill()  # no clean exit: worker.json stays behind, naming a dead pid
+        assert first.info_path.exists()
+        noop_worker(worker_factory, concurrency=2)
+        await received.wait_for(finished(6))
+        everything = ledger_events(jobdeck_home)
+        assert received.seqs() == [e["seq"] for e in everything] == list(range(1, len(everything) + 1))
+        kinds = [e["event"] for e in everything]
+        assert "lease_expired" in kinds  # the jobs the dead worker held were handed back, and ran again
+        assert kinds.count("succeeded") == 6
+    finally:
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+        await stream.close()
+
+
 # ------------------------------------------------------------------ a client that stops reading
 
 

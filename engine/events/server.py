@@ -48,10 +48,12 @@ HARD_QUEUE = CLIENT_QUEUE + 256  # anything at all waiting for one client; past 
 SEND_BUFFER_BYTES = 256 * 1024  # the kernel's share of a slow client's backlog stays small and bounded
 REPLAY_CHUNK = 500
 MAX_IN_FLIGHT = 32  # requests one client may have running; further ones wait (we stop reading its socket)
-IDLE_TIMEOUT_S = 300.0  # a connection that neither subscribed nor sent anything for this long is closed
+# A connection that neither subscribed nor sent anything for this long is closed. Both limits can be shortened
+# through the environment, for tests that prove them.
+IDLE_TIMEOUT_S = float(os.environ.get("JOBDECK_EVENT_IDLE_S") or 300.0)
 # A client with messages waiting that took none for this long is disconnected as stuck.
 STALL_TIMEOUT_S = float(os.environ.get("JOBDECK_EVENT_STALL_S") or 30.0)
-REAP_EVERY_S = min(5.0, STALL_TIMEOUT_S / 2)
+REAP_EVERY_S = min(5.0, STALL_TIMEOUT_S / 2, IDLE_TIMEOUT_S / 2)
 HANDSHAKE_TIMEOUT_S = 10.0
 PING_INTERVAL_S = 20.0  # a peer that does not answer a ping within PING_TIMEOUT_S is dropped
 PING_TIMEOUT_S = 20.0
