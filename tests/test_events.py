@@ -287,6 +287,7 @@ async def test_every_operation_and_its_error_path(
         ("upload_file", "report.txt", "scheduled")
     ]
     await refused("upload", "path", "give at least one file", paths=[])
+    await refused("cleanup_uploads", "older_than_hours", "must be a number of hours", older_than_hours=-1)
     await refused("upload", "path", "missing.txt", paths=[str(tmp_path / "missing.txt")], bucket="b")
     await c.close()
 
