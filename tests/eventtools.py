@@ -72,7 +72,7 @@ def finished(count: int, status: str = "succeeded") -> Callable[[list[dict[str, 
 
 
 async def client(home: Path, recorder: Recorder | None = None) -> WorkerClient:
-    return await WorkerClient.connect(Paths(home), on_event=recorder)
+    return await WorkerClient.connect(Paths(home), on_event=recorder, timeout=WAIT_S)  # a loaded machine is slow
 
 
 async def create_many(c: WorkerClient, count: int, parameters: dict[str, Any] | None = None) -> list[int]:
