@@ -203,14 +203,7 @@ class WorkerSupervisor(QObject):
 
 
 def _alive(pid: int) -> bool:
-    if os.name == "nt":
-        from engine.events.client import _pid_alive
+    from engine.events.client import pid_alive
 
-        return _pid_alive(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+    return pid_alive(pid)
     return True

@@ -31,12 +31,12 @@ def read_worker_info(paths: Paths | None = None) -> dict[str, Any] | None:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(info, dict) or not _pid_alive(int(info.get("pid", 0))):
+    if not isinstance(info, dict) or not pid_alive(int(info.get("pid", 0))):
         return None
     return info
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False
     if os.name == "nt":
