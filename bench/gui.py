@@ -79,8 +79,9 @@ def p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else 0.0
 
 
-def gui_phase(home: Path, feed_seconds: float, rate: int, t_start: float) -> dict[str, Any]:
+def gui_phase(home: Path, feed_seconds: float, rate: int, t_start: float, profile: Path | None) -> dict[str, Any]:
     import asyncio
+    import cProfile
 
     import qasync
     from PySide6.QtCore import QEvent, QObject, Qt, QTimer
@@ -138,7 +139,13 @@ def gui_phase(home: Path, feed_seconds: float, rate: int, t_start: float) -> dic
         before = window.model.rowCount()
         feeder = subprocess.Popen([sys.executable, __file__, "--feed", str(home), "--rate", str(rate),
                                    "--seconds", str(feed_seconds)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+        profiler = cProfile.Profile() if profile else None
+        if profiler is not None:
+            profiler.enable()
         busy = await measure_lateness(feed_seconds + 1.0)  # + the worker's 1 s poll for other processes' commits
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(str(profile))
         out, _ = await asyncio.to_thread(feeder.communicate)
         fed = json.loads(out.strip().splitlines()[-1])["fed"]
         deadline = time.perf_counter() + 10
@@ -164,6 +171,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3 s of events instead of 10 s (under a minute)")
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--profile", type=Path, help="write cProfile stats of the GUI thread under load to this file")
     parser.add_argument("--feed", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=10.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -182,7 +190,7 @@ def main() -> int:
 
     with WorkerProcess(home):
         t_start = time.perf_counter()  # "start": before the GUI modules are even imported
-        result = gui_phase(home, seconds, args.rate, t_start)
+        result = gui_phase(home, seconds, args.rate, t_start, args.profile)
     idle_p99, busy_p99 = p99(result["idle"]), p99(result["busy"])
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(

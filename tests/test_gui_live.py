@@ -131,6 +131,7 @@ def test_filters_and_search_go_to_the_server(qtbot: Any, make_window: Any) -> No
 
 def test_badge_follows_a_worker_that_is_killed_and_restarted(qtbot: Any, make_window: Any) -> None:
     window = make_window()
+    qtbot.waitUntil(lambda: window.supervisor.pid is not None)  # the event stream may connect before its poll
     first_pid = window.supervisor.pid
     assert first_pid and window.badge.state == "connected"
     states: list[str] = []

@@ -134,3 +134,59 @@ def test_none_refcount_is_stable_across_10000_model_updates() -> None:
         proxy.headerData(99, Qt.Orientation.Horizontal)  # → None
     drift = sys.getrefcount(None) - before
     assert abs(drift) < 500, f"refcount of None drifted by {drift} over 10,000 updates"
+
+
+def test_a_batch_is_announced_in_row_ranges_and_removed_in_blocks(qtmodeltester: Any) -> None:
+    model = JobTableModel()
+    model.reset([job(i) for i in range(40, 0, -1)], seq=0, page_size=100, filt=Filter(statuses=("pending",)))
+    changes: list[tuple[int, int]] = []
+    removals: list[tuple[int, int]] = []
+    model.dataChanged.connect(lambda a, b, _roles: changes.append((a.row(), b.row())))
+    model.rowsRemoved.connect(lambda _p, first, last: removals.append((first, last)))
+    # jobs 40..31 (rows 0-9) and 5 (row 35) change; 20..11 (rows 20-29) leave the filter; 30 changes twice
+    batch = [event(n, job(i, "pending", priority=1)) for n, i in enumerate([*range(40, 30, -1), 5], start=1)]
+    batch += [event(100 + i, job(i, "running")) for i in range(20, 10, -1)]
+    batch += [event(200, job(30, "pending", priority=2)), event(201, job(30, "pending", priority=3))]
+    model.apply_events(batch)
+    assert removals == [(20, 29)]
+    assert changes == [(0, 10), (25, 25)]  # rows 0-10 (40..30) as one range; job 5 moved up to row 25
+    assert model.job(30)["priority"] == 3
+    assert model.rowCount() == 30
+    qtmodeltester.check(model)
+
+
+def test_long_results_and_errors_and_running_uploads_have_tooltips() -> None:
+    error = "could not deliver: " + "x" * 300 + "\nTraceback line"
+    model = JobTableModel()
+    model.reset([job(2, "failed", error=error), job(1, "running", job_type="upload_file")], seq=0, page_size=10)
+    tooltip = Qt.ItemDataRole.ToolTipRole
+    assert model.index(0, Col.OUTCOME).data() == error.splitlines()[0]
+    assert model.index(0, Col.OUTCOME).data(tooltip) == error
+    model.apply_progress({1: {"done": 42 * 2**20, "total": 100 * 2**20, "rate": 12.3 * 2**20, "eta_s": 7.6}})
+    assert model.progress_at(1) is not None
+    assert "42.0 MB of 100.0 MB (42.0 %)" in model.index(1, Col.OUTCOME).data(tooltip)
+
+
+def test_progress_text_is_compact_enough_for_the_cell() -> None:
+    from desktop.models.format import progress_compact
+
+    text = progress_compact({"done": 42, "total": 100, "rate": 12.3 * 2**20, "eta_s": 7.6})
+    assert text == "42 % · 12.3 MB/s · 8 s left"
+    assert progress_compact({"done": 2048, "total": None}) == "2.0 KB"
+
+
+def test_live_counts_follow_known_transitions_and_admit_unknown_ones() -> None:
+    from desktop.models.counts import LiveCounts
+
+    counts = LiveCounts()
+    counts.reset({"total": 3, "by_status": {"pending": 2, "failed": 1},
+                  "by_type": {"send_email": {"pending": 2, "failed": 1}}})  # fmt: skip
+    counts.remember([job(1), job(2), job(3, "failed")])
+    assert counts.apply([event(4, job(4), "job.created", "created"), event(5, job(1, "running"))])
+    assert counts.apply([event(6, job(3), "job.deleted", "deleted")])
+    stats = counts.stats
+    assert stats is not None
+    assert (stats["total"], stats["by_status"]["pending"], stats["by_status"]["running"]) == (3, 2, 1)
+    assert stats["by_status"]["failed"] == 0 and stats["by_type"]["send_email"]["running"] == 1
+    assert not counts.apply([event(7, job(99, "succeeded"), name="succeeded")])  # never seen: ask the server
+    assert stats["by_status"]["succeeded"] == 0

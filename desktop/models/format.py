@@ -121,3 +121,56 @@ def matches_search(job: dict[str, Any], search: str) -> bool:
         if needle in text.lower():
             return True
     return False
+
+
+def progress_compact(progress: dict[str, Any]) -> str:
+    """What fits in a table cell: "42 % · 12.3 MB/s · 8 s left" (the tooltip has the full detail)."""
+    done, total = progress.get("done") or 0, progress.get("total")
+    parts = [f"{100 * done / total:.0f} %" if total else size(done)]
+    if progress.get("rate"):
+        parts.append(f"{size(progress['rate'])}/s")
+    if progress.get("eta_s") is not None:
+        parts.append(f"{duration_short(progress['eta_s'])} left")
+    return " · ".join(parts)
+
+
+def progress_detail(progress: dict[str, Any]) -> str:
+    """The full upload progress for a tooltip: bytes done of total, percentage, rate and time left."""
+    done, total = progress.get("done") or 0, progress.get("total")
+    head = f"Uploaded {size(done)} of {size(total)} ({100 * done / total:.1f} %)" if total else f"Uploaded {size(done)}"
+    lines = [head]
+    if progress.get("rate"):
+        lines.append(f"Rate {size(progress['rate'])}/s")
+    if progress.get("eta_s") is not None:
+        lines.append(f"About {duration(progress['eta_s'])} left")
+    return "\n".join(lines)
+
+
+def duration_short(seconds: float) -> str:
+    """Whole seconds, minutes or hours: enough precision for an estimate."""
+    if seconds < 60:
+        return f"{max(0, round(seconds))} s"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def outcome_detail(job: dict[str, Any]) -> str:
+    """The whole result or error, for a tooltip (long ones are cut at a few thousand characters)."""
+    if job.get("error"):
+        text = str(job["error"])
+    elif job.get("result"):
+        result = job["result"]
+        if isinstance(result, dict):
+            text = "\n".join(f"{key}: {_plain(value)}" for key, value in result.items())
+        else:
+            text = _plain(result)
+    else:
+        return ""
+    return text if len(text) <= 4000 else text[:4000] + "…"
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(_plain(v) for v in value) or "–"
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

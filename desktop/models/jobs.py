@@ -123,10 +123,12 @@ class JobTableModel(QAbstractTableModel):
         job_id = -self._keys[row_no]
         row = self._rows[job_id]
         col = index.column()
-        if role == _DISPLAY or (role == _TOOLTIP and col in (Col.SUMMARY, Col.OUTCOME)):
+        if role == _DISPLAY:
             if row.cells is None:
                 row.cells = _cells(row.job)
-            return row.cells[col] if role == _DISPLAY else (row.cells[col] or None)
+            return row.cells[col]
+        if role == _TOOLTIP:
+            return self._tooltip(job_id, row, col)
         if role == _STATUS:
             return row.job.get("status")
         if role == _PROGRESS:
@@ -139,6 +141,29 @@ class JobTableModel(QAbstractTableModel):
             return _sort_value(row.job, col)
         if role == _ALIGN and col in (Col.ID, Col.PRIORITY, Col.ATTEMPTS, Col.DURATION):
             return _RIGHT
+        return None
+
+    def cell(self, row_no: int, col: int) -> str:
+        """The display text of a cell without a trip through Qt: the table's delegates paint from this."""
+        row = self._rows[-self._keys[row_no]]
+        if row.cells is None:
+            row.cells = _cells(row.job)
+        return row.cells[col]
+
+    def progress_at(self, row_no: int) -> dict[str, Any] | None:
+        """The latest progress of the job in this row while it runs, else None."""
+        job_id = -self._keys[row_no]
+        return self._progress.get(job_id) if self._rows[job_id].job.get("status") == "running" else None
+
+    def _tooltip(self, job_id: int, row: _Row, col: int) -> str | None:
+        if col == Col.OUTCOME and row.job.get("status") == "running" and job_id in self._progress:
+            return fmt.progress_detail(self._progress[job_id])
+        if col == Col.OUTCOME:
+            return fmt.outcome_detail(row.job) or None
+        if col == Col.SUMMARY:
+            if row.cells is None:
+                row.cells = _cells(row.job)
+            return row.cells[col] or None
         return None
 
     def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008
@@ -173,9 +198,8 @@ class JobTableModel(QAbstractTableModel):
             return
         oldest = -self._keys[-1] if self._keys else None
         tail = [j for j in fresh if oldest is None or int(j["id"]) < oldest]
-        for job in fresh:
-            if oldest is not None and int(job["id"]) > oldest:
-                self._upsert(job)
+        if oldest is not None:
+            self._insert_jobs([j for j in fresh if int(j["id"]) > oldest])
         if tail:
             first = len(self._keys)
             self.beginInsertRows(QModelIndex(), first, first + len(tail) - 1)
@@ -189,7 +213,11 @@ class JobTableModel(QAbstractTableModel):
 
     # ------------------------------------------------------------------ live updates
     def apply_events(self, events: list[dict[str, Any]]) -> set[int]:
-        """Apply a coalesced batch of job events; returns the ids that changed."""
+        """Apply a batch of job events (coalesced per job); returns the ids that changed.
+
+        Rows are removed and inserted in contiguous blocks and updates are announced as a few row ranges, not
+        one signal per event: every signal costs the proxy and the view work proportional to the loaded rows.
+        """
         latest: dict[int, dict[str, Any]] = {}
         for event in events:
             if int(event.get("seq") or 0) <= self.base_seq:
@@ -197,62 +225,76 @@ class JobTableModel(QAbstractTableModel):
             job = event.get("job") or {}
             if "id" in job:
                 latest[int(job["id"])] = event
-        newest = -self._keys[0] if self._keys else 0
-        on_top: list[dict[str, Any]] = []
+        gone: list[int] = []
+        changed: list[int] = []
+        later: list[dict[str, Any]] = []
         for job_id, event in latest.items():
             job = event["job"]
+            existing = self._rows.get(job_id)
             if event.get("type") == "job.deleted" or not self.filter.matches(job):
-                self._remove(job_id)
-            elif job_id > newest and job_id not in self._rows:
-                on_top.append(job)  # new jobs: inserted above everything in one block, not row by row
+                self._progress.pop(job_id, None)
+                if existing is not None:
+                    gone.append(job_id)
+            elif existing is not None:
+                existing.job = job
+                existing.cells = None
+                if job.get("status") != "running":
+                    self._progress.pop(job_id, None)
+                changed.append(job_id)
             else:
-                self._upsert(job)
+                later.append(job)
+        self._remove_rows(gone)
+        self._announce_changed([row for job_id in changed if (row := self.row_of(job_id)) is not None])
+        self._insert_jobs(later)
+        return set(latest)
+
+    def apply_progress(self, updates: dict[int, dict[str, Any]]) -> None:
+        rows = []
+        for job_id, progress in updates.items():
+            self._progress[job_id] = progress
+            row = self.row_of(job_id)
+            if row is not None:
+                rows.append(row)
+        self._announce_changed(rows, Col.OUTCOME, [Role.PROGRESS])
+
+    def _insert_jobs(self, jobs: list[dict[str, Any]]) -> None:
+        """New rows: those above the newest loaded one in one block, the others at their place."""
+        newest = -self._keys[0] if self._keys else 0
+        on_top = sorted((j for j in jobs if int(j["id"]) > newest), key=lambda j: -int(j["id"]))
+        for job in jobs:
+            job_id = int(job["id"])
+            if job_id > newest:
+                continue
+            if self._keys and not self._exhausted and job_id < -self._keys[-1]:
+                continue  # older than what is loaded: it will arrive with its page
+            pos = bisect.bisect_left(self._keys, -job_id)
+            self.beginInsertRows(QModelIndex(), pos, pos)
+            self._keys.insert(pos, -job_id)
+            self._rows[job_id] = _Row(job)
+            self.endInsertRows()
         if on_top:
-            on_top.sort(key=lambda j: -int(j["id"]))
             self.beginInsertRows(QModelIndex(), 0, len(on_top) - 1)
             self._keys[0:0] = [-int(j["id"]) for j in on_top]
             for job in on_top:
                 self._rows[int(job["id"])] = _Row(job)
             self.endInsertRows()
-        return set(latest)
 
-    def apply_progress(self, updates: dict[int, dict[str, Any]]) -> None:
-        for job_id, progress in updates.items():
-            self._progress[job_id] = progress
-            row = self.row_of(job_id)
-            if row is not None:
-                index = self.index(row, Col.OUTCOME)
-                self.dataChanged.emit(index, index, [Role.PROGRESS])
+    def _remove_rows(self, job_ids: list[int]) -> None:
+        """Remove rows in contiguous runs, bottom up so the earlier row numbers stay valid."""
+        rows = sorted((r for job_id in job_ids if (r := self.row_of(job_id)) is not None), reverse=True)
+        for first, last in reversed(_runs(sorted(rows))):
+            self.beginRemoveRows(QModelIndex(), first, last)
+            for key in self._keys[first : last + 1]:
+                del self._rows[-key]
+            del self._keys[first : last + 1]
+            self.endRemoveRows()
 
-    def _upsert(self, job: dict[str, Any]) -> None:
-        job_id = int(job["id"])
-        existing = self._rows.get(job_id)
-        if existing is not None:
-            existing.job = job
-            existing.cells = None
-            if job.get("status") != "running":
-                self._progress.pop(job_id, None)
-            row = self.row_of(job_id)
-            assert row is not None
-            self.dataChanged.emit(self.index(row, 0), self.index(row, len(HEADERS) - 1))
+    def _announce_changed(self, rows: list[int], column: int | None = None, roles: list[int] | None = None) -> None:
+        if not rows:
             return
-        if self._keys and not self._exhausted and job_id < -self._keys[-1]:
-            return  # older than what is loaded: it will arrive with its page
-        pos = bisect.bisect_left(self._keys, -job_id)
-        self.beginInsertRows(QModelIndex(), pos, pos)
-        self._keys.insert(pos, -job_id)
-        self._rows[job_id] = _Row(job)
-        self.endInsertRows()
-
-    def _remove(self, job_id: int) -> None:
-        row = self.row_of(job_id)
-        self._progress.pop(job_id, None)
-        if row is None:
-            return
-        self.beginRemoveRows(QModelIndex(), row, row)
-        del self._keys[row]
-        del self._rows[job_id]
-        self.endRemoveRows()
+        first_col, last_col = (column, column) if column is not None else (0, len(HEADERS) - 1)
+        for first, last in _runs(sorted(rows)):
+            self.dataChanged.emit(self.index(first, first_col), self.index(last, last_col), roles or [])
 
     # ------------------------------------------------------------------ lookups
     def row_of(self, job_id: int) -> int | None:
@@ -270,6 +312,17 @@ class JobTableModel(QAbstractTableModel):
     @property
     def exhausted(self) -> bool:
         return self._exhausted
+
+
+def _runs(rows: list[int]) -> list[tuple[int, int]]:
+    """Sorted row numbers as (first, last) runs of consecutive rows."""
+    runs: list[tuple[int, int]] = []
+    for row in rows:
+        if runs and row <= runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], max(row, runs[-1][1]))
+        else:
+            runs.append((row, row))
+    return runs
 
 
 def _cells(job: dict[str, Any]) -> list[str]:

@@ -15,6 +15,13 @@ class JobSortProxy(QSortFilterProxyModel):
         self.setSortRole(Role.SORT)
         self.setDynamicSortFilter(True)
 
+    def source_row(self, row: int) -> int:
+        """The model row shown at this proxy row. Unsorted, the proxy is the identity (it never filters: the server
+        and the model do), and this costs no call into Qt; painting uses it for every visible cell."""
+        if self.sortColumn() < 0:
+            return row
+        return self.mapToSource(self.index(row, 0)).row()
+
     def lessThan(self, left: QModelIndex | QPersistentModelIndex, right: QModelIndex | QPersistentModelIndex) -> bool:
         a, b = left.data(Role.SORT), right.data(Role.SORT)
         try:

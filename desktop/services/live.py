@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import time
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from desktop.models.counts import LiveCounts
 from desktop.models.jobs import Filter, JobTableModel
 from desktop.services.connection import WorkerConnection
 from engine.errors import JobdeckError
@@ -17,7 +20,11 @@ log = logging.getLogger(__name__)
 FIRST_PAGE = 200
 MORE_PAGE = 500
 FLUSH_MS = 50  # at most ~20 model updates (and so redraws) a second, however fast events arrive
-COUNTS_MS = 700
+FLUSH_BUDGET_S = 0.005  # model work per flush; the rest waits for the next one, so the GUI thread never stalls
+FLUSH_SLICE = 250  # events applied between two looks at the clock
+COUNTS_QUIET_MS = 1000  # reconcile counts with the server once events pause this long…
+COUNTS_MAX_MS = 5000  # …or at the latest this long after the first unreconciled batch
+COUNTS_EMIT_MS = 250
 
 
 class LiveJobs(QObject):
@@ -35,11 +42,15 @@ class LiveJobs(QObject):
         self.model = model
         self.loading = False
         self.loaded_once = False
-        self.stats: dict[str, Any] | None = None
-        self._buffer: list[dict[str, Any]] = []
+        self.counts = LiveCounts()
+        # Waiting job events, one per job (the latest; dicts keep first-arrival order), and the raw events for
+        # the counts and notifications, which must see every transition.
+        self._pending: dict[int, dict[str, Any]] = {}
+        self._transitions: list[dict[str, Any]] = []
         self._progress: dict[int, dict[str, Any]] = {}
         self._generation = 0
         self._counting = False
+        self._counts_due: float | None = None  # monotonic deadline of the pending reconcile (COUNTS_MAX_MS)
         self._tasks: set[asyncio.Future[Any]] = set()
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
@@ -47,9 +58,12 @@ class LiveJobs(QObject):
         self._flush_timer.timeout.connect(self._on_flush_timer_timeout)
         self._counts_timer = QTimer(self)
         self._counts_timer.setSingleShot(True)
-        self._counts_timer.setInterval(COUNTS_MS)
         self._counts_timer.timeout.connect(self._on_counts_timer_timeout)
-        connection.job_event.connect(self._on_job_event)
+        self._counts_emit_timer = QTimer(self)  # relabelling the filter buttons relayouts them: a few times a second
+        self._counts_emit_timer.setSingleShot(True)
+        self._counts_emit_timer.setInterval(COUNTS_EMIT_MS)
+        self._counts_emit_timer.timeout.connect(self._on_counts_emit_timer_timeout)
+        connection.job_events.connect(self._on_job_events)
         connection.progress.connect(self._on_progress)
         model.fetch_requested.connect(self._on_fetch_requested)
 
@@ -79,6 +93,7 @@ class LiveJobs(QObject):
         if generation != self._generation:
             return False  # a newer filter superseded this one
         self.model.reset(result["jobs"], seq=int(result.get("seq") or 0), page_size=FIRST_PAGE, filt=filt)
+        self.counts.remember(result["jobs"])
         self.loaded_once = True
         self._set_loading(False)
         self.connection.start_stream(int(result.get("seq") or 0))
@@ -105,10 +120,22 @@ class LiveJobs(QObject):
             return
         if generation == self._generation:
             self.model.append_page(result["jobs"], MORE_PAGE)
+            self.counts.remember(result["jobs"])
 
     # ------------------------------------------------------------------ events
-    def _on_job_event(self, event: dict[str, Any]) -> None:
-        self._buffer.append(event)
+    @property
+    def stats(self) -> dict[str, Any] | None:
+        return self.counts.stats
+
+    def _on_job_events(self, events: list[dict[str, Any]]) -> None:
+        pending = self._pending
+        for event in events:
+            job = event.get("job") or {}
+            if "id" in job:
+                job_id = int(job["id"])
+                pending.pop(job_id, None)  # re-insert: the job's place follows its latest event
+                pending[job_id] = event
+        self._transitions.extend(events)
         if not self._flush_timer.isActive():
             self._flush_timer.start()
 
@@ -121,36 +148,67 @@ class LiveJobs(QObject):
         self._flush()
 
     def _flush(self) -> None:
+        """Apply what waits, within FLUSH_BUDGET_S; whatever is left goes in the next flush, FLUSH_MS later."""
         if self.loading or not self.loaded_once:
             return  # kept until the snapshot lands
-        events, self._buffer = self._buffer, []
-        progress, self._progress = self._progress, {}
-        if events:
-            self.model.apply_events(events)
-            self.events_applied.emit(events)
-            self._schedule_counts()
-        if progress:
+        if self._transitions:
+            transitions, self._transitions = self._transitions, []
+            fresh = [e for e in transitions if int(e.get("seq") or 0) > self.model.base_seq]
+            if fresh:
+                if not self.counts.apply(fresh):
+                    self._schedule_counts()
+                elif self.counts.stats is not None and not self._counts_emit_timer.isActive():
+                    self._counts_emit_timer.start()
+                self._schedule_counts(quiet_only=True)
+                self.events_applied.emit(fresh)
+        started = time.perf_counter()
+        pending = self._pending
+        while pending and time.perf_counter() - started < FLUSH_BUDGET_S:
+            ids = list(itertools.islice(pending, FLUSH_SLICE))
+            self.model.apply_events([pending.pop(job_id) for job_id in ids])
+        if self._progress:
+            progress, self._progress = self._progress, {}
             self.model.apply_progress(progress)
+        if pending:
+            self._flush_timer.start()
 
     # ------------------------------------------------------------------ counts
-    def _schedule_counts(self, immediately: bool = False) -> None:
+    def _schedule_counts(self, immediately: bool = False, quiet_only: bool = False) -> None:
+        """Ask the server for counts when events pause, or at the latest COUNTS_MAX_MS after they went inexact.
+
+        ``quiet_only`` only pushes back a reconcile already planned (events are still flowing).
+        """
         if immediately:
+            self._counts_due = None
             self._counts_timer.start(0)
-        elif not self._counts_timer.isActive():
-            self._counts_timer.start(COUNTS_MS)
+            return
+        now = time.monotonic()
+        if not quiet_only and self._counts_due is None:
+            self._counts_due = now + COUNTS_MAX_MS / 1000
+        if self._counts_due is None:
+            return
+        wait_ms = int(min(COUNTS_QUIET_MS, max(0.0, self._counts_due - now) * 1000))
+        self._counts_timer.start(wait_ms)
+
+    def _on_counts_emit_timer_timeout(self) -> None:
+        if self.counts.stats is not None:
+            self.counts_changed.emit(self.counts.stats)
 
     def _on_counts_timer_timeout(self) -> None:
         if self._counting:
-            self._counts_timer.start(COUNTS_MS)
+            self._counts_timer.start(COUNTS_QUIET_MS)
             return
+        self._counts_due = None
         self._keep(asyncio.ensure_future(self.refresh_counts()))
 
     async def refresh_counts(self) -> None:
         self._counting = True
         try:
-            self.stats = await self.connection.request("stats")
+            stats = await self.connection.request("stats")
         except (JobdeckError, OSError, TimeoutError):
             return
         finally:
             self._counting = False
-        self.counts_changed.emit(self.stats)
+        self.counts.reset(stats)
+        assert self.counts.stats is not None
+        self.counts_changed.emit(self.counts.stats)

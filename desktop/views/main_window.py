@@ -46,7 +46,7 @@ from desktop.views.job_dialog import JobDialog
 from desktop.views.settings_dialog import SettingsDialog
 from desktop.views.stats_view import StatsView
 from desktop.views.tray import TrayController
-from desktop.widgets.delegates import ProgressDelegate, StatusBadgeDelegate
+from desktop.widgets.delegates import ProgressDelegate, StatusBadgeDelegate, TextCellDelegate
 from desktop.widgets.theme import icon
 from desktop.widgets.worker_badge import WorkerBadge
 from engine.config import Paths, Settings
@@ -159,8 +159,9 @@ class MainWindow(QMainWindow):
         self.table.setWordWrap(False)
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(int(self.fontMetrics().height() * 1.7))
-        self.table.setItemDelegateForColumn(Col.STATUS, StatusBadgeDelegate(self.table))
-        self.table.setItemDelegateForColumn(Col.OUTCOME, ProgressDelegate(self.table))
+        self.table.setItemDelegate(TextCellDelegate(self.model, self.proxy, self.table))
+        self.table.setItemDelegateForColumn(Col.STATUS, StatusBadgeDelegate(self.model, self.proxy, self.table))
+        self.table.setItemDelegateForColumn(Col.OUTCOME, ProgressDelegate(self.model, self.proxy, self.table))
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
