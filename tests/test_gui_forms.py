@@ -167,3 +167,13 @@ def test_drop_sheet_shows_the_engine_error_at_the_bucket(
     sheet.bucket.setText("ok-bucket")
     sheet.prefix.setText("/abs/")
     assert not sheet.submit_button.isEnabled() and not sheet.prefix_error.isHidden()
+
+
+def test_form_labels_keep_acronyms_and_hand_written_titles() -> None:
+    from desktop.models.format import field_label
+
+    assert field_label("html_body", "Html Body") == "HTML body"
+    assert field_label("in_place", "In Place") == "In place"
+    assert field_label("recipient", "Recipient") == "Recipient"
+    assert field_label("key", "Object key (S3)") == "Object key (S3)"
+    assert field_label("s3_endpoint_url") == "S3 endpoint URL"

@@ -10,7 +10,7 @@ from test_gui_support import QT_LOG_IGNORE, ops_request, run
 
 from desktop.views.settings_dialog import SettingsDialog
 from desktop.views.stats_view import StatsView
-from engine.config import Paths, load_settings
+from engine.config import Paths, load_settings, save_settings
 from engine.credentials import MemoryStore
 
 pytestmark = QT_LOG_IGNORE
@@ -106,6 +106,31 @@ def test_connection_tests_report_plainly(
     assert run(qtbot, dialog.test_s3()).startswith("✘ S3 answered 404")
     dialog.smtp_port.setValue(9)
     assert "Could not connect to 127.0.0.1:9" in run(qtbot, dialog.test_smtp())
+
+
+def test_cleanup_button_aborts_stale_multipart_uploads_after_confirmation(
+    qtbot: Any, aloop: Any, ops: Any, jobdeck_home: Path, s3_server: Any, s3_bucket: str
+) -> None:
+    save_settings({"s3_endpoint_url": s3_server.endpoint_url, "s3_path_style": True, "s3_bucket": s3_bucket})
+    ops.credentials.store.set("aws-access-key-id", s3_server.ACCESS_KEY)
+    ops.credentials.store.set("aws-secret-access-key", s3_server.SECRET_KEY)
+    client = s3_server.client()
+    stale = client.create_multipart_upload(Bucket=s3_bucket, Key="backups/stale.tar")["UploadId"]
+    dialog = SettingsDialog(Paths(jobdeck_home), MemoryStore(), request=ops_request(ops))
+    qtbot.addWidget(dialog)
+    run(qtbot, dialog.load_task)
+    questions: list[str] = []
+    answers = iter([False, True])
+    dialog.confirm = lambda _title, text: questions.append(text) or next(answers)
+    dialog.s3_cleanup.click()  # declined: nothing happens
+    assert dialog.tasks == [] and f"bucket '{s3_bucket}'" in questions[0]
+    assert [u["UploadId"] for u in client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])] == [stale]
+    dialog.s3_cleanup.click()
+    text = run(qtbot, dialog.tasks[-1])
+    assert text == f"✔ Aborted 1 stale upload in '{s3_bucket}': backups/stale.tar."
+    assert dialog.s3_cleanup_result.text() == text and "backups/stale.tar" in dialog.s3_cleanup_result.toolTip()
+    assert client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+    assert run(qtbot, dialog.cleanup_uploads()) == f"✔ Nothing to clean up in '{s3_bucket}'."
 
 
 def test_stats_view_shows_counts_and_paints_the_timeline(qtbot: Any, aloop: Any, ops: Any) -> None:

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.models import format as fmt
 from desktop.views.forms import ErrorLabel, ScheduleChooser
 from engine.errors import JobdeckError, ValidationError
 
@@ -95,8 +96,7 @@ class ParamField:
 
     @property
     def label(self) -> str:
-        title = self.schema.get("title") or self.name.replace("_", " ").capitalize()
-        return title + (" *" if self.required else "")
+        return fmt.field_label(self.name, self.schema.get("title")) + (" *" if self.required else "")
 
     def _on_browse_clicked(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self.container, "Choose a file")

@@ -580,7 +580,7 @@ class MainWindow(QMainWindow):
         return view
 
     def open_settings(self) -> SettingsDialog:
-        dialog = SettingsDialog(self.paths, self.store, self)
+        dialog = SettingsDialog(self.paths, self.store, self, request=self.connection.request)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.accepted.connect(lambda: self.spawn(self._reload_settings()))
         dialog.open()

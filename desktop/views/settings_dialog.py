@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from PySide6.QtWidgets import (
@@ -15,6 +16,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -31,13 +33,20 @@ TLS_MODES = (("plain", "None (plain SMTP)"), ("starttls", "STARTTLS"), ("ssl", "
 CONFLICTS = (("overwrite", "Overwrite"), ("skip", "Skip"), ("rename", "Rename"))
 ON_QUIT = (("ask", "Ask each time"), ("keep", "Keep the worker running"), ("stop", "Stop the worker"))
 SECRETS = ("smtp-password", "aws-access-key-id", "aws-secret-access-key")
+STALE_UPLOAD_HOURS = 24
+
+Request = Callable[..., Awaitable[Any]]  # the worker's control channel (WorkerConnection.request)
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, paths: Paths, store: CredentialStore, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, paths: Paths, store: CredentialStore, parent: QWidget | None = None, request: Request | None = None
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.paths, self.store = paths, store
+        self.request = request
+        self.confirm: Callable[[str, str], bool] = self._confirm_dialog  # tests answer for the operator
         self.settings: Settings | None = None
         self.keyring_ok = False
         self.errors: dict[str, ErrorLabel] = {}
@@ -79,6 +88,16 @@ class SettingsDialog(QDialog):
         self.s3_result.setWordWrap(True)
         g.addRow(self._pair(self.s3_test, self.s3_result))
         self.s3_test.clicked.connect(self._on_s3_test_clicked)
+        self.s3_cleanup = QPushButton("Clean up stale uploads…", self)
+        self.s3_cleanup.setToolTip(
+            f"Abort multipart uploads started more than {STALE_UPLOAD_HOURS} hours ago that no job will resume: "
+            "S3 keeps (and bills) their parts until they are aborted."
+        )
+        self.s3_cleanup.setEnabled(request is not None)
+        self.s3_cleanup_result = QLabel(self)
+        self.s3_cleanup_result.setWordWrap(True)
+        g.addRow(self._pair(self.s3_cleanup, self.s3_cleanup_result))
+        self.s3_cleanup.clicked.connect(self._on_s3_cleanup_clicked)
         layout.addWidget(s3)
 
         app = QGroupBox("Desktop", self)
@@ -271,3 +290,57 @@ class SettingsDialog(QDialog):
             text = f"✘ {exc}"
         self.s3_result.setText(text)
         return text
+
+    # ------------------------------------------------------------------ stale multipart uploads
+    def _confirm_dialog(self, title: str, text: str) -> bool:
+        answer = QMessageBox.question(self, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _on_s3_cleanup_clicked(self) -> None:
+        # Asked here, in the click, not inside a task: a modal loop must not run within an asyncio step.
+        bucket = self.s3_bucket.text().strip()
+        where = f"bucket '{bucket}'" if bucket else "the default bucket"
+        if self.confirm(
+            "Clean up stale uploads",
+            f"Abort the multipart uploads in {where} started more than {STALE_UPLOAD_HOURS} hours ago?\n\n"
+            "Their uploaded parts are deleted. Uploads that pending or retrying jobs will resume are kept. "
+            "The worker uses the saved S3 settings and keys.",
+        ):
+            self.tasks.append(asyncio.ensure_future(self.cleanup_uploads()))
+
+    async def cleanup_uploads(self) -> str:
+        """Run ``cleanup_uploads`` in the worker and say plainly what was aborted."""
+        if self.request is None:
+            return ""
+        self.s3_cleanup.setEnabled(False)
+        self.s3_cleanup_result.setText("Cleaning up…")
+        bucket = self.s3_bucket.text().strip() or None
+        try:
+            report = await self.request("cleanup_uploads", bucket=bucket, older_than_hours=STALE_UPLOAD_HOURS)
+            text, detail = cleanup_report(report)
+        except Exception as exc:  # reported plainly, whatever it is
+            text, detail = f"✘ {exc}", ""
+        finally:
+            self.s3_cleanup.setEnabled(True)
+        self.s3_cleanup_result.setText(text)
+        self.s3_cleanup_result.setToolTip(detail)
+        return text
+
+
+def cleanup_report(report: dict[str, Any]) -> tuple[str, str]:
+    """One line for the dialog and the full list of aborted keys for its tooltip."""
+    aborted = report.get("aborted") or []
+    kept = int(report.get("kept") or 0)
+    bucket = report.get("bucket", "")
+    keys = [str(a.get("key", "")) for a in aborted]
+    if not aborted:
+        text = f"✔ Nothing to clean up in '{bucket}'"
+    else:
+        shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3:,} more" if len(keys) > 3 else "")
+        text = f"✔ Aborted {len(aborted):,} stale upload{'s' if len(aborted) != 1 else ''} in '{bucket}': {shown}"
+    if kept:
+        text += f" · kept {kept:,} recent or still needed"
+    if report.get("pending_retried"):
+        text += f" · retried {report['pending_retried']} earlier failed abort(s)"
+    detail = "\n".join(f"{a.get('key')} (started {a.get('initiated') or 'unknown'})" for a in aborted)
+    return text + ".", detail
