@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import OperationalError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READER_BUSY_TIMEOUT_MS = 5_000
 
 _upgrade_lock = threading.Lock()
 
@@ -24,7 +28,8 @@ def _tune_sqlite(engine: Engine) -> None:
         dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # Writers wait in _begin_immediate; this covers the rare busy reader (WAL recovery).
+        cur.execute(f"PRAGMA busy_timeout={READER_BUSY_TIMEOUT_MS}")
         # NORMAL is durable across process crashes in WAL mode; only an OS crash can lose the last commits.
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
@@ -32,7 +37,34 @@ def _tune_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+        if conn.get_execution_options().get("write"):
+            _begin_immediate(conn)
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def _begin_immediate(conn: Any) -> None:
+    """Take the write lock, retrying in short jittered steps.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10… ms between tries; with the GUI/CLI and the worker writing at
+    once that cut end-to-end throughput several-fold. Our steps start at 50 µs and stay under 5 ms.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    attempt = 0
+    while True:
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() >= deadline:
+                raise
+        attempt += 1
+        time.sleep(random.uniform(0.5, 1.0) * min(0.005, 0.00005 * 2**attempt))
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return "locked" in text or "busy" in text
 
 
 def open_engine(url: str) -> Engine:
@@ -56,7 +88,7 @@ def alembic_config() -> Config:
 
 
 def upgrade(engine: Engine) -> None:
-    with _upgrade_lock, engine.begin() as conn:
+    with _upgrade_lock, engine.execution_options(write=True).begin() as conn:
         config = alembic_config()
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
