@@ -142,7 +142,7 @@ def test_stats_view_shows_counts_and_paints_the_timeline(qtbot: Any, aloop: Any,
     view.show()
     run(qtbot, view.refresh())
     assert view.status_labels["canceled"].text() == "1" and view.status_labels["pending"].text() == "1"
-    assert "2 jobs" in view.headline.text() and "send_email" in view.by_type.text()
+    assert "2 jobs" in view.headline.text() and "<b>Email</b>: 2" in view.by_type.text()
     assert view.chart.timeline and view.chart.timeline["minutes"] == 60
     view.chart.set_timeline({**view.chart.timeline, "succeeded": [1] * 60, "failed": [2] * 60})
     assert not view.chart.grab().isNull()

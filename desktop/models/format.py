@@ -125,13 +125,17 @@ def matches_search(job: dict[str, Any], search: str) -> bool:
 
 def progress_compact(progress: dict[str, Any]) -> str:
     """What fits in a table cell: "42 % · 12.3 MB/s · 8 s left" (the tooltip has the full detail)."""
+    return progress_compact_variants(progress)[0]
+
+
+def progress_compact_variants(progress: dict[str, Any]) -> list[str]:
+    """The compact progress text, then shorter forms for narrower cells: without the rate, then the share alone."""
     done, total = progress.get("done") or 0, progress.get("total")
-    parts = [f"{100 * done / total:.0f} %" if total else size(done)]
-    if progress.get("rate"):
-        parts.append(f"{size(progress['rate'])}/s")
-    if progress.get("eta_s") is not None:
-        parts.append(f"{duration_short(progress['eta_s'])} left")
-    return " · ".join(parts)
+    share = f"{100 * done / total:.0f} %" if total else size(done)
+    rate = f"{size(progress['rate'])}/s" if progress.get("rate") else ""
+    left = f"{duration_short(progress['eta_s'])} left" if progress.get("eta_s") is not None else ""
+    variants = [" · ".join(p for p in (share, rate, left) if p), " · ".join(p for p in (share, left) if p), share]
+    return list(dict.fromkeys(variants))
 
 
 def progress_detail(progress: dict[str, Any]) -> str:

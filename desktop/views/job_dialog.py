@@ -71,6 +71,8 @@ class ParamField:
             edit = QPlainTextEdit(parent)
             edit.setTabChangesFocus(True)
             edit.setMinimumHeight(edit.fontMetrics().height() * 5)
+            if schema.get("description"):
+                edit.setPlaceholderText(schema["description"])
             self.widget = row = edit
         else:
             line = QLineEdit(parent)

@@ -173,7 +173,9 @@ class MainWindow(QMainWindow):
         for col, sample in samples.items():
             text = max(self.fontMetrics().horizontalAdvance(sample), bold.horizontalAdvance(HEADERS[col]) + em)
             self.table.setColumnWidth(col, text + em)
-        self.table.setColumnWidth(Col.SUMMARY, em * 20)
+        self.table.setColumnWidth(Col.STATUS, max(StatusBadgeDelegate.width_for(self.table.font()),
+                                                  bold.horizontalAdvance(HEADERS[Col.STATUS]) + 2 * em))  # fmt: skip
+        self.table.setColumnWidth(Col.SUMMARY, em * 18)
         header.setSortIndicator(Col.ID, Qt.SortOrder.DescendingOrder)
         header.setSortIndicatorShown(True)
         header.setSectionsClickable(True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from desktop.models.format import STATUS_LABELS, STATUS_ORDER, duration
+from desktop.models.jobs import TYPE_LABELS
 from desktop.widgets.chart import TimelineChart
 from desktop.widgets.theme import icon
 from engine.errors import JobdeckError
@@ -105,6 +107,7 @@ class StatsView(QDialog):
         rows = []
         for job_type, counts in sorted((stats.get("by_type") or {}).items()):
             cells = ", ".join(f"{STATUS_LABELS.get(s, s).lower()} {n:,}" for s, n in sorted(counts.items()))
-            rows.append(f"<b>{job_type}</b>: {sum(counts.values()):,} ({cells})")
+            name = html.escape(TYPE_LABELS.get(job_type, job_type))
+            rows.append(f"<b>{name}</b>: {sum(counts.values()):,} ({cells})")
         self.by_type.setText("<br>".join(rows) or "No jobs yet: create one, or drop files on the main window.")
         self.chart.set_timeline(timeline)

@@ -9,7 +9,7 @@ which would ask the model (through the proxy) for a dozen roles per cell.
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPalette, QStaticText
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette, QStaticText
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from desktop.models import format as fmt
@@ -102,9 +102,17 @@ class StatusBadgeDelegate(TextCellDelegate):
         painter.drawStaticText(pill.x() + pad_x, pill.y() + (height - metrics.height()) // 2, static)
         painter.restore()
 
+    @staticmethod
+    def width_for(font: QFont) -> int:
+        """A column width that fits the widest status pill in this font (bold, padded) without eliding."""
+        bold = QFont(font)
+        bold.setBold(True)
+        metrics = QFontMetrics(bold)
+        widest = max(metrics.horizontalAdvance(label) for label in fmt.STATUS_LABELS.values())
+        return widest + metrics.height() + 4 + metrics.horizontalAdvance("  ")
+
     def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:
-        hint = super().sizeHint(option, index)
-        return QSize(hint.width() + option.fontMetrics.height() * 2, hint.height())
+        return QSize(self.width_for(option.font), super().sizeHint(option, index).height())
 
 
 class ProgressDelegate(TextCellDelegate):
@@ -135,7 +143,9 @@ class ProgressDelegate(TextCellDelegate):
             painter.setBrush(status_color("running"))
             painter.drawRoundedRect(filled, height / 2, height / 2)
         painter.restore()
-        text_rect = rect.adjusted(bar_width + margin, 0, 0, 0)
         text_option = QStyleOptionViewItem(option)
-        text_option.rect = text_rect
-        self.paint_text(painter, text_option, fmt.progress_compact(progress), Col.OUTCOME, selected)
+        text_option.rect = rect.adjusted(bar_width + margin, 0, 0, 0)
+        room = text_option.rect.width() - 2 * margin
+        variants = fmt.progress_compact_variants(progress)  # the longest that fits; the tooltip has it all
+        text = next((v for v in variants if metrics.horizontalAdvance(v) <= room), variants[-1])
+        self.paint_text(painter, text_option, text, Col.OUTCOME, selected)
