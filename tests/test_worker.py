@@ -259,3 +259,46 @@ def test_password_from_a_real_secret_service(
     assert wait_for(ops, job["id"], {"succeeded", "failed"})["status"] == "succeeded"
     assert smtp.wait_for(1)
     assert password.encode() not in Path(ops.paths.database).read_bytes()
+
+
+def test_the_whole_path_on_a_postgresql_ledger(
+    jobdeck_home: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch, worker_factory: Callable[..., Any]
+) -> None:
+    """The easy switch the original system promised: same worker, same CLI, ledger on PostgreSQL.
+
+    ``postgres_url`` is asked for so the test skips (or fails in CI) without a server; it uses its own database.
+    """
+    from servers import PostgresDatabase
+    from sqlalchemy import update
+
+    from engine.credentials.store import MemoryStore
+    from engine.operations import Operations
+    from engine.storage.repository import JOBS
+
+    workers = []
+
+    with PostgresDatabase() as database:  # a private database: the worker rebuilds its queue from every waiting job
+        monkeypatch.setenv("JOBDECK_DATABASE_URL", database.url)
+        ops = Operations(Paths(jobdeck_home), store=MemoryStore())
+        ops.after_enqueue = lambda: try_wake(ops.paths)
+        try:
+            first = worker_factory({**NOOP_ENV, "JOBDECK_DATABASE_URL": database.url})
+            workers.append(first)
+            quick = ops.create("noop", {})
+            slow = ops.create("noop", {"sleep_s": 2.0}, max_retries=1)
+            assert wait_for(ops, quick["id"], {"succeeded"})["attempts"] == 1
+            wait_for(ops, slow["id"], {"running"})
+            first.kill()
+            # On PostgreSQL several workers may share the ledger, so a dead one is noticed by its lapsed lease.
+            with ops.ledger.engine.begin() as conn:
+                conn.execute(update(JOBS).where(JOBS.c.id == slow["id"]).values(heartbeat_at=None))
+            workers.append(worker_factory({**NOOP_ENV, "JOBDECK_DATABASE_URL": database.url}))
+            done = wait_for(ops, slow["id"], {"succeeded", "failed"}, timeout=30)
+            assert done["status"] == "succeeded" and done["attempts"] == 2
+            seqs = [e["seq"] for e in ops.ledger.events_since(0)]
+            assert seqs == sorted(set(seqs))
+            assert ops.ledger.dialect == "postgresql"
+        finally:
+            for worker in workers:  # before the database is dropped
+                worker.stop()
+            ops.ledger.close()
