@@ -98,8 +98,11 @@ async def scenario(window: Any, out: Path, smtp: Any, s3: Any, bucket: str, file
     running = (await request("upload", paths=[str(big)], bucket=bucket, key_prefix="backups/"))[0]
     for to in ("support@example.com", "sales@example.com"):
         await request("create", job_type="send_email", parameters=email(to, "Follow-up"))
-    await until(lambda: window.model.index(window.model.row_of(running["id"]) or 0, 9).data(0x0100 + 4) is not None,
-                timeout=60)  # fmt: skip
+
+    def progress() -> dict[str, Any]:
+        return window.model.progress_at(window.model.row_of(running["id"]) or 0) or {}
+
+    await until(lambda: progress().get("rate") and progress().get("eta_s") is not None, timeout=60)
     await window.live.refresh_counts()
     await asyncio.sleep(0.15)
     window.grab().save(str(out / f"main{suffix}.png"))
@@ -163,7 +166,7 @@ def main() -> int:
     from engine.config import Paths, save_settings
     from engine.credentials import default_store
 
-    suffix = ("-dark" if args.dark else "") + (f"-{int(args.scale * 100)}" if args.scale != 1.0 else "")
+    suffix = ("-dark" if args.dark else "") + (f"@{args.scale:g}x" if args.scale != 1.0 else "")
     with SmtpServer() as smtp, S3Server() as s3:
         bucket = s3.create_bucket("jobdeck-demo")
         store = default_store()
@@ -181,7 +184,7 @@ def main() -> int:
         asyncio.set_event_loop(loop)
         window = MainWindow(Paths(home), store=store)
         line = window.fontMetrics().height()
-        window.resize(int(line * 92), int(line * 40))
+        window.resize(int(line * 100), int(line * 40))
         window.show()
         window.begin()
         files = home / "files"

@@ -129,11 +129,14 @@ def render(job: dict[str, Any]) -> str:
     history = job.get("history") or []
     if history:
         parts.append("<h4>History</h4><table cellspacing='0' cellpadding='2'>")
+        day = fmt.local_time(job.get("created_at"))[:10]
         for item in history:
             error = f" — {_e(item['error'])}" if item.get("error") else ""
+            stamp = fmt.local_time(item.get("at"))
+            stamp = stamp[11:] if stamp[:10] == day else stamp  # the day is in "Created" above
             parts.append(
-                f"<tr><td>{_e(fmt.local_time(item.get('at')))}</td><td><b>{_e(item.get('type'))}</b></td>"
-                f"<td>{_e(item.get('status'))}{error}</td></tr>"
+                f"<tr><td nowrap valign='top'>{_e(stamp)}</td><td nowrap valign='top'><b>{_e(item.get('type'))}</b>"
+                f"</td><td valign='top'>{_e(item.get('status'))}{error}</td></tr>"
             )
         parts.append("</table>")
     return "".join(parts)

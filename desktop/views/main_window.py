@@ -175,7 +175,7 @@ class MainWindow(QMainWindow):
             self.table.setColumnWidth(col, text + em)
         self.table.setColumnWidth(Col.STATUS, max(StatusBadgeDelegate.width_for(self.table.font()),
                                                   bold.horizontalAdvance(HEADERS[Col.STATUS]) + 2 * em))  # fmt: skip
-        self.table.setColumnWidth(Col.SUMMARY, em * 18)
+        self.table.setColumnWidth(Col.SUMMARY, em * 16)
         header.setSortIndicator(Col.ID, Qt.SortOrder.DescendingOrder)
         header.setSortIndicatorShown(True)
         header.setSectionsClickable(True)
@@ -189,7 +189,7 @@ class MainWindow(QMainWindow):
         self.splitter.addWidget(self.detail)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([em * 76, em * 22])
+        self.splitter.setSizes([em * 78, em * 20])
         layout.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
         self.badge = WorkerBadge(self)

@@ -130,7 +130,7 @@ class ProgressDelegate(TextCellDelegate):
         margin = metrics.horizontalAdvance(" ")
         done, total = progress.get("done") or 0, progress.get("total") or 0
         height = max(4, metrics.height() // 3)
-        bar_width = min(metrics.horizontalAdvance("M") * 6, max(0, rect.width() // 3))
+        bar_width = min(metrics.horizontalAdvance("M") * 4, max(0, rect.width() // 4))
         track = QRectF(rect.x() + margin, rect.center().y() - height / 2 + 1, bar_width, height)
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
