@@ -45,6 +45,8 @@ def dark_palette() -> Any:
     }  # fmt: skip
     for role, color in roles.items():
         p.setColor(role, QColor(color))
+    for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText):
+        p.setColor(QPalette.ColorGroup.Disabled, role, QColor("#80868b"))  # greyed out, as a dark theme does
     return p
 
 
