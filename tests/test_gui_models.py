@@ -190,3 +190,33 @@ def test_live_counts_follow_known_transitions_and_admit_unknown_ones() -> None:
     assert stats["by_status"]["failed"] == 0 and stats["by_type"]["send_email"]["running"] == 1
     assert not counts.apply([event(7, job(99, "succeeded"), name="succeeded")])  # never seen: ask the server
     assert stats["by_status"]["succeeded"] == 0
+
+
+def test_a_burst_reaches_the_model_in_bounded_slices_coalesced_per_job(
+    qtbot: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from desktop.services import live
+    from desktop.services.connection import WorkerConnection
+    from engine.config import Paths
+
+    monkeypatch.setattr(live, "FLUSH_BUDGET_S", 0.0)  # one slice per flush
+    connection = WorkerConnection(Paths(tmp_path))
+    model = JobTableModel()
+    feed = live.LiveJobs(connection, model)
+    model.reset([], seq=0, page_size=100)
+    feed.loaded_once = True
+    feed.counts.reset({"total": 0, "by_status": {}, "by_type": {}})
+    announced: list[int] = []
+    feed.events_applied.connect(lambda events: announced.append(len(events)))
+    burst = [event(i, job(i), "job.created", "created") for i in range(1, live.FLUSH_SLICE * 2 + 11)]
+    burst.append(event(len(burst) + 1, job(7, "running")))  # the same job again: one row, its latest state
+    connection.job_events.emit(burst)
+    feed._flush()
+    assert model.rowCount() == live.FLUSH_SLICE and announced == [len(burst)]
+    assert feed.stats is not None and feed.stats["total"] == live.FLUSH_SLICE * 2 + 10  # counts see every event
+    feed._flush()
+    feed._flush()
+    assert model.rowCount() == live.FLUSH_SLICE * 2 + 10 and announced == [len(burst), 0, 0]
+    assert model.job(7)["status"] == "running" and feed.stats["by_status"]["running"] == 1
+    feed._flush()
+    assert announced == [len(burst), 0, 0]  # nothing left: nothing announced

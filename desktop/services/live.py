@@ -33,7 +33,7 @@ class LiveJobs(QObject):
 
     loading_changed = Signal(bool)
     counts_changed = Signal(object)  # the `stats` result
-    events_applied = Signal(object)  # list of job events in the batch just applied
+    events_applied = Signal(object)  # the job events that arrived since the last flush (the model may lag a flush)
     failed = Signal(str)
 
     def __init__(self, connection: WorkerConnection, model: JobTableModel, parent: QObject | None = None) -> None:
@@ -151,6 +151,7 @@ class LiveJobs(QObject):
         """Apply what waits, within FLUSH_BUDGET_S; whatever is left goes in the next flush, FLUSH_MS later."""
         if self.loading or not self.loaded_once:
             return  # kept until the snapshot lands
+        fresh: list[dict[str, Any]] = []
         if self._transitions:
             transitions, self._transitions = self._transitions, []
             fresh = [e for e in transitions if int(e.get("seq") or 0) > self.model.base_seq]
@@ -160,15 +161,19 @@ class LiveJobs(QObject):
                 elif self.counts.stats is not None and not self._counts_emit_timer.isActive():
                     self._counts_emit_timer.start()
                 self._schedule_counts(quiet_only=True)
-                self.events_applied.emit(fresh)
         started = time.perf_counter()
         pending = self._pending
-        while pending and time.perf_counter() - started < FLUSH_BUDGET_S:
+        applied = bool(pending)
+        while pending:  # at least one slice per flush, so a slow machine still makes progress
             ids = list(itertools.islice(pending, FLUSH_SLICE))
             self.model.apply_events([pending.pop(job_id) for job_id in ids])
+            if time.perf_counter() - started >= FLUSH_BUDGET_S:
+                break
         if self._progress:
             progress, self._progress = self._progress, {}
             self.model.apply_progress(progress)
+        if fresh or applied:
+            self.events_applied.emit(fresh)  # also empty, when a held-back part of a burst reached the model
         if pending:
             self._flush_timer.start()
 
