@@ -19,10 +19,12 @@ from desktop.widgets.theme import status_color
 
 Index = QModelIndex | QPersistentModelIndex
 
-_SELECTED = QStyle.StateFlag.State_Selected
-_ALTERNATE = QStyleOptionViewItem.ViewItemFeature.Alternate
+# Plain ints: in PySide6 every flag operation builds Python enum objects, a few microseconds each, per cell.
+_SELECTED = int(QStyle.StateFlag.State_Selected.value)
+_ALTERNATE = int(QStyleOptionViewItem.ViewItemFeature.Alternate.value)
 _RIGHT_ALIGNED = frozenset((Col.ID, Col.PRIORITY, Col.ATTEMPTS, Col.DURATION))
 _CACHE_LIMIT = 6000
+_WHITE = QColor("white")
 
 
 class TextCellDelegate(QStyledItemDelegate):
@@ -32,42 +34,45 @@ class TextCellDelegate(QStyledItemDelegate):
         super().__init__(parent)
         self.model = model
         self.proxy = proxy
-        self._texts: dict[tuple[str, int, bool], QStaticText] = {}
+        self._texts: dict[tuple[str, int, bool], tuple[QStaticText, int]] = {}
 
     def source_row(self, index: Index) -> int:
         return self.proxy.source_row(index.row()) if index.model() is self.proxy else index.row()
 
-    def static_text(self, text: str, width: int, metrics: QFontMetrics, bold: bool = False) -> QStaticText:
+    def static_text(self, text: str, width: int, metrics: QFontMetrics, bold: bool = False) -> tuple[QStaticText, int]:
+        """The text elided to ``width``, laid out once, and its width: measuring text is the costly part."""
         key = (text, width, bold)
-        static = self._texts.get(key)
-        if static is None:
+        entry = self._texts.get(key)
+        if entry is None:
             if len(self._texts) > _CACHE_LIMIT:
                 self._texts.clear()
-            static = QStaticText(metrics.elidedText(text, Qt.TextElideMode.ElideRight, max(0, width)))
+            elided = metrics.elidedText(text, Qt.TextElideMode.ElideRight, max(0, width))
+            static = QStaticText(elided)
             static.setTextFormat(Qt.TextFormat.PlainText)
-            self._texts[key] = static
-        return static
+            entry = self._texts[key] = (static, metrics.horizontalAdvance(elided))
+        return entry
 
     @staticmethod
     def paint_background(painter: QPainter, option: QStyleOptionViewItem) -> bool:
         """Selection or alternate-row background; True when the cell is selected."""
-        if option.state & _SELECTED:
+        if option.state.value & _SELECTED:
             painter.fillRect(option.rect, option.palette.highlight())
             return True
-        if option.features & _ALTERNATE:
+        if option.features.value & _ALTERNATE:
             painter.fillRect(option.rect, option.palette.alternateBase())
         return False
 
     def paint_text(self, painter: QPainter, option: QStyleOptionViewItem, text: str, col: int, selected: bool) -> None:
         rect, metrics = option.rect, option.fontMetrics
-        margin = metrics.horizontalAdvance(" ")
-        static = self.static_text(text, rect.width() - 2 * margin, metrics)
+        height = metrics.height()
+        margin = max(3, height // 3)
+        static, width = self.static_text(text, rect.width() - 2 * margin, metrics)
         x = rect.x() + margin
         if col in _RIGHT_ALIGNED:
-            x = rect.right() - margin - int(static.size().width())
+            x = rect.right() - margin - width
         role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
         painter.setPen(option.palette.color(role))
-        painter.drawStaticText(x, rect.y() + (rect.height() - metrics.height()) // 2, static)
+        painter.drawStaticText(x, rect.y() + (rect.height() - height) // 2, static)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
         selected = self.paint_background(painter, option)
@@ -78,29 +83,44 @@ class TextCellDelegate(QStyledItemDelegate):
 class StatusBadgeDelegate(TextCellDelegate):
     """A rounded, coloured pill with the status name; the colour is never the only cue (the text is there)."""
 
+    _bold_key: tuple[object, ...] = ()
+    _bold_font: tuple[QFont, QFontMetrics]
+
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
         self.paint_background(painter, option)
         row = self.source_row(index)
         text = self.model.cell(row, Col.STATUS)
         status = str(self.model.job_at(row).get("status", ""))
-        font = option.font
-        font.setBold(True)
-        metrics = QFontMetrics(font)
-        pad_x, pad_y = metrics.height() // 2, max(1, metrics.height() // 8)
+        font, metrics = self._bold(option)
+        line = metrics.height()
+        pad_x, pad_y = line // 2, max(1, line // 8)
         rect = option.rect
-        static = self.static_text(text, rect.width() - 4 - 2 * pad_x, metrics, bold=True)
-        width = min(rect.width() - 4, int(static.size().width()) + 2 * pad_x)
-        height = min(rect.height() - 2, metrics.height() + 2 * pad_y)
+        static, text_width = self.static_text(text, rect.width() - 4 - 2 * pad_x, metrics, bold=True)
+        width = min(rect.width() - 4, text_width + 2 * pad_x)
+        height = min(rect.height() - 2, line + 2 * pad_y)
         pill = QRect(rect.x() + 2, rect.center().y() - height // 2 + 1, width, height)
-        painter.save()
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        # The few state changes are undone by hand: QPainter.save() copies the whole state, clip region included.
+        previous_font = painter.font()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(status_color(status))
         painter.drawRoundedRect(pill, height / 2, height / 2)
-        painter.setPen(QColor("white"))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+        painter.setPen(_WHITE)
         painter.setFont(font)
-        painter.drawStaticText(pill.x() + pad_x, pill.y() + (height - metrics.height()) // 2, static)
-        painter.restore()
+        painter.drawStaticText(pill.x() + pad_x, pill.y() + (height - line) // 2, static)
+        painter.setFont(previous_font)
+
+    def _bold(self, option: QStyleOptionViewItem) -> tuple[QFont, QFontMetrics]:
+        """The bold variant of the view's font and its metrics, made once per font rather than per cell."""
+        font = option.font
+        key = (font.family(), font.pointSizeF(), font.pixelSize(), font.weight())  # QFont.key() is far slower
+        if self._bold_key != key:
+            font = QFont(font)  # our own copy: the option's font dies with the option
+            font.setBold(True)
+            self._bold_key, self._bold_font = key, (font, QFontMetrics(font))
+        return self._bold_font
 
     @staticmethod
     def width_for(font: QFont) -> int:
@@ -127,7 +147,7 @@ class ProgressDelegate(TextCellDelegate):
             self.paint_text(painter, option, self.model.cell(row, Col.OUTCOME), Col.OUTCOME, selected)
             return
         rect, metrics, palette = option.rect, option.fontMetrics, option.palette
-        margin = metrics.horizontalAdvance(" ")
+        margin = max(3, metrics.height() // 3)
         done, total = progress.get("done") or 0, progress.get("total") or 0
         height = max(4, metrics.height() // 3)
         bar_width = min(metrics.horizontalAdvance("M") * 4, max(0, rect.width() // 4))
