@@ -152,15 +152,15 @@ class WorkerConnection(QObject):
             self.job_events.emit(jobs)
 
     async def close(self) -> None:
+        stream, self._stream = self._stream, None  # taken first: the cancelled follower forgets it
         if self._stream_task is not None:
             self._stream_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._stream_task
             self._stream_task = None
-        if self._stream is not None:
+        if stream is not None:
             with contextlib.suppress(Exception):
-                await self._stream.close()
-            self._stream = None
+                await stream.close()
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.close()
