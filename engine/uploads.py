@@ -1,15 +1,16 @@
 """Streaming, resumable S3 uploads: part planning, checksums, throttled part bodies, parallel parts and resume.
 
-Memory stays bounded whatever the file size: a part is never held in memory; its body reads the file at the part's
-offset in small blocks while the HTTP layer sends it. Resume state is a plain dict the job stores as its checkpoint;
-aborting unfinished uploads lives in ``engine.upload_aborts``.
+Memory stays bounded whatever the file size: each part thread reads its part with one ``readinto`` into a buffer
+it reuses for every part, so at most part size x parallel parts is held. One read per part (not one for our CRC32,
+another for botocore's SigV4 payload hash and a third while sending, each in small blocks) keeps the per-part pause
+before the first byte goes out short. Resume state is a plain dict the job stores as its checkpoint; aborting
+unfinished uploads lives in ``engine.upload_aborts``.
 """
 
 from __future__ import annotations
 
 import base64
 import math
-import os
 import threading
 import time
 import zlib
@@ -52,17 +53,23 @@ def part_ranges(size: int, part_size: int) -> list[tuple[int, int, int]]:
     return [(n + 1, n * part_size, min(part_size, size - n * part_size)) for n in range(count)]
 
 
-def crc32_of(fd: int, offset: int, length: int) -> str:
-    """Base64 CRC32 of a byte range, in S3's header form, read in small blocks (never the whole range)."""
-    crc = 0
-    done = 0
-    while done < length:
-        block = os.pread(fd, min(READ_BLOCK, length - done), offset + done)
-        if not block:
-            raise JobError("the file got shorter while it was being uploaded")
-        crc = zlib.crc32(block, crc)
-        done += len(block)
-    return base64.b64encode(crc.to_bytes(4, "big")).decode("ascii")
+def read_part(source: Path, offset: int, length: int, buffer: bytearray) -> memoryview:
+    """The byte range, read straight into ``buffer`` (at least ``length`` long); valid until the buffer's next use."""
+    view = memoryview(buffer)[:length]
+    with open(source, "rb", buffering=0) as fh:
+        fh.seek(offset)
+        done = 0
+        while done < length:
+            got = fh.readinto(view[done:])
+            if not got:
+                raise JobError("the file got shorter while it was being uploaded")
+            done += got
+    return view
+
+
+def crc32_b64(data: memoryview) -> str:
+    """Base64 CRC32, in S3's header form."""
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode("ascii")
 
 
 # ------------------------------------------------------------------ bandwidth limit
@@ -128,17 +135,16 @@ class Meter:
 
 
 class PartBody:
-    """A seekable, sized view of one byte range of the file for botocore.
+    """A seekable, sized view of one part, already in memory, for botocore.
 
     botocore reads the body once to sign it (plain-HTTP endpoints) before sending; only reads after the
     ``before-send`` hook arms the body count as sent and pass through the bandwidth limit. A botocore retry seeks
     back to 0, which takes back what was counted.
     """
 
-    def __init__(self, fd: int, offset: int, length: int, meter: Meter, limit: TokenBucket | None) -> None:
-        self.fd = fd
-        self.offset = offset
-        self.length = length
+    def __init__(self, data: memoryview, meter: Meter, limit: TokenBucket | None) -> None:
+        self.data = data
+        self.length = len(data)
         self.meter = meter
         self.limit = limit
         self.pos = 0
@@ -153,14 +159,15 @@ class PartBody:
         want = remaining if amt is None or amt < 0 else min(amt, remaining)
         if want <= 0:
             return b""
-        want = min(want, READ_BLOCK) if self.armed else want
-        if self.armed and self.limit is not None:
-            self.limit.take(want)
-        data = os.pread(self.fd, want, self.offset + self.pos)
-        self.pos += len(data)
         if self.armed:
-            self.counted += len(data)
-            self.meter.add(len(data))
+            want = min(want, READ_BLOCK)  # the limiter's and the meter's granularity
+            if self.limit is not None:
+                self.limit.take(want)
+        data = bytes(self.data[self.pos : self.pos + want])
+        self.pos += want
+        if self.armed:
+            self.counted += want
+            self.meter.add(want)
         return data
 
     def seek(self, pos: int, whence: int = 0) -> int:
@@ -220,25 +227,23 @@ class Transfer:
     checkpoint: dict[str, Any] | None = None
     content_type: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _buffers: threading.local = field(default_factory=threading.local)  # one part buffer per part thread
 
     def run(self) -> Outcome:
         size = self.source.stat().st_size
         limit = shared_limit(self.settings.bandwidth_limit_bytes_s)
-        fd = os.open(self.source, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        try:
-            if size < self.settings.multipart_threshold_bytes:
-                return self._single(fd, size, limit)
-            return self._multipart(fd, size, limit)
-        finally:
-            os.close(fd)
+        if size < self.settings.multipart_threshold_bytes:
+            return self._single(size, limit)
+        return self._multipart(size, limit)
 
     def _extra(self) -> dict[str, Any]:
         return {"ContentType": self.content_type} if self.content_type else {}
 
-    def _single(self, fd: int, size: int, limit: TokenBucket | None) -> Outcome:
+    def _single(self, size: int, limit: TokenBucket | None) -> Outcome:
         meter = Meter(size, 0, self.progress)
-        crc = crc32_of(fd, 0, size)
-        body = PartBody(fd, 0, size, meter, limit)
+        data = read_part(self.source, 0, size, bytearray(size))
+        crc = crc32_b64(data)
+        body = PartBody(data, meter, limit)
         answer = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body, ChecksumCRC32=crc, **self._extra())
         meter.finish()
         return Outcome(
@@ -252,7 +257,7 @@ class Transfer:
         )
 
     # -------------------------------------------------------------- multipart
-    def _multipart(self, fd: int, size: int, limit: TokenBucket | None) -> Outcome:
+    def _multipart(self, size: int, limit: TokenBucket | None) -> Outcome:
         part_size = part_size_for(size, self.settings.multipart_part_bytes)
         earlier = self.checkpoint or {}
         if earlier.get("size") == size and isinstance(earlier.get("part_size"), int):
@@ -280,7 +285,7 @@ class Transfer:
         meter = Meter(size, already, self.progress)
         meter.add(0)
         todo = [r for r in ranges if r[0] not in done]
-        self._send_parts(fd, state, todo, meter, limit)
+        self._send_parts(state, todo, meter, limit)
         if len(state["parts"]) < len(ranges):
             raise JobError(
                 f"stopped on request with {len(state['parts'])} of {len(ranges)} parts on the server; "
@@ -346,7 +351,7 @@ class Transfer:
         return state
 
     def _send_parts(
-        self, fd: int, state: dict[str, Any], todo: list[tuple[int, int, int]], meter: Meter, limit: TokenBucket | None
+        self, state: dict[str, Any], todo: list[tuple[int, int, int]], meter: Meter, limit: TokenBucket | None
     ) -> None:
         """At most ``multipart_concurrency`` parts in flight; none started after a stop request or a failure."""
         pending = iter(todo)
@@ -358,7 +363,7 @@ class Transfer:
                     item = next(pending, None)
                     if item is None:
                         break
-                    in_flight.add(pool.submit(self._send_part, fd, state, item, meter, limit))
+                    in_flight.add(pool.submit(self._send_part, state, item, meter, limit))
                 if not in_flight:
                     break
                 finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -370,11 +375,15 @@ class Transfer:
             raise error
 
     def _send_part(
-        self, fd: int, state: dict[str, Any], item: tuple[int, int, int], meter: Meter, limit: TokenBucket | None
+        self, state: dict[str, Any], item: tuple[int, int, int], meter: Meter, limit: TokenBucket | None
     ) -> None:
         number, offset, length = item
-        crc = crc32_of(fd, offset, length)
-        body = PartBody(fd, offset, length, meter, limit)
+        buffer = getattr(self._buffers, "part", None)
+        if buffer is None:  # sized for the largest part once: a view of it may outlive the call that made it
+            buffer = self._buffers.part = bytearray(state["part_size"])
+        data = read_part(self.source, offset, length, buffer)
+        crc = crc32_b64(data)
+        body = PartBody(data, meter, limit)
         answer = self.client.upload_part(
             Bucket=self.bucket,
             Key=self.key,
