@@ -206,4 +206,3 @@ def _alive(pid: int) -> bool:
     from engine.events.client import pid_alive
 
     return pid_alive(pid)
-    return True
