@@ -90,6 +90,7 @@ class WorkerClient:
                 open_timeout=timeout,
                 max_size=None,
                 ping_interval=20,
+                compression=None,  # loopback: deflate only costs CPU
             )
         except (OSError, InvalidStatus, TimeoutError) as exc:
             raise WorkerNotRunning(f"could not connect to the worker on port {info['port']}: {exc}") from None

@@ -198,6 +198,7 @@ class EventServer:
             ping_timeout=PING_TIMEOUT_S,
             open_timeout=HANDSHAKE_TIMEOUT_S,
             close_timeout=CLOSE_TIMEOUT_S,
+            compression=None,  # loopback: deflate would only spend CPU in the worker and in every client
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
