@@ -10,7 +10,6 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
-    QDialogButtonBox,
     QFormLayout,
     QHeaderView,
     QLabel,
@@ -23,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from desktop.models.drop import DropCol, DropModel, expand
 from desktop.models.format import size as fmt_size
-from desktop.views.forms import ErrorLabel, ScheduleChooser
+from desktop.views.forms import ErrorLabel, ScheduleChooser, add_footer
 from engine.config import Settings
 from engine.errors import JobdeckError, ValidationError
 
@@ -84,17 +83,9 @@ class DropSheet(QDialog):
         self.priority.setValue(5)
         form.addRow("Priority", self.priority)
         layout.addLayout(form)
-        self.form_error = QLabel(self)
-        self.form_error.setObjectName("formError")
-        self.form_error.setWordWrap(True)
-        self.form_error.hide()
-        layout.addWidget(self.form_error)
-        self.buttons = QDialogButtonBox(self)
-        self.submit_button = self.buttons.addButton("Upload", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.accepted.connect(self._on_buttons_accepted)
-        self.buttons.rejected.connect(self.reject)
-        layout.addWidget(self.buttons)
+        self.form_error, self.buttons, self.submit_button = add_footer(
+            self, layout, "Upload", self._on_buttons_accepted
+        )
         self.bucket.textChanged.connect(self._on_bucket_text_changed)
         self.prefix.textChanged.connect(self._on_prefix_text_changed)
         self.schedule.changed.connect(self._revalidate)

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from PySide6.QtCore import QDateTime, Signal
-from PySide6.QtWidgets import QButtonGroup, QDateTimeEdit, QHBoxLayout, QLabel, QRadioButton, QWidget
+from PySide6.QtWidgets import (
+    QBoxLayout,
+    QButtonGroup,
+    QDateTimeEdit,
+    QDialog,
+    QDialogButtonBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QRadioButton,
+    QWidget,
+)
 
 
 class ErrorLabel(QLabel):
@@ -20,6 +32,30 @@ class ErrorLabel(QLabel):
     def show_error(self, message: str | None) -> None:
         self.setText(message or "")
         self.setVisible(bool(message))
+
+
+def add_footer(
+    dialog: QDialog, layout: QBoxLayout, submit: str | None, on_accept: Callable[[], None]
+) -> tuple[QLabel, QDialogButtonBox, QPushButton]:
+    """The end of every Jobdeck form: a form-level error line, then Submit and Cancel.
+
+    ``submit`` names the accept button ("Create job", "Upload"); None gives the standard Save.
+    """
+    error = QLabel(dialog)
+    error.setObjectName("formError")
+    error.setWordWrap(True)
+    error.hide()
+    layout.addWidget(error)
+    buttons = QDialogButtonBox(dialog)
+    if submit is None:
+        button = buttons.addButton(QDialogButtonBox.StandardButton.Save)
+    else:
+        button = buttons.addButton(submit, QDialogButtonBox.ButtonRole.AcceptRole)
+    buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+    buttons.accepted.connect(on_accept)
+    buttons.rejected.connect(dialog.reject)
+    layout.addWidget(buttons)
+    return error, buttons, button
 
 
 class ScheduleChooser(QWidget):

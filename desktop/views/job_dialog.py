@@ -12,7 +12,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDialog,
-    QDialogButtonBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -26,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.models import format as fmt
-from desktop.views.forms import ErrorLabel, ScheduleChooser
+from desktop.views.forms import ErrorLabel, ScheduleChooser, add_footer
 from engine.errors import JobdeckError, ValidationError
 
 Request = Callable[..., Awaitable[Any]]
@@ -214,17 +213,9 @@ class JobDialog(QDialog):
         self.retries_error = ErrorLabel(self)
         common.addRow("Max retries", self._stack(self.max_retries, self.retries_error))
         outer.addLayout(common)
-        self.form_error = QLabel(self)
-        self.form_error.setObjectName("formError")
-        self.form_error.setWordWrap(True)
-        self.form_error.hide()
-        outer.addWidget(self.form_error)
-        self.buttons = QDialogButtonBox(self)
-        self.submit_button = self.buttons.addButton("Create job", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.accepted.connect(self._on_buttons_accepted)
-        self.buttons.rejected.connect(self.reject)
-        outer.addWidget(self.buttons)
+        self.form_error, self.buttons, self.submit_button = add_footer(
+            self, outer, "Create job", self._on_buttons_accepted
+        )
         self.type_combo.currentIndexChanged.connect(self._on_type_combo_current_index_changed)
         self.schedule.changed.connect(self._revalidate)
         self._build_fields()

@@ -10,7 +10,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDialog,
-    QDialogButtonBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -24,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.services import settings_io
-from desktop.views.forms import ErrorLabel
+from desktop.views.forms import ErrorLabel, add_footer
 from engine.config import Paths, Settings
 from engine.credentials import CredentialStore
 from engine.errors import JobdeckError, ValidationError
@@ -108,17 +107,7 @@ class SettingsDialog(QDialog):
         self.on_quit = self._row(h, "On quit", self._combo(ON_QUIT), "on_quit")
         layout.addWidget(app)
 
-        self.form_error = QLabel(self)
-        self.form_error.setObjectName("formError")
-        self.form_error.setWordWrap(True)
-        self.form_error.hide()
-        layout.addWidget(self.form_error)
-        self.buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel, self
-        )
-        self.buttons.accepted.connect(self._on_buttons_accepted)
-        self.buttons.rejected.connect(self.reject)
-        layout.addWidget(self.buttons)
+        self.form_error, self.buttons, self.submit_button = add_footer(self, layout, None, self._on_buttons_accepted)
         self.setEnabled(False)
         self.load_task = asyncio.ensure_future(self.load())
 
