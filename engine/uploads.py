@@ -1,9 +1,10 @@
 """Streaming, resumable S3 uploads: part planning, checksums, throttled part bodies, parallel parts and resume.
 
 Memory stays bounded whatever the file size: each part thread reads its part with one ``readinto`` into a buffer
-it reuses for every part, so at most part size x parallel parts is held. One read per part (not one for our CRC32,
-another for botocore's SigV4 payload hash and a third while sending, each in small blocks) keeps the per-part pause
-before the first byte goes out short. Resume state is a plain dict the job stores as its checkpoint; aborting
+it reuses for every part, so at most part size x parallel parts is held (never more than PART_MEMORY: beyond that,
+for very large parts, the body reads the file in blocks while it is sent). One read per part (not one for our
+CRC32, another for botocore's SigV4 payload hash and a third while sending, each in small blocks) keeps the pause
+before a part's first byte goes out short. Resume state is a plain dict the job stores as its checkpoint; aborting
 unfinished uploads lives in ``engine.upload_aborts``.
 """
 
@@ -32,6 +33,8 @@ MIN_PART = 5 * 1024**2
 MAX_PART = 5 * 1024**3
 MAX_PARTS = 10_000
 READ_BLOCK = 256 * 1024
+FILE_BLOCK = 1024**2
+PART_MEMORY = 96 * 1024**2  # part buffers (part size x parallel parts) above this stream from the file instead
 CHECKSUM_ALGORITHM = "CRC32"
 PROGRESS_EVERY_S = 0.1
 
@@ -53,23 +56,59 @@ def part_ranges(size: int, part_size: int) -> list[tuple[int, int, int]]:
     return [(n + 1, n * part_size, min(part_size, size - n * part_size)) for n in range(count)]
 
 
-def read_part(source: Path, offset: int, length: int, buffer: bytearray) -> memoryview:
-    """The byte range, read straight into ``buffer`` (at least ``length`` long); valid until the buffer's next use."""
-    view = memoryview(buffer)[:length]
-    with open(source, "rb", buffering=0) as fh:
-        fh.seek(offset)
-        done = 0
-        while done < length:
-            got = fh.readinto(view[done:])
-            if not got:
-                raise JobError("the file got shorter while it was being uploaded")
-            done += got
-    return view
+class MemoryRange:
+    """A byte range read with one ``readinto`` into a buffer the part thread reuses for every part."""
+
+    def __init__(self, source: Path, offset: int, length: int, buffer: bytearray) -> None:
+        self.length = length
+        self.view = memoryview(buffer)[:length]
+        with open(source, "rb", buffering=0) as fh:
+            fh.seek(offset)
+            done = 0
+            while done < length:
+                got = fh.readinto(self.view[done:])
+                if not got:
+                    raise JobError("the file got shorter while it was being uploaded")
+                done += got
+
+    def read_at(self, pos: int, n: int) -> bytes:
+        return bytes(self.view[pos : pos + n])
+
+    def crc32(self) -> str:
+        return _b64_crc(zlib.crc32(self.view))
+
+    def close(self) -> None:
+        self.view.release()  # the buffer may be reused (or resized) by the next part
 
 
-def crc32_b64(data: memoryview) -> str:
-    """Base64 CRC32, in S3's header form."""
-    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode("ascii")
+class FileRange:
+    """A byte range read from the file on demand, when part size x parallel parts would not fit PART_MEMORY."""
+
+    def __init__(self, source: Path, offset: int, length: int) -> None:
+        self.length = length
+        self.offset = offset
+        self.fh = open(source, "rb", buffering=0)  # noqa: SIM115 (closed by close(), after the request)
+
+    def read_at(self, pos: int, n: int) -> bytes:
+        self.fh.seek(self.offset + pos)
+        data = self.fh.read(n)
+        if len(data) < n:
+            raise JobError("the file got shorter while it was being uploaded")
+        return data
+
+    def crc32(self) -> str:
+        crc = 0
+        for pos in range(0, self.length, FILE_BLOCK):
+            crc = zlib.crc32(self.read_at(pos, min(FILE_BLOCK, self.length - pos)), crc)
+        return _b64_crc(crc)
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _b64_crc(crc: int) -> str:
+    """S3's header form of a CRC32."""
+    return base64.b64encode(crc.to_bytes(4, "big")).decode("ascii")
 
 
 # ------------------------------------------------------------------ bandwidth limit
@@ -142,9 +181,9 @@ class PartBody:
     back to 0, which takes back what was counted.
     """
 
-    def __init__(self, data: memoryview, meter: Meter, limit: TokenBucket | None) -> None:
+    def __init__(self, data: MemoryRange | FileRange, meter: Meter, limit: TokenBucket | None) -> None:
         self.data = data
-        self.length = len(data)
+        self.length = data.length
         self.meter = meter
         self.limit = limit
         self.pos = 0
@@ -163,7 +202,7 @@ class PartBody:
             want = min(want, READ_BLOCK)  # the limiter's and the meter's granularity
             if self.limit is not None:
                 self.limit.take(want)
-        data = bytes(self.data[self.pos : self.pos + want])
+        data = self.data.read_at(self.pos, want)
         self.pos += want
         if self.armed:
             self.counted += want
@@ -257,15 +296,29 @@ class Transfer:
             return self._single(size, limit)
         return self._multipart(size, limit)
 
+    def _range(self, offset: int, length: int, held: int) -> MemoryRange | FileRange:
+        """The part in this thread's reused buffer, unless all the buffers together (``held``) exceed PART_MEMORY."""
+        if held > PART_MEMORY:
+            return FileRange(self.source, offset, length)
+        buffer: bytearray | None = getattr(self._buffers, "part", None)
+        if buffer is None or len(buffer) < length:
+            buffer = self._buffers.part = bytearray(length)
+        return MemoryRange(self.source, offset, length, buffer)
+
     def _extra(self) -> dict[str, Any]:
         return {"ContentType": self.content_type} if self.content_type else {}
 
     def _single(self, size: int, limit: TokenBucket | None) -> Outcome:
         meter = Meter(size, 0, self.progress)
-        data = read_part(self.source, 0, size, bytearray(size))
-        crc = crc32_b64(data)
-        body = PartBody(data, meter, limit)
-        answer = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body, ChecksumCRC32=crc, **self._extra())
+        data = self._range(0, size, size)
+        try:
+            crc = data.crc32()
+            body = PartBody(data, meter, limit)
+            answer = self.client.put_object(
+                Bucket=self.bucket, Key=self.key, Body=body, ChecksumCRC32=crc, **self._extra()
+            )
+        finally:
+            data.close()
         meter.finish()
         return Outcome(
             etag=answer.get("ETag", "").strip('"'),
@@ -399,20 +452,19 @@ class Transfer:
         self, state: dict[str, Any], item: tuple[int, int, int], meter: Meter, limit: TokenBucket | None
     ) -> None:
         number, offset, length = item
-        buffer = getattr(self._buffers, "part", None)
-        if buffer is None:  # sized for the largest part once: a view of it may outlive the call that made it
-            buffer = self._buffers.part = bytearray(state["part_size"])
-        data = read_part(self.source, offset, length, buffer)
-        crc = crc32_b64(data)
-        body = PartBody(data, meter, limit)
-        answer = self.client.upload_part(
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=state["upload_id"],
-            PartNumber=number,
-            Body=body,
-            ChecksumCRC32=crc,
-        )
+        data = self._range(offset, length, state["part_size"] * self.settings.multipart_concurrency)
+        try:
+            crc = data.crc32()
+            answer = self.client.upload_part(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=state["upload_id"],
+                PartNumber=number,
+                Body=PartBody(data, meter, limit),
+                ChecksumCRC32=crc,
+            )
+        finally:
+            data.close()
         with self._lock:
             state["parts"] = [p for p in state["parts"] if p["PartNumber"] != number]
             state["parts"].append({"PartNumber": number, "ETag": answer["ETag"], "checksum": crc})

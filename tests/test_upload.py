@@ -104,9 +104,19 @@ def test_token_bucket_never_exceeds_its_burst_without_waiting() -> None:
 
 
 # ------------------------------------------------------------------ transfers
+@pytest.mark.parametrize("parts_in", ["memory", "file"])
 def test_multipart_upload_is_byte_for_byte_with_checksums(
-    ops: Any, aws: Credentials, s3_server: S3Server, s3_bucket: str, tmp_path: Path
+    ops: Any,
+    aws: Credentials,
+    s3_server: S3Server,
+    s3_bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    parts_in: str,
 ) -> None:
+    """Parts held in reused buffers (the usual case), and streamed from the file when the buffers would be too big."""
+    if parts_in == "file":
+        monkeypatch.setattr("engine.uploads.PART_MEMORY", 3 * 5 * MiB - 1)
     s3_settings(ops, s3_server, s3_bucket, multipart_concurrency=3)
     name = "Große Datei mit Leerzeichen.bin"
     data = write_file(tmp_path / name, 17 * MiB + 123)
