@@ -1,17 +1,18 @@
 """Upload benchmark: one large file through Jobdeck (real worker) and through plain boto3, to the same moto server.
 
-    python bench/upload.py [--quick] [--size-mib N] [--rounds N]
+    python bench/upload.py [--quick] [--size-mib N] [--rounds N] [--in-place] [--part-mib N] [--concurrency N]
 
 moto's ThreadedMotoServer runs in its own process on 127.0.0.1, so neither client shares a GIL with the server.
 Jobdeck: the file is submitted with ``jobdeck upload`` semantics (staged snapshot) to a real `jobdeck worker`; its
 throughput is size / (finished_at - started_at) from the ledger, i.e. the transfer without staging and queueing
-(both are printed too). boto3: ``upload_file`` with its default TransferConfig, timed in this process; Jobdeck
-gets the same part size and thread count in its settings. Each client
-runs ``--rounds`` times, interleaved with the other and alternating who goes first, and the best round of each
-counts: moto's own speed varies by 2x between identical rounds, and the worker is idle-waiting on the network
-most of the time (py-spy), so the best round is the least noisy estimate of each client's ceiling. The worker's resident
-memory
-is sampled with psutil every 20 ms. The last line is one JSON object.
+(both are printed too). boto3: ``upload_file`` with its default TransferConfig (8 MiB parts, 10 threads), timed in
+this process. Jobdeck runs with its default settings (16 MiB parts, 4 in parallel: part buffers of 64 MB keep the
+worker under its RSS goal) unless --part-mib / --concurrency say otherwise. Both send the same requests: CRC32 in a
+header and a SigV4-signed payload (plain http). Each client runs ``--rounds`` times, interleaved with the other and
+alternating who goes first, and the best round of each counts: moto's own speed varies a lot between identical
+rounds (its CompleteMultipartUpload alone takes 3.5-4.7 s of a 1 GiB round, for either client), so the best round
+is the least noisy estimate of each client's ceiling. The worker's resident memory is sampled with psutil every
+20 ms. The last line is one JSON object.
 """
 
 # ruff: noqa: E402  (imports follow the sys.path fix below, on purpose)
@@ -138,6 +139,8 @@ def main() -> int:
     parser.add_argument("--size-mib", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--in-place", action="store_true", help="submit without the staged snapshot")
+    parser.add_argument("--part-mib", type=int, default=None, help="Jobdeck's part size (default: its setting)")
+    parser.add_argument("--concurrency", type=int, default=None, help="Jobdeck's parallel parts (default: its setting)")
     args = parser.parse_args()
     size = (args.size_mib or (256 if args.quick else 1024)) * MiB
     rounds = args.rounds or (2 if args.quick else 3)
@@ -162,7 +165,14 @@ def main() -> int:
             client.create_bucket(Bucket=bucket)
             source = Path(tmp) / "payload.bin"
             make_file(source, size)
-            save_settings({"s3_endpoint_url": endpoint, "s3_path_style": True, "s3_bucket": bucket}, Paths(home))
+            tuning: dict[str, int] = {}
+            if args.part_mib:
+                tuning["multipart_part_bytes"] = args.part_mib * MiB
+            if args.concurrency:
+                tuning["multipart_concurrency"] = args.concurrency
+            save_settings(
+                {"s3_endpoint_url": endpoint, "s3_path_style": True, "s3_bucket": bucket, **tuning}, Paths(home)
+            )
             worker.start()
             ops = Operations(Paths(home), store=MemoryStore())
             ops.after_enqueue = lambda: try_wake(ops.paths)
