@@ -239,20 +239,23 @@ def streaming_client(settings: Settings, credentials: Credentials) -> Any:
     """An S3 client whose connection pool fits the parallel parts, with the sent-bytes hook installed.
 
     Kept for the next upload with the same endpoint, keys and pool size: building one parses botocore's S3 model
-    (0.1-0.2 s of CPU per job), and reusing it keeps its warm connections. botocore clients are thread-safe.
+    (0.1-0.2 s of CPU per job), and reusing it keeps its warm connections. botocore clients are thread-safe; the
+    pool is sized for every upload the worker may run at once, since they now share it.
     """
     key = (
         settings.s3_endpoint_url,
         settings.s3_region,
         settings.s3_path_style,
         settings.multipart_concurrency,
+        settings.concurrency,
         credentials.get("aws-access-key-id"),
         credentials.get("aws-secret-access-key"),
     )
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            client = make_client(settings, credentials, max_pool_connections=settings.multipart_concurrency + 2)
+            pool = (settings.multipart_concurrency + 2) * settings.concurrency
+            client = make_client(settings, credentials, max_pool_connections=pool)
             for op in ("PutObject", "UploadPart"):
                 client.meta.events.register(f"before-send.s3.{op}", _arm_body)
             _clients.clear()  # one endpoint and key pair at a time: settings changes should not pile clients up
