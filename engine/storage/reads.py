@@ -1,0 +1,141 @@
+"""The ledger's queries: jobs, their history, the event log for replay, and the figures behind the statistics.
+
+A mixin of ``Ledger``: reads never change state, so they live apart from the transitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, Row, Text, and_, cast, func, or_, select, text
+
+from engine.errors import NotFound
+from engine.storage.rows import EVENTS, JOBS, iso, job_to_dict
+from engine.storage.status import CLAIMABLE, JobStatus
+
+
+class LedgerReads:
+    engine: Engine
+
+    def get_row(self, job_id: int) -> Row[Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(JOBS).where(JOBS.c.id == job_id)).first()
+        if row is None:
+            raise NotFound(job_id)
+        return row
+
+    def get(self, job_id: int) -> dict[str, Any]:
+        row = self.get_row(job_id)
+        job = job_to_dict(row)
+        job["traceback"] = row.traceback
+        job["heartbeat_at"] = iso(row.heartbeat_at)
+        job["worker_id"] = row.worker_id
+        job["history"] = self.history(job_id)
+        return job
+
+    def history(self, job_id: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(EVENTS).where(EVENTS.c.job_id == job_id).order_by(EVENTS.c.seq)).all()
+        return [
+            {
+                "seq": r.seq,
+                "type": r.type,
+                "at": iso(r.at),
+                "status": r.payload["job"]["status"],
+                "attempts": r.payload["job"]["attempts"],
+                "error": r.payload["job"]["error"] if r.type in ("failed", "retry_scheduled") else None,
+            }
+            for r in rows
+        ]
+
+    def list(
+        self,
+        *,
+        status: Sequence[str] | None = None,
+        job_type: str | None = None,
+        search: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        conditions = []
+        if status:
+            conditions.append(JOBS.c.status.in_(list(status)))
+        if job_type:
+            conditions.append(JOBS.c.job_type == job_type)
+        if search:
+            pattern = f"%{_escape_like(search.lower())}%"
+            conditions.append(
+                or_(
+                    *(
+                        func.lower(cast(col, Text)).like(pattern, escape="\\")
+                        for col in (JOBS.c.parameters, JOBS.c.result, JOBS.c.error)
+                    )
+                )
+            )
+        if created_after:
+            conditions.append(JOBS.c.created_at >= created_after)
+        if created_before:
+            conditions.append(JOBS.c.created_at < created_before)
+        where = and_(*conditions) if conditions else text("1=1")
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(JOBS).where(where)).scalar_one()
+            rows = conn.execute(select(JOBS).where(where).order_by(JOBS.c.id.desc()).limit(limit).offset(offset)).all()
+        return [job_to_dict(r) for r in rows], total
+
+    def waiting(self) -> list[Row[Any]]:
+        """Jobs that should have a queue message: what the worker re-enqueues at start-up."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(JOBS.c.id, JOBS.c.status, JOBS.c.priority, JOBS.c.scheduled_time, JOBS.c.next_attempt_at).where(
+                    JOBS.c.status.in_([s.value for s in CLAIMABLE])
+                )
+            ).all()
+
+    def events_since(self, seq: int, limit: int = 1000) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(EVENTS).where(EVENTS.c.seq > seq).order_by(EVENTS.c.seq).limit(limit)).all()
+        return [{"seq": r.seq, "job_id": r.job_id, "type": r.type, "at": iso(r.at), **r.payload} for r in rows]
+
+    def last_seq(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.coalesce(func.max(EVENTS.c.seq), 0))).scalar_one()
+
+    def counts(self) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(JOBS.c.job_type, JOBS.c.status, func.count()).group_by(JOBS.c.job_type, JOBS.c.status)
+            ).all()
+        by_status = {s.value: 0 for s in JobStatus}
+        by_type: dict[str, dict[str, int]] = {}
+        for job_type, status, n in rows:
+            by_status[status] = by_status.get(status, 0) + n
+            by_type.setdefault(job_type, {})[status] = n
+        return by_status, by_type
+
+    def durations(self, limit: int = 10_000) -> list[float]:
+        """Run times of the most recent successful jobs, in seconds."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(JOBS.c.started_at, JOBS.c.finished_at)
+                .where(JOBS.c.status == JobStatus.SUCCEEDED.value, JOBS.c.started_at.is_not(None))
+                .order_by(JOBS.c.finished_at.desc())
+                .limit(limit)
+            ).all()
+        return [(f - s).total_seconds() for s, f in rows if f is not None]
+
+    def finished_events_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(EVENTS.c.type, EVENTS.c.at).where(
+                    EVENTS.c.type.in_(["succeeded", "failed"]), EVENTS.c.at >= since
+                )
+            ).all()
+        return [(t, at) for t, at in rows]
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
