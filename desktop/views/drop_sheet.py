@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from desktop.models.drop import DropCol, DropModel, expand
 from desktop.models.format import size as fmt_size
-from desktop.views.forms import ErrorLabel, ScheduleChooser, add_footer
+from desktop.views.forms import ErrorLabel, ScheduleChooser, add_footer, with_error
 from engine.config import Settings
 from engine.errors import JobdeckError, ValidationError
 
@@ -65,11 +65,11 @@ class DropSheet(QDialog):
         self.bucket = QLineEdit(settings.s3_bucket, self)
         self.bucket.setPlaceholderText("bucket name (no default set in Settings)")
         self.bucket_error = ErrorLabel(self)
-        form.addRow("Bucket", self._stack(self.bucket, self.bucket_error))
+        form.addRow("Bucket", with_error(self, self.bucket, self.bucket_error))
         self.prefix = QLineEdit(settings.s3_key_prefix, self)
         self.prefix.setPlaceholderText("optional, e.g. reports/2026/")
         self.prefix_error = ErrorLabel(self)
-        form.addRow("Key prefix", self._stack(self.prefix, self.prefix_error))
+        form.addRow("Key prefix", with_error(self, self.prefix, self.prefix_error))
         self.conflict = QComboBox(self)
         for value, label in CONFLICTS:
             self.conflict.addItem(label, value)
@@ -77,7 +77,7 @@ class DropSheet(QDialog):
         form.addRow("If the object exists", self.conflict)
         self.schedule = ScheduleChooser(self)
         self.schedule_error = ErrorLabel(self)
-        form.addRow("Run", self._stack(self.schedule, self.schedule_error))
+        form.addRow("Run", with_error(self, self.schedule, self.schedule_error))
         self.priority = QSpinBox(self)
         self.priority.setRange(0, 9)
         self.priority.setValue(5)
@@ -93,15 +93,6 @@ class DropSheet(QDialog):
         line = self.fontMetrics().height()
         self.resize(line * 44, line * 34)
         self.scan_task: asyncio.Future[None] = asyncio.ensure_future(self.scan(paths))
-
-    def _stack(self, widget: QWidget, error: ErrorLabel) -> QWidget:
-        box = QWidget(self)
-        layout = QVBoxLayout(box)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(2)
-        layout.addWidget(widget)
-        layout.addWidget(error)
-        return box
 
     async def scan(self, paths: list[str]) -> None:
         items = await asyncio.to_thread(expand, paths, self.settings.max_upload_bytes)

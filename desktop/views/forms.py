@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QRadioButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -32,6 +33,17 @@ class ErrorLabel(QLabel):
     def show_error(self, message: str | None) -> None:
         self.setText(message or "")
         self.setVisible(bool(message))
+
+
+def with_error(parent: QWidget, widget: QWidget, error: ErrorLabel) -> QWidget:
+    """A field with its inline error line right under it, as one form row."""
+    box = QWidget(parent)
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(2)
+    layout.addWidget(widget)
+    layout.addWidget(error)
+    return box
 
 
 def add_footer(

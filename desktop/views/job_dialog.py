@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.models import format as fmt
-from desktop.views.forms import ErrorLabel, ScheduleChooser, add_footer
+from desktop.views.forms import ErrorLabel, ScheduleChooser, add_footer, with_error
 from engine.errors import JobdeckError, ValidationError
 
 Request = Callable[..., Awaitable[Any]]
@@ -206,12 +206,12 @@ class JobDialog(QDialog):
         self.priority.setValue(5)
         self.priority.setToolTip("0–9; higher runs first")
         self.priority_error = ErrorLabel(self)
-        common.addRow("Priority", self._stack(self.priority, self.priority_error))
+        common.addRow("Priority", with_error(self, self.priority, self.priority_error))
         self.max_retries = QSpinBox(self)
         self.max_retries.setRange(0, 100)
         self.max_retries.setValue(default_max_retries)
         self.retries_error = ErrorLabel(self)
-        common.addRow("Max retries", self._stack(self.max_retries, self.retries_error))
+        common.addRow("Max retries", with_error(self, self.max_retries, self.retries_error))
         outer.addLayout(common)
         self.form_error, self.buttons, self.submit_button = add_footer(
             self, outer, "Create job", self._on_buttons_accepted
@@ -221,15 +221,6 @@ class JobDialog(QDialog):
         self._build_fields()
         width = self.fontMetrics().horizontalAdvance("M") * 40
         self.resize(width, self.sizeHint().height())
-
-    def _stack(self, widget: QWidget, error: ErrorLabel) -> QWidget:
-        box = QWidget(self)
-        layout = QVBoxLayout(box)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(2)
-        layout.addWidget(widget)
-        layout.addWidget(error)
-        return box
 
     # ------------------------------------------------------------------ form building
     @property
