@@ -193,6 +193,7 @@ def test_tray_menu_pause_resume_show_upload_and_quit(
     # quit with the remembered choice "stop": the worker stops gracefully
     save_settings({"on_quit": "stop"})
     run(qtbot, window._reload_settings())
+    qtbot.waitUntil(lambda: window.supervisor.pid is not None)  # learnt from worker.json on its next check
     pid = window.supervisor.pid
     finished: list[bool] = []
     window.quit_finished.connect(lambda: finished.append(True))
