@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
 from engine.config import Paths
 from engine.errors import WorkerNotRunning
-from engine.events.client import WorkerClient
+from engine.events.client import EventStream, WorkerClient
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +37,9 @@ class WorkerConnection(QObject):
         self.state = "stopped"
         self._client: WorkerClient | None = None
         self._connect_lock = asyncio.Lock()
-        self._stream: WorkerClient | None = None
-        self._stream_task: asyncio.Task[None] | None = None
-        self._last_seq = 0
-        self._incoming: list[dict[str, Any]] = []
-        self._flush_scheduled = False
+        self._events: EventStream | None = None
+        self._stream_task: asyncio.Future[None] | None = None
+        self._since = 0
 
     # ------------------------------------------------------------------ requests
     async def _request_client(self) -> WorkerClient:
@@ -73,64 +70,24 @@ class WorkerConnection(QObject):
     # ------------------------------------------------------------------ events
     @property
     def last_seq(self) -> int:
-        return self._last_seq
+        return self._events.last_seq if self._events is not None else self._since
 
     def start_stream(self, since: int) -> None:
         """Subscribe from ``since``; the stream then follows the worker across restarts on its own."""
         if self._stream_task is not None:
             return
-        self._last_seq = since
-        self._stream_task = asyncio.ensure_future(self._follow())
+        self._since = since
+        self._events = EventStream(
+            self.paths, since, on_state=self._on_stream_state, max_backoff_s=STREAM_MAX_BACKOFF_S
+        )
+        self._stream_task = asyncio.ensure_future(self._events.run(self._on_batch))
 
     def _on_stream_state(self, state: str) -> None:
         if state != self.state:
             self.state = state
             self.state_changed.emit(state)
 
-    async def _follow(self) -> None:
-        """Stay subscribed: reconnect with jittered backoff and resume after the last seq seen.
-
-        Events are taken from the client's reader callback as they are decoded and handed on in one batch per
-        loop turn, rather than one awaited iteration each: under qasync every asyncio hop is a Qt timer, and a
-        burst of a thousand events would otherwise cost thousands of them on the GUI thread.
-        """
-        attempt = 0
-        while True:
-            try:
-                client = await WorkerClient.connect(self.paths, on_event=self._on_raw_event)
-            except WorkerNotRunning:
-                self._on_stream_state("reconnecting" if attempt else "stopped")
-                attempt += 1
-                await asyncio.sleep(min(STREAM_MAX_BACKOFF_S, 0.1 * 2**attempt) * random.uniform(0.5, 1.0))
-                continue
-            attempt = 0
-            self._stream = client
-            try:
-                await client.subscribe(self._last_seq)
-                self._on_stream_state("connected")
-                await client.closed.wait()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a connection torn mid-subscribe: resume from the last seq we saw
-                log.warning("event stream interrupted; resuming from seq %d", self._last_seq, exc_info=True)
-            finally:
-                self._stream = None
-            self._flush_incoming()
-            self._on_stream_state("reconnecting")
-            await asyncio.sleep(0.05)
-
-    def _on_raw_event(self, event: dict[str, Any]) -> None:
-        seq = event.get("seq")
-        if isinstance(seq, int) and str(event.get("type", "")).startswith("job."):
-            self._last_seq = max(self._last_seq, seq)
-        self._incoming.append(event)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_incoming)
-
-    def _flush_incoming(self) -> None:
-        self._flush_scheduled = False
-        incoming, self._incoming = self._incoming, []
+    def _on_batch(self, incoming: list[dict[str, Any]]) -> None:
         jobs: list[dict[str, Any]] = []
         for event in incoming:
             kind = event.get("type", "")
@@ -152,7 +109,7 @@ class WorkerConnection(QObject):
             self.job_events.emit(jobs)
 
     async def close(self) -> None:
-        stream, self._stream = self._stream, None  # taken first: the cancelled follower forgets it
+        stream = self._events
         if self._stream_task is not None:
             self._stream_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
