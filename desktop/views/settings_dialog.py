@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.services import settings_io
-from desktop.views.forms import ErrorLabel, add_footer
+from desktop.views.forms import ErrorLabel, add_footer, with_error
 from engine.config import Paths, Settings
 from engine.credentials import CredentialStore
 from engine.errors import JobdeckError, ValidationError
@@ -114,13 +114,7 @@ class SettingsDialog(QDialog):
     # ------------------------------------------------------------------ building
     def _row(self, form: QFormLayout, label: str, widget: Any, key: str) -> Any:
         error = ErrorLabel(self)
-        box = QWidget(self)
-        v = QVBoxLayout(box)
-        v.setContentsMargins(0, 0, 0, 0)
-        v.setSpacing(2)
-        v.addWidget(widget)
-        v.addWidget(error)
-        form.addRow(label, box)
+        form.addRow(label, with_error(self, widget, error))
         self.errors[key] = error
         widget.setAccessibleName(label or key)
         return widget
