@@ -6,24 +6,14 @@ from __future__ import annotations
 class JobdeckError(Exception):
     """Base class: anything the engine raises on purpose."""
 
-    exit_code = 1
-
-    def to_dict(self) -> dict[str, object]:
-        return {"field": None, "message": str(self)}
-
 
 class ValidationError(JobdeckError):
     """Bad input: names the field and the rule; raised before anything is written."""
-
-    exit_code = 2
 
     def __init__(self, field: str | None, message: str) -> None:
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}" if field else message)
-
-    def to_dict(self) -> dict[str, object]:
-        return {"field": self.field, "message": self.message}
 
 
 class NotFound(ValidationError):
@@ -41,15 +31,6 @@ class InvalidTransition(ValidationError):
         super().__init__("status", f"job {job_id} is {status}; {action} needs a job that is {allowed}")
 
 
-class MissingCredential(JobdeckError):
-    """A secret the job needs is not in the keyring or the environment."""
-
-    def __init__(self, name: str, hint: str = "") -> None:
-        self.name = name
-        text = f"credential {name!r} is not set"
-        super().__init__(text + (f"; {hint}" if hint else "; set it with: jobdeck credentials set " + name))
-
-
 class CredentialStoreUnavailable(JobdeckError):
     """No usable keyring backend — we never fall back to plaintext."""
 
@@ -61,10 +42,6 @@ class WorkerNotRunning(JobdeckError):
 class JobError(Exception):
     """Raised by a job type's run(); retryable unless it is a PermanentJobError."""
 
-    retryable = True
-
 
 class PermanentJobError(JobError):
     """Never retried: bad credentials, missing file, recipient rejected. Fail fast and say why."""
-
-    retryable = False

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
-from engine.config import Paths, Settings, load_settings
+from engine.config import DEFAULT_PRIORITY, Paths, Settings, load_settings
 from engine.credentials.store import Credentials, CredentialStore, default_store
 from engine.errors import ValidationError
 from engine.jobs import registry
@@ -167,7 +167,7 @@ class Operations:
     def _common(
         self, priority: Any, max_retries: Any, scheduled_time: Any, schedule: str | None, settings: Settings
     ) -> tuple[int, int, datetime | None]:
-        prio = parse_priority(5 if priority is None else priority)
+        prio = parse_priority(DEFAULT_PRIORITY if priority is None else priority)
         retries = parse_max_retries(settings.default_max_retries if max_retries is None else max_retries)
         if schedule not in (None, "immediate", "scheduled"):
             raise ValidationError("schedule_type", f"must be immediate or scheduled; got {schedule!r}")

@@ -100,16 +100,6 @@ def when(job: dict[str, Any]) -> str:
     return ""
 
 
-def progress_text(progress: dict[str, Any]) -> str:
-    done, total = progress.get("done") or 0, progress.get("total")
-    parts = [f"{size(done)} / {size(total)}" if total else size(done)]
-    if progress.get("rate"):
-        parts.append(f"{size(progress['rate'])}/s")
-    if progress.get("eta_s") is not None:
-        parts.append(f"ETA {duration(progress['eta_s'])}")
-    return " · ".join(parts)
-
-
 def matches_search(job: dict[str, Any], search: str) -> bool:
     """The client-side twin of the ledger's search (parameters, result and error, case-insensitive)."""
     needle = search.lower()

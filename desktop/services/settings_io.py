@@ -8,7 +8,7 @@ import ssl
 from typing import Any
 
 from engine.config import Paths, Settings, load_settings, save_settings
-from engine.credentials import CREDENTIAL_NAMES, Credentials, CredentialStore, default_store, keyring_status
+from engine.credentials import CREDENTIAL_NAMES, Credentials, CredentialStore, keyring_status
 
 
 async def load(paths: Paths) -> Settings:
@@ -115,7 +115,3 @@ def _s3_check(settings: Settings, store: CredentialStore) -> str:
 
 async def test_s3(settings: Settings, store: CredentialStore) -> str:
     return await asyncio.to_thread(_s3_check, settings, store)
-
-
-def default_credential_store() -> CredentialStore:
-    return default_store()

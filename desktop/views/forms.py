@@ -121,7 +121,3 @@ class ScheduleChooser(QWidget):
             return None
         naive: datetime = self.when.dateTime().toPython()
         return naive.astimezone().isoformat(timespec="seconds")
-
-    def set_time(self, when: datetime) -> None:
-        self.at_radio.setChecked(True)
-        self.when.setDateTime(QDateTime(when.astimezone().replace(tzinfo=None)))

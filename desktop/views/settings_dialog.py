@@ -31,7 +31,6 @@ from engine.errors import JobdeckError, ValidationError
 TLS_MODES = (("plain", "None (plain SMTP)"), ("starttls", "STARTTLS"), ("ssl", "SSL/TLS"))
 CONFLICTS = (("overwrite", "Overwrite"), ("skip", "Skip"), ("rename", "Rename"))
 ON_QUIT = (("ask", "Ask each time"), ("keep", "Keep the worker running"), ("stop", "Stop the worker"))
-SECRETS = ("smtp-password", "aws-access-key-id", "aws-secret-access-key")
 STALE_UPLOAD_HOURS = 24
 
 Request = Callable[..., Awaitable[Any]]  # the worker's control channel (WorkerConnection.request)

@@ -7,7 +7,7 @@ import sys
 from functools import cache
 from pathlib import Path
 
-from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
+from PySide6.QtGui import QColor, QIcon
 from PySide6.QtWidgets import QApplication
 
 # Mid-tone colours that keep white text readable and stand out on both light and dark palettes.
@@ -42,11 +42,6 @@ def icon(name: str) -> QIcon:
 
 def status_color(status: str) -> QColor:
     return QColor(STATUS_COLORS.get(status, "#7a808a"))
-
-
-def is_dark(palette: QPalette | None = None) -> bool:
-    palette = palette or QGuiApplication.palette()
-    return palette.color(QPalette.ColorRole.Window).lightness() < 128
 
 
 def apply_style(app: QApplication) -> None:
