@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 import threading
 import traceback
 from collections.abc import Callable
@@ -128,7 +129,7 @@ class Executor:
             self._cleanup(kind, done, staged, "succeeded", settings, ctx.checkpoint)
         finally:
             if temp_dir.exists():
-                _remove_tree(temp_dir)
+                shutil.rmtree(temp_dir, ignore_errors=True)
 
     def _retry_or_fail(
         self, job: dict[str, Any], message: str, tb: str | None, settings: Settings
@@ -167,9 +168,3 @@ class Executor:
             kind.cleanup(job, staged, CleanupEnv(settings, self.credentials), reason, checkpoint=checkpoint)
         except Exception:
             log.exception("cleanup of job %s failed", job["id"])
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
