@@ -465,16 +465,14 @@ class SecretService(_ManagedServer):
             while time.monotonic() < deadline:
                 if self._keyring.poll() is not None:
                     raise RuntimeError(
-                        f"gnome-keyring-daemon exited with {self._keyring.returncode}: "
-                        f"{self._log('keyring.log')}"
+                        f"gnome-keyring-daemon exited with {self._keyring.returncode}: {self._log('keyring.log')}"
                     )
                 reply = connection.send_and_get_reply(DBus().NameHasOwner(_SECRETS_BUS_NAME), timeout=5)
                 if reply.body[0]:
                     return
                 time.sleep(0.05)
         raise RuntimeError(
-            f"gnome-keyring-daemon did not claim {_SECRETS_BUS_NAME} within {self.timeout}s: "
-            f"{self._log('keyring.log')}"
+            f"gnome-keyring-daemon did not claim {_SECRETS_BUS_NAME} within {self.timeout}s: {self._log('keyring.log')}"
         )
 
     def _log(self, name: str) -> str:
@@ -554,6 +552,4 @@ class PostgresDatabase(_ManagedServer):
 
     def stop(self) -> None:
         with self._admin() as connection:
-            connection.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name))
-            )
+            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))

@@ -65,9 +65,7 @@ def test_smtp_fail_first_gives_451_then_250(make_smtp_server: Callable[..., Smtp
 def test_smtp_rejects_listed_recipients(make_smtp_server: Callable[..., SmtpServer]) -> None:
     server = make_smtp_server(reject_recipients={"Gone@example.com"})
     with smtplib.SMTP(server.host, server.port, timeout=SMTP_TIMEOUT) as client:
-        refused = client.sendmail(
-            "jobdeck@example.com", ["gone@example.com", "bob@example.com"], _message().as_bytes()
-        )
+        refused = client.sendmail("jobdeck@example.com", ["gone@example.com", "bob@example.com"], _message().as_bytes())
         assert refused["gone@example.com"][0] == 550
         with pytest.raises(smtplib.SMTPRecipientsRefused):
             client.sendmail("jobdeck@example.com", ["gone@example.com"], _message().as_bytes())
