@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -231,3 +232,74 @@ def test_counts_and_durations(ledger: Ledger) -> None:
     assert by_status["succeeded"] == 1 and by_status["failed"] == 1 and by_status["pending"] == 0
     assert by_type == {"send_email": {"succeeded": 1}, "upload_file": {"failed": 1}}
     assert len(ledger.durations()) == 1 and ledger.durations()[0] >= 0
+
+
+def test_an_invalid_transition_among_concurrent_writes_fails_alone(ledger: Ledger) -> None:
+    """Writes from several threads share transactions (group commit); one refused still leaves the rest."""
+    done = make(ledger)
+    ledger.claim(done["id"], "w")
+    ledger.succeed(done["id"], "w", None)
+    errors: list[Exception] = []
+    finished: list[int] = []
+    lock = threading.Lock()
+
+    def operator() -> None:
+        for _ in range(20):
+            try:
+                ledger.cancel(done["id"])
+            except InvalidTransition as exc:
+                with lock:
+                    errors.append(exc)
+
+    def worker() -> None:
+        for _ in range(20):
+            job = make(ledger)
+            ledger.claim(job["id"], "w")
+            with lock:
+                finished.append(ledger.succeed(job["id"], "w", {"ok": True})["id"])  # type: ignore[index]
+
+    threads = [threading.Thread(target=operator)] + [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 20 and all("succeeded" in str(e) for e in errors)
+    assert len(finished) == 60 and ledger.count(JobStatus.SUCCEEDED) == 61
+    assert all([h["type"] for h in ledger.history(i)] == ["created", "started", "succeeded"] for i in finished)
+    assert [h["type"] for h in ledger.history(done["id"])] == ["created", "started", "succeeded"]
+
+
+def test_times_are_stored_as_sortable_utc_text_on_sqlite(tmp_path: Path) -> None:
+    """The format SQLAlchemy's DATETIME always wrote, so existing ledgers read back unchanged."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        at = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+        job = make(ledger, scheduled_time=at + timedelta(days=3650))
+        with ledger.engine.connect() as conn:
+            raw = conn.exec_driver_sql("SELECT scheduled_time FROM jobs WHERE id = ?", (job["id"],)).scalar_one()
+            conn.exec_driver_sql("UPDATE jobs SET created_at = '2026-03-01 12:00:00.000000' WHERE id = ?", (job["id"],))
+            conn.commit()
+        assert raw == "2036-02-27 12:00:00.000000"
+        assert ledger.get(job["id"])["created_at"] == "2026-03-01T12:00:00+00:00"
+    finally:
+        ledger.close()
+
+
+def test_wal_checkpoints_run_off_the_commit_path_and_only_after_writes(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        checkpointer = ledger._checkpointer
+        assert checkpointer is not None
+        ledger.count(JobStatus.PENDING)
+        time.sleep(0.1)
+        assert checkpointer.checkpoints == 0  # reads alone start nothing: no timer in an idle process
+        for _ in range(50):
+            make(ledger)
+        deadline = time.monotonic() + 5
+        while checkpointer.checkpoints == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert checkpointer.checkpoints >= 1
+        with ledger.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()[0] == 0  # not busy
+    finally:
+        ledger.close()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +40,17 @@ def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         if conn.get_execution_options().get("write"):
-            _begin_immediate(conn)
+            _begin_immediate(conn.exec_driver_sql, lambda exc: isinstance(exc, OperationalError) and _is_busy(exc))
         else:
             conn.exec_driver_sql("BEGIN")
 
 
-def _begin_immediate(conn: Any) -> None:
+def sqlite_begin_immediate(cursor: sqlite3.Cursor) -> None:
+    """For the ledger's transitions, which run on the driver's connection (see ``prepared``)."""
+    _begin_immediate(cursor.execute, lambda exc: isinstance(exc, sqlite3.OperationalError) and _is_busy(exc))
+
+
+def _begin_immediate(execute: Callable[[str], Any], is_busy: Callable[[Exception], bool]) -> None:
     """Take the write lock, retrying in short jittered steps.
 
     SQLite's own busy handler sleeps 1, 2, 5, 10… ms between tries; with the GUI/CLI and the worker writing at
@@ -53,17 +60,17 @@ def _begin_immediate(conn: Any) -> None:
     attempt = 0
     while True:
         try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            execute("BEGIN IMMEDIATE")
             return
-        except OperationalError as exc:
-            if not _is_busy(exc) or time.monotonic() >= deadline:
+        except Exception as exc:
+            if not is_busy(exc) or time.monotonic() >= deadline:
                 raise
         attempt += 1
         time.sleep(random.uniform(0.5, 1.0) * min(0.005, 0.00005 * 2**attempt))
 
 
-def _is_busy(exc: OperationalError) -> bool:
-    text = str(exc.orig).lower()
+def _is_busy(exc: Exception) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
     return "locked" in text or "busy" in text
 
 

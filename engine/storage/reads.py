@@ -116,6 +116,12 @@ class LedgerReads:
             by_type.setdefault(job_type, {})[status] = n
         return by_status, by_type
 
+    def count(self, status: JobStatus) -> int:
+        """Jobs in one status (an index lookup; ``counts`` groups the whole table)."""
+        with self.engine.connect() as conn:
+            query = select(func.count()).select_from(JOBS).where(JOBS.c.status == status.value)
+            return conn.execute(query).scalar_one()
+
     def durations(self, limit: int = 10_000) -> list[float]:
         """Run times of the most recent successful jobs, in seconds."""
         with self.engine.connect() as conn:

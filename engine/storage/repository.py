@@ -8,30 +8,18 @@ its UPDATE, so two workers (or a worker and an operator) racing on one job canno
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import (
-    ClauseElement,
-    Connection,
-    Row,
-    and_,
-    bindparam,
-    case,
-    delete,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import ClauseElement, Executable, and_, bindparam, case, delete, func, insert, or_, select, update
 
 from engine.errors import InvalidTransition, NotFound
-from engine.storage.database import open_engine
+from engine.storage.checkpoints import BACKSTOP_PAGES, Checkpointer
+from engine.storage.database import open_engine, sqlite_begin_immediate
+from engine.storage.group_commit import Batch, GroupCommit
+from engine.storage.prepared import Prepared, status_in
 from engine.storage.reads import LedgerReads
 from engine.storage.rows import EVENTS, JOB_FIELDS, JOBS, iso, job_to_dict, utcnow
 from engine.storage.status import CANCELABLE, CLAIMABLE, RETRYABLE, JobStatus, ScheduleType
@@ -45,6 +33,8 @@ __all__ = ["EVENTS", "JOBS", "JOB_FIELDS", "Claim", "Ledger", "iso", "job_to_dic
 _PG_EVENT_LOCK = 0x4A6F6264
 
 Listener = Callable[[list[dict[str, Any]]], None]
+T = TypeVar("T")
+Row = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -58,6 +48,61 @@ class Claim:
     checkpoint: dict[str, Any] | None = None
 
 
+class Tx:
+    """One write transaction on the driver's connection; the events it recorded go out after the commit."""
+
+    def __init__(self, ledger: Ledger, cursor: Any) -> None:
+        self._ledger = ledger
+        self.cursor = cursor
+        self.events: list[dict[str, Any]] = []
+
+    def run(self, stmt: Executable | str, params: dict[str, Any] | None = None, build: Any = None) -> list[Row]:
+        """Execute a statement; given a key (with ``build`` making the statement), it is compiled only once."""
+        ledger = self._ledger
+        prepared = ledger.prepare(stmt, build) if isinstance(stmt, str) else Prepared(stmt, ledger.dialect_obj)
+        return prepared.execute(self.cursor, params or {})
+
+    def first(self, stmt: Executable | str, params: dict[str, Any] | None = None, build: Any = None) -> Row | None:
+        rows = self.run(stmt, params, build)
+        return rows[0] if rows else None
+
+
+class _WriteBatch(Batch):
+    """One transaction on the ledger's write connection, for ``GroupCommit``."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def __enter__(self) -> _WriteBatch:
+        self.raw = self.ledger._connection()
+        try:
+            self.cursor = self.raw.cursor()
+            if self.ledger.dialect == "sqlite":
+                sqlite_begin_immediate(self.cursor)
+        except Exception:
+            self.ledger._drop_connection()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        try:
+            if exc_type is None:
+                self.raw.commit()
+                if self.ledger._checkpointer is not None:
+                    self.ledger._checkpointer.poke()
+            else:
+                self.raw.rollback()
+        except Exception:
+            self.ledger._drop_connection()  # a broken connection (e.g. PostgreSQL restarted): reconnect next time
+            if exc_type is None:
+                raise
+        finally:
+            self.cursor.close()
+
+    def new_tx(self) -> Tx:
+        return Tx(self.ledger, self.cursor)
+
+
 class Ledger(LedgerReads):
     """The job ledger on one database URL (SQLite file or PostgreSQL)."""
 
@@ -65,13 +110,25 @@ class Ledger(LedgerReads):
         self.url = url
         self.engine = open_engine(url)
         self.dialect = self.engine.dialect.name
-        self._writer = self.engine.execution_options(write=True)
+        self.dialect_obj = self.engine.dialect
         self._listeners: list[Listener] = []
-        # SQLite has one writer at a time; its busy handler waits by sleeping in growing steps (1, 2, 5… ms),
-        # so threads of one process queue on a mutex instead. Other processes still meet the busy timeout.
-        self._write_lock: AbstractContextManager[Any] = threading.Lock() if self.dialect == "sqlite" else nullcontext()
+        self._prepared: dict[str, Prepared] = {}
+        # Threads of one process write through one connection, in shared transactions; SQLite's busy handler
+        # (sleeps of 1, 2, 5… ms) is left for writers in other processes.
+        self._raw: Any = None
+        self._group = GroupCommit(self._open_batch)
+        database = self.engine.url.database
+        self._checkpointer = (
+            Checkpointer(database) if self.dialect == "sqlite" and database not in (None, "", ":memory:") else None
+        )
 
     def close(self) -> None:
+        with self._group.exclusive():
+            if self._raw is not None:
+                self._raw.close()
+                self._raw = None
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.engine.dispose()
 
     # ---------------------------------------------------------------- observers
@@ -91,31 +148,55 @@ class Ledger(LedgerReads):
                 log.exception("ledger listener %r failed", listener)
 
     # ---------------------------------------------------------------- plumbing
-    @contextmanager
-    def _transaction(self) -> Iterator[tuple[Connection, list[dict[str, Any]]]]:
-        events: list[dict[str, Any]] = []
-        with self._write_lock, self._writer.begin() as conn:
-            yield conn, events
-        if events:
-            self._notify(events)
+    def prepare(self, key: str, build: Any) -> Prepared:
+        """The statement ``build()`` makes, compiled for this ledger's dialect on first use of ``key``."""
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            stmt = build()
+            columns = None
+            if isinstance(stmt, tuple):  # (insert statement, the columns it sets)
+                stmt, columns = stmt
+            prepared = self._prepared[key] = Prepared(stmt, self.dialect_obj, columns)
+        return prepared
 
-    def _record(
-        self, conn: Connection, events: list[dict[str, Any]], job: dict[str, Any], kind: str, **extra: Any
-    ) -> dict[str, Any]:
-        if self.dialect == "postgresql" and not events:
-            conn.execute(select(func.pg_advisory_xact_lock(_PG_EVENT_LOCK)))
+    def _write(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn`` in a write transaction (perhaps shared with other threads' writes: see ``group_commit``);
+        its events go to the listeners after the commit."""
+        result, tx = self._group.run(fn)
+        if tx.events:
+            self._notify(tx.events)
+        return result
+
+    def _open_batch(self) -> _WriteBatch:
+        return _WriteBatch(self)
+
+    def _connection(self) -> Any:
+        """The one driver connection this ledger writes on (writes are serialised by the group commit)."""
+        if self._raw is None:
+            raw = self.engine.raw_connection()
+            if self._checkpointer is not None:
+                raw.cursor().execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+            self._raw = raw
+        return self._raw
+
+    def _drop_connection(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            raw.invalidate()
+
+    def _record(self, tx: Tx, job: dict[str, Any], kind: str, **extra: Any) -> dict[str, Any]:
+        if self.dialect == "postgresql" and not tx.events:
+            tx.run("pg-event-lock", {}, lambda: select(func.pg_advisory_xact_lock(_PG_EVENT_LOCK)))
         at = utcnow()
         payload = {"job": job, **extra}
-        seq = conn.execute(
-            _INSERT_EVENT, {"job_id": job["id"], "type": kind, "payload": payload, "at": at}
-        ).scalar_one()
-        event = {"seq": seq, "job_id": job["id"], "type": kind, "at": iso(at), **payload}
-        events.append(event)
+        seq = tx.run("insert-event", {"job_id": job["id"], "type": kind, "payload": payload, "at": at}, _insert_event)
+        event = {"seq": seq[0]["seq"], "job_id": job["id"], "type": kind, "at": iso(at), **payload}
+        tx.events.append(event)
         return event
 
     def _change_row(
         self,
-        conn: Connection,
+        tx: Tx,
         job_id: int,
         allowed: Iterable[JobStatus],
         values: dict[str, Any],
@@ -123,28 +204,27 @@ class Ledger(LedgerReads):
         *,
         key: str | None = None,
         params: dict[str, Any] | None = None,
-    ) -> Row[Any] | None:
-        """A guarded UPDATE … RETURNING. With ``key`` the statement is built once and reused: plain values become
-        bind parameters (``b_<column>``), so per-call cost is execution only — statement construction was most
-        of a job's overhead in the queue benchmark."""
-        stmt = _STATEMENTS.get(key) if key else None
-        if stmt is None:
-            where = and_(JOBS.c.id == bindparam("b_id"), JOBS.c.status.in_([s.value for s in allowed]))
+    ) -> Row | None:
+        """A guarded UPDATE … RETURNING. Plain values become bind parameters (``b_<column>``), so with ``key``
+        the statement is compiled once and each call only executes it."""
+
+        def build() -> Executable:
+            where = and_(JOBS.c.id == bindparam("b_id"), status_in(allowed))
             if extra_where is not None:
                 where = and_(where, extra_where)
             bound = {
                 col: value if isinstance(value, ClauseElement) else bindparam(f"b_{col}", type_=JOBS.c[col].type)
                 for col, value in values.items()
             }
-            stmt = update(JOBS).where(where).values(bound).returning(*JOBS.c)
-            if key:
-                _STATEMENTS[key] = stmt
+            return update(JOBS).where(where).values(bound).returning(*JOBS.c)
+
         bind = {f"b_{col}": value for col, value in values.items() if not isinstance(value, ClauseElement)}
-        return conn.execute(stmt, {"b_id": job_id, **bind, **(params or {})}).first()
+        stmt: Executable | str = key if key else build()
+        return tx.first(stmt, {"b_id": job_id, **bind, **(params or {})}, build)
 
     def _change(
         self,
-        conn: Connection,
+        tx: Tx,
         job_id: int,
         allowed: Iterable[JobStatus],
         values: dict[str, Any],
@@ -153,8 +233,12 @@ class Ledger(LedgerReads):
         key: str | None = None,
         params: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
-        row = self._change_row(conn, job_id, allowed, values, extra_where, key=key, params=params)
+        row = self._change_row(tx, job_id, allowed, values, extra_where, key=key, params=params)
         return job_to_dict(row) if row is not None else None
+
+    def _status_of(self, tx: Tx, job_id: int) -> str | None:
+        row = tx.first("status-of", {"b_id": job_id}, _status_of)
+        return row["status"] if row else None
 
     def _transition(
         self,
@@ -166,15 +250,19 @@ class Ledger(LedgerReads):
         **extra: Any,
     ) -> dict[str, Any]:
         """Guarded update + event, or a clear InvalidTransition / NotFound naming the job's actual state."""
-        with self._transaction() as (conn, events):
-            job = self._change(conn, job_id, allowed, values, key=f"op:{kind}:{','.join(sorted(values))}")
+        key = f"op:{kind}:{','.join(sorted(values))}"
+
+        def op(tx: Tx) -> dict[str, Any]:
+            job = self._change(tx, job_id, allowed, values, key=key)
             if job is None:
-                status = conn.execute(select(JOBS.c.status).where(JOBS.c.id == job_id)).scalar()
+                status = self._status_of(tx, job_id)
                 if status is None:
                     raise NotFound(job_id)
                 raise InvalidTransition(job_id, status, action, _or_list(allowed))
-            self._record(conn, events, job, kind, **extra)
-        return job
+            self._record(tx, job, kind, **extra)
+            return job
+
+        return self._write(op)
 
     # ---------------------------------------------------------------- transitions
     def create(
@@ -189,65 +277,56 @@ class Ledger(LedgerReads):
         retry_cap_s: float | None = None,
         staged_path: str | None = None,
     ) -> dict[str, Any]:
-        now = utcnow()
         status = JobStatus.SCHEDULED if scheduled_time else JobStatus.PENDING
-        with self._transaction() as (conn, events):
-            row = conn.execute(
-                _INSERT_JOB,
-                {
-                    "job_type": job_type,
-                    "parameters": parameters,
-                    "status": status.value,
-                    "priority": priority,
-                    "max_retries": max_retries,
-                    "attempts": 0,
-                    "schedule_type": (ScheduleType.SCHEDULED if scheduled_time else ScheduleType.IMMEDIATE).value,
-                    "scheduled_time": scheduled_time,
-                    "created_at": now,
-                    "retry_base_s": retry_base_s,
-                    "retry_cap_s": retry_cap_s,
-                    "staged_path": staged_path,
-                },
-            ).one()
-            job = job_to_dict(row)
-            self._record(conn, events, job, "created")
-        return job
+        values = {
+            "job_type": job_type,
+            "parameters": parameters,
+            "status": status.value,
+            "priority": priority,
+            "max_retries": max_retries,
+            "attempts": 0,
+            "schedule_type": (ScheduleType.SCHEDULED if scheduled_time else ScheduleType.IMMEDIATE).value,
+            "scheduled_time": scheduled_time,
+            "created_at": utcnow(),
+            "retry_base_s": retry_base_s,
+            "retry_cap_s": retry_cap_s,
+            "staged_path": staged_path,
+        }
+
+        def op(tx: Tx) -> dict[str, Any]:
+            job = job_to_dict(tx.run("insert-job", values, lambda: (insert(JOBS).returning(*JOBS.c), list(values)))[0])
+            self._record(tx, job, "created")
+            return job
+
+        return self._write(op)
 
     def claim(self, job_id: int, worker_id: str, *, tolerance_s: float = 0.0) -> Claim:
         """pending/scheduled/retrying → running, if due. Counts the attempt and takes the lease."""
         now = utcnow()
-        due = bindparam("b_due", type_=JOBS.c.scheduled_time.type)
-        is_due = and_(
-            or_(JOBS.c.status != JobStatus.SCHEDULED.value, JOBS.c.scheduled_time <= due),
-            or_(JOBS.c.status != JobStatus.RETRYING.value, JOBS.c.next_attempt_at <= due),
-        )
         values = {
             "status": JobStatus.RUNNING.value,
-            "attempts": JOBS.c.attempts + 1,
+            "attempts": _ATTEMPT_PLUS_ONE,
             "started_at": now,
             "heartbeat_at": now,
             "worker_id": worker_id,
             "finished_at": None,
         }
-        with self._transaction() as (conn, events):
-            claimed = self._change_row(
-                conn, job_id, CLAIMABLE, values, is_due, key="claim",
-                params={"b_due": now + timedelta(seconds=tolerance_s)},
-            )  # fmt: skip
+        params = {"b_due": now + timedelta(seconds=tolerance_s)}
+
+        def op(tx: Tx) -> Claim:
+            claimed = self._change_row(tx, job_id, CLAIMABLE, values, _IS_DUE, key="claim", params=params)
             if claimed is None:
-                row = conn.execute(
-                    select(JOBS.c.status, JOBS.c.priority, JOBS.c.scheduled_time, JOBS.c.next_attempt_at).where(
-                        JOBS.c.id == job_id
-                    )
-                ).first()
-                if row is not None and row.status == JobStatus.SCHEDULED.value:
-                    return Claim(None, row.scheduled_time, row.priority)
-                if row is not None and row.status == JobStatus.RETRYING.value:
-                    return Claim(None, row.next_attempt_at, row.priority)
+                row = tx.first("claim-miss", {"b_id": job_id}, _claim_miss)
+                if row is not None and row["status"] == JobStatus.SCHEDULED.value:
+                    return Claim(None, row["scheduled_time"], row["priority"])
+                if row is not None and row["status"] == JobStatus.RETRYING.value:
+                    return Claim(None, row["next_attempt_at"], row["priority"])
                 return Claim(None)
             job = job_to_dict(claimed)
-            self._record(conn, events, job, "started", worker_id=worker_id)
-        return Claim(job, None, claimed.priority, claimed.staged_path, claimed.checkpoint)
+            self._record(tx, job, "started", worker_id=worker_id)
+            return Claim(job, None, claimed["priority"], claimed["staged_path"], claimed["checkpoint"])
+
+        return self._write(op)
 
     def succeed(self, job_id: int, worker_id: str, result: dict[str, Any] | None) -> dict[str, Any] | None:
         values = {
@@ -288,14 +367,15 @@ class Ledger(LedgerReads):
 
     def _finish(self, job_id: int, worker_id: str, values: dict[str, Any], kind: str) -> dict[str, Any] | None:
         """End an attempt — only if this worker still holds the job (a swept lease must not be overwritten)."""
-        with self._transaction() as (conn, events):
-            job = self._change(
-                conn, job_id, [JobStatus.RUNNING], values, JOBS.c.worker_id == bindparam("b_worker"),
-                key=f"finish:{kind}", params={"b_worker": worker_id},
-            )  # fmt: skip
+        key = f"finish:{kind}"
+
+        def op(tx: Tx) -> dict[str, Any] | None:
+            job = self._change(tx, job_id, _RUNNING, values, _HELD_BY, key=key, params={"b_worker": worker_id})
             if job is not None:
-                self._record(conn, events, job, kind)
-        return job
+                self._record(tx, job, kind)
+            return job
+
+        return self._write(op)
 
     def release(self, job_id: int, worker_id: str) -> dict[str, Any] | None:
         """Graceful shutdown ran out of time: back to pending without counting the attempt."""
@@ -337,11 +417,14 @@ class Ledger(LedgerReads):
             "heartbeat_at": None,
             "worker_id": None,
         }
-        with self._transaction() as (conn, events):
-            job = self._change(conn, job_id, [JobStatus.RUNNING], values, lapsed)
+
+        def op(tx: Tx) -> dict[str, Any] | None:
+            job = self._change(tx, job_id, _RUNNING, values, lapsed)
             if job is not None:
-                self._record(conn, events, job, "lease_expired")
-        return job
+                self._record(tx, job, "lease_expired")
+            return job
+
+        return self._write(op)
 
     def cancel(self, job_id: int) -> dict[str, Any]:
         values = {"status": JobStatus.CANCELED.value, "finished_at": utcnow(), "next_attempt_at": None}
@@ -354,14 +437,17 @@ class Ledger(LedgerReads):
         return self._transition(job_id, RETRYABLE, values, "retried", "retry")
 
     def retry_all_failed(self) -> list[dict[str, Any]]:
-        with self._transaction() as (conn, events):
-            rows = conn.execute(
+
+        def op(tx: Tx) -> list[dict[str, Any]]:
+            rows = tx.run(
                 update(JOBS).where(JOBS.c.status == JobStatus.FAILED.value).values(**_RETRY_VALUES()).returning(*JOBS.c)
-            ).all()
+            )
             jobs = sorted((job_to_dict(r) for r in rows), key=lambda j: j["id"])
             for job in jobs:
-                self._record(conn, events, job, "retried")
-        return jobs
+                self._record(tx, job, "retried")
+            return jobs
+
+        return self._write(op)
 
     def run_now(self, job_id: int) -> dict[str, Any]:
         values = {"status": JobStatus.PENDING.value}
@@ -370,41 +456,72 @@ class Ledger(LedgerReads):
     def delete(self, job_id: int) -> tuple[dict[str, Any], str | None]:
         """Remove a job in any state but running; returns it with its staged file path for cleanup."""
         allowed = [s for s in JobStatus if s is not JobStatus.RUNNING]
-        with self._transaction() as (conn, events):
-            row = conn.execute(
+
+        def op(tx: Tx) -> tuple[dict[str, Any], str | None]:
+            row = tx.first(
                 delete(JOBS).where(JOBS.c.id == job_id, JOBS.c.status != JobStatus.RUNNING.value).returning(*JOBS.c)
-            ).first()
+            )
             if row is None:
-                status = conn.execute(select(JOBS.c.status).where(JOBS.c.id == job_id)).scalar()
+                status = self._status_of(tx, job_id)
                 if status is None:
                     raise NotFound(job_id)
                 raise InvalidTransition(job_id, status, "delete", _or_list(allowed))
             job = job_to_dict(row)
-            self._record(conn, events, job, "deleted")
-        return job, row.staged_path
+            self._record(tx, job, "deleted")
+            return job, row["staged_path"]
+
+        return self._write(op)
 
     # ---------------------------------------------------------------- worker bookkeeping (no events)
     def heartbeat(self, worker_id: str) -> int:
-        with self._write_lock, self._writer.begin() as conn:
-            return conn.execute(
-                update(JOBS)
-                .where(JOBS.c.worker_id == worker_id, JOBS.c.status == JobStatus.RUNNING.value)
-                .values(heartbeat_at=utcnow())
-            ).rowcount
+        stmt = (
+            update(JOBS)
+            .where(JOBS.c.worker_id == worker_id, JOBS.c.status == JobStatus.RUNNING.value)
+            .values(heartbeat_at=utcnow())
+        )
+
+        def op(tx: Tx) -> int:
+            tx.run(stmt)
+            return int(tx.cursor.rowcount)
+
+        return self._write(op)
 
     def save_checkpoint(self, job_id: int, checkpoint: dict[str, Any] | None) -> None:
         """Resumable progress private to a job type (e.g. a multipart upload id and its finished parts)."""
-        with self._write_lock, self._writer.begin() as conn:
-            conn.execute(update(JOBS).where(JOBS.c.id == job_id).values(checkpoint=checkpoint))
+        params = {"b_id": job_id, "checkpoint": checkpoint}
+        self._write(lambda tx: tx.run("save-checkpoint", params, _save_checkpoint))
 
     def clear_staged(self, job_id: int) -> None:
-        with self._write_lock, self._writer.begin() as conn:
-            conn.execute(update(JOBS).where(JOBS.c.id == job_id).values(staged_path=None))
+        stmt = update(JOBS).where(JOBS.c.id == job_id).values(staged_path=None)
+        self._write(lambda tx: tx.run(stmt))
 
 
-_STATEMENTS: dict[str, Any] = {}
-_INSERT_JOB = insert(JOBS).returning(*JOBS.c)
-_INSERT_EVENT = insert(EVENTS).returning(EVENTS.c.seq)
+_RUNNING = (JobStatus.RUNNING,)
+_ATTEMPT_PLUS_ONE = JOBS.c.attempts + 1
+_HELD_BY = JOBS.c.worker_id == bindparam("b_worker")
+_DUE = bindparam("b_due", type_=JOBS.c.scheduled_time.type)
+_IS_DUE = and_(
+    or_(JOBS.c.status != JobStatus.SCHEDULED.value, JOBS.c.scheduled_time <= _DUE),
+    or_(JOBS.c.status != JobStatus.RETRYING.value, JOBS.c.next_attempt_at <= _DUE),
+)
+
+
+def _insert_event() -> tuple[Executable, list[str]]:
+    return insert(EVENTS).returning(EVENTS.c.seq), ["job_id", "type", "payload", "at"]
+
+
+def _save_checkpoint() -> Executable:
+    return update(JOBS).where(JOBS.c.id == bindparam("b_id")).values(checkpoint=bindparam("checkpoint"))
+
+
+def _status_of() -> Executable:
+    return select(JOBS.c.status).where(JOBS.c.id == bindparam("b_id"))
+
+
+def _claim_miss() -> Executable:
+    return select(JOBS.c.status, JOBS.c.priority, JOBS.c.scheduled_time, JOBS.c.next_attempt_at).where(
+        JOBS.c.id == bindparam("b_id")
+    )
 
 
 def _RETRY_VALUES() -> dict[str, Any]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from engine.storage.tables import UtcDateTime
+# The column type as this revision created it (a migration must not follow later changes to the app's types).
+UTC_DATETIME = sa.DateTime(timezone=True)
+
 
 revision = "0001"
 down_revision = None
@@ -29,12 +31,12 @@ def upgrade() -> None:
         sa.Column("max_retries", sa.Integer, nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("schedule_type", sa.String(16), nullable=False),
-        sa.Column("scheduled_time", UtcDateTime, nullable=True),
-        sa.Column("next_attempt_at", UtcDateTime, nullable=True),
-        sa.Column("created_at", UtcDateTime, nullable=False),
-        sa.Column("started_at", UtcDateTime, nullable=True),
-        sa.Column("finished_at", UtcDateTime, nullable=True),
-        sa.Column("heartbeat_at", UtcDateTime, nullable=True),
+        sa.Column("scheduled_time", UTC_DATETIME, nullable=True),
+        sa.Column("next_attempt_at", UTC_DATETIME, nullable=True),
+        sa.Column("created_at", UTC_DATETIME, nullable=False),
+        sa.Column("started_at", UTC_DATETIME, nullable=True),
+        sa.Column("finished_at", UTC_DATETIME, nullable=True),
+        sa.Column("heartbeat_at", UTC_DATETIME, nullable=True),
         sa.Column("worker_id", sa.String(64), nullable=True),
         sa.Column("result", sa.JSON, nullable=True),
         sa.Column("error", sa.Text, nullable=True),
@@ -53,7 +55,7 @@ def upgrade() -> None:
         sa.Column("job_id", sa.Integer, nullable=False),
         sa.Column("type", sa.String(32), nullable=False),
         sa.Column("payload", sa.JSON, nullable=False),
-        sa.Column("at", UtcDateTime, nullable=False),
+        sa.Column("at", UTC_DATETIME, nullable=False),
         sqlite_autoincrement=True,
     )
     op.create_index("ix_job_events_job_id", "job_events", ["job_id"])

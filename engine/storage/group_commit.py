@@ -1,0 +1,138 @@
+"""Group commit: writes that arrive together share one transaction and one commit.
+
+A commit is the dearest part of a ledger transition (SQLite writes every page the transaction touched to the
+WAL; a claim and a finish touch the same few index pages), and the worker's threads claim and finish jobs at
+the same moments. So a thread that wants to write joins a queue: the first one in leads, opening a transaction
+and running every queued operation in it; it commits once and wakes the others with their results. An
+uncontended write is led by its own thread, with no hand-off.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+Tx = Any
+
+MAX_BATCH = 64
+
+
+class _Op(Generic[T]):
+    __slots__ = ("error", "finished", "fn", "lead", "result", "tx", "wake")
+
+    def __init__(self, fn: Callable[[Tx], T]) -> None:
+        self.fn = fn
+        self.wake = threading.Event()
+        self.finished = False
+        self.lead = False
+        self.result: T | None = None
+        self.error: BaseException | None = None
+        self.tx: Tx = None
+
+    def outcome(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]
+
+
+class GroupCommit:
+    """Runs ``fn(tx)`` operations in shared transactions. ``open_batch()`` opens one (see ``Batch``); the ledger
+    supplies it, so this module knows nothing of SQL."""
+
+    def __init__(self, open_batch: Callable[[], Batch]) -> None:
+        self._open_batch = open_batch
+        self._mutex = threading.Lock()
+        self._queue: list[_Op[Any]] = []
+        self._leading = False
+
+    def run(self, fn: Callable[[Tx], T]) -> tuple[T, Tx]:
+        """The operation's result and the Tx it ran in (its recorded events), once committed."""
+        op: _Op[T] = _Op(fn)
+        with self._mutex:
+            self._queue.append(op)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            op.wake.wait()
+            if op.finished:
+                return op.outcome(), op.tx
+        self._lead()
+        return op.outcome(), op.tx
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """No transaction runs inside this block (e.g. while the connection closes)."""
+        while True:
+            with self._mutex:
+                if not self._leading:
+                    self._leading = True
+                    break
+            time.sleep(0.001)
+        try:
+            yield
+        finally:
+            self._hand_over([])
+
+    def _lead(self) -> None:
+        with self._mutex:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        try:
+            self._commit(batch)
+        finally:
+            self._hand_over(batch)
+
+    def _hand_over(self, batch: list[_Op[Any]]) -> None:
+        """Wake the batch's writers, and make the first queued writer (if any) the next leader."""
+        with self._mutex:
+            successor = self._queue[0] if self._queue else None
+            if successor is None:
+                self._leading = False
+        for op in batch:
+            op.finished = True
+            op.wake.set()
+        if successor is not None:
+            successor.lead = True
+            successor.wake.set()
+
+    def _commit(self, batch: list[_Op[Any]]) -> None:
+        """All operations in one transaction; if any of them fails, roll it back and run each on its own, so that
+        one operation's error (say, an operator's invalid transition) costs the others nothing but a retry."""
+        try:
+            with self._open_batch() as writer:
+                for op in batch:
+                    op.tx = writer.new_tx()
+                    op.result = op.fn(op.tx)
+            return
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].error, batch[0].tx = exc, None
+                return
+        except BaseException as exc:
+            self._fail_all(batch, exc)
+            raise
+        for op in batch:
+            op.result = None
+            self._commit([op])
+
+    @staticmethod
+    def _fail_all(batch: list[_Op[Any]], exc: BaseException) -> None:
+        for op in batch:
+            op.error, op.tx = exc, None
+
+
+class Batch:
+    """What ``GroupCommit`` needs from a database: a transaction. Used as a context manager that commits on a
+    clean exit and rolls back on an exception."""
+
+    def new_tx(self) -> Tx:
+        raise NotImplementedError
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        raise NotImplementedError
