@@ -44,10 +44,15 @@ class Paths:
 
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root) if root is not None else home()
+        self._made: dict[str, Path] = {}
 
     def _dir(self, name: str) -> Path:
-        path = self.root / name
-        path.mkdir(parents=True, exist_ok=True)
+        """Made on first use in this process (code that writes inside makes its own subfolders with parents)."""
+        path = self._made.get(name)
+        if path is None:
+            path = self.root / name
+            path.mkdir(parents=True, exist_ok=True)
+            self._made[name] = path
         return path
 
     @property
@@ -98,7 +103,7 @@ QuitAction = Literal["ask", "keep", "stop"]
 class Settings(BaseModel):
     """Non-secret settings. Unknown keys are rejected when loaded, not discovered at run time."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     smtp_host: str = "localhost"
     smtp_port: int = Field(default=25, ge=1, le=65535)
@@ -194,13 +199,13 @@ def load_settings(paths: Paths | None = None) -> Settings:
     key = (file_key, tuple(sorted(overrides.items())))
     cached = _cache.get(paths.config)
     if cached is not None and cached[0] == key:
-        return cached[1].model_copy()
+        return cached[1]
     try:
         settings = Settings(**{**load_file(paths), **overrides})
     except PydanticValidationError as exc:
         raise _first_error(exc) from None
     _cache[paths.config] = (key, settings)
-    return settings.model_copy()
+    return settings
 
 
 def parse_value(key: str, raw: str) -> Any:

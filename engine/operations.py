@@ -437,4 +437,4 @@ class Operations:
         return cleanup_stale(self.settings, self.credentials, bucket=bucket, older_than_hours=hours, keep=keep)
 
     def count_failed(self) -> int:
-        return self.ledger.counts()[0][JobStatus.FAILED.value]
+        return self.ledger.count(JobStatus.FAILED)

@@ -7,6 +7,7 @@ and a checkpoint for resumable work.
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,13 +38,22 @@ class JobContext:
     stop_requested: threading.Event = field(default_factory=threading.Event)
     _report: Callable[[int, dict[str, Any]], None] | None = None
     _save_checkpoint: Callable[[int, dict[str, Any] | None], None] | None = None
+    made_temp_dir: bool = False
 
     @property
     def temp_dir(self) -> Path:
         """A private scratch folder, made on first use (most jobs never need one) and removed after the run."""
-        path = self.temp_root / f"job-{self.job_id}"
+        path = self._temp_path()
         path.mkdir(parents=True, exist_ok=True)
+        self.made_temp_dir = True
         return path
+
+    def remove_temp_dir(self) -> None:
+        if self.made_temp_dir:
+            shutil.rmtree(self._temp_path(), ignore_errors=True)
+
+    def _temp_path(self) -> Path:
+        return self.temp_root / f"job-{self.job_id}"
 
     def progress(self, done: int, total: int | None = None, **extra: Any) -> None:
         """Live progress (not stored); the event server coalesces it to 10 a second per job."""

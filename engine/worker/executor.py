@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import random
-import shutil
 import threading
 import traceback
 from collections.abc import Callable
@@ -51,6 +50,7 @@ class Executor:
         self.worker_id = worker_id
         self.progress = progress
         self.rng = rng or random.Random()
+        self.temp_root = paths.temp  # made once here; each job's own folder only if the job asks for one
         self._running: dict[int, JobContext | None] = {}
         self._lock = threading.Lock()
         self._closing = False
@@ -98,13 +98,12 @@ class Executor:
         if kind is None:
             self._fail(job, f"unknown job type {job['job_type']!r}: is its module in JOBDECK_JOB_MODULES?", None)
             return
-        temp_dir = self.paths.temp / f"job-{job_id}"
         ctx = JobContext(
             job_id=job_id,
             attempt=job["attempts"],
             settings=settings,
             credentials=self.credentials,
-            temp_root=self.paths.temp,
+            temp_root=self.temp_root,
             staged_path=staged,
             checkpoint=claim.checkpoint,
             _report=self.progress,
@@ -128,8 +127,7 @@ class Executor:
             done = self.ledger.succeed(job_id, self.worker_id, result)
             self._cleanup(kind, done, staged, "succeeded", settings, ctx.checkpoint)
         finally:
-            if temp_dir.exists():
-                shutil.rmtree(temp_dir, ignore_errors=True)
+            ctx.remove_temp_dir()
 
     def _retry_or_fail(
         self, job: dict[str, Any], message: str, tb: str | None, settings: Settings
