@@ -113,6 +113,7 @@ def jobdeck(
     from engine.credentials.store import MemoryStore
     from engine.events.client import try_wake
     from engine.operations import Operations
+    from engine.storage.status import JobStatus
 
     worker = WorkerProcess(home, {"JOBDECK_JOB_MODULES": "bench.noop_jobs"}, concurrency=workers)
     worker.start()
@@ -127,10 +128,10 @@ def jobdeck(
             if i % 50 == 0:
                 try_wake(ops.paths)
         try_wake(ops.paths)
-        while ops.ledger.counts()[0]["succeeded"] < total:
+        while ops.ledger.count(JobStatus.SUCCEEDED) < total:
             time.sleep(0.005)
         elapsed = time.time() - start
-        failed = ops.ledger.counts()[0]["failed"]
+        failed = ops.ledger.count(JobStatus.FAILED)
         assert failed == 0, f"{failed} no-op jobs failed"
 
         # Idle CPU: nothing queued.
