@@ -19,6 +19,7 @@ from huey.constants import EmptyData
 from huey.storage import SqliteStorage
 
 from engine.storage.checkpoints import BACKSTOP_PAGES, Checkpointer
+from engine.storage.database import sqlite_begin_immediate
 
 TASK_NAME = "jobdeck.run_job"  # stable: queued messages name it; never rename
 IDLE_POLL_S = 1.0  # the fallback for work enqueued by a process that could not wake us
@@ -50,8 +51,27 @@ class WakeableSqliteStorage(SqliteStorage):
 
     @contextlib.contextmanager
     def db(self, commit: bool = False, close: bool = False) -> Iterator[Any]:
-        with super().db(commit, close) as cursor:
-            yield cursor
+        """Huey's own ``db()``, but writers take the lock as the ledger does (``sqlite_begin_immediate``): with
+        SQLite's busy handler an enqueue that met a dequeue slept a whole millisecond or more."""
+        with self.lock:
+            conn = self.conn
+            cursor = conn.cursor()
+            try:
+                if commit:
+                    sqlite_begin_immediate(cursor, int(self._timeout * 1000))
+                yield cursor
+            except Exception:
+                if commit:
+                    conn.rollback()
+                raise
+            else:
+                if commit:
+                    conn.commit()
+            finally:
+                cursor.close()
+                if close:
+                    conn.close()
+                    self._conn = None
         if commit:
             self._checkpointer.poke()
 

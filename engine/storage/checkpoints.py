@@ -34,7 +34,8 @@ class Checkpointer:
         """A write committed: checkpoint soon. Cheap enough to call after every commit."""
         if self._thread is None:
             self._start()
-        self._dirty.set()
+        if not self._dirty.is_set():  # a plain read; set() takes a lock every commit would contend on
+            self._dirty.set()
 
     def _start(self) -> None:
         with self._lock:

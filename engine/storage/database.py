@@ -45,9 +45,17 @@ def _tune_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
-def sqlite_begin_immediate(cursor: sqlite3.Cursor) -> None:
-    """For the ledger's transitions, which run on the driver's connection (see ``prepared``)."""
-    _begin_immediate(cursor.execute, lambda exc: isinstance(exc, sqlite3.OperationalError) and _is_busy(exc))
+def sqlite_begin_immediate(cursor: sqlite3.Cursor, busy_timeout_ms: int = READER_BUSY_TIMEOUT_MS) -> None:
+    """Take the write lock on a plain sqlite3 connection (the ledger's writer, the Huey queue).
+
+    SQLite's busy timeout also governs BEGIN, and its handler sleeps whole milliseconds: it is off while we try
+    (``_begin_immediate`` retries in microseconds), then back to ``busy_timeout_ms`` for the statements after.
+    """
+    cursor.execute("PRAGMA busy_timeout=0")
+    try:
+        _begin_immediate(cursor.execute, lambda exc: isinstance(exc, sqlite3.OperationalError) and _is_busy(exc))
+    finally:
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
 
 
 def _begin_immediate(execute: Callable[[str], Any], is_busy: Callable[[Exception], bool]) -> None:
