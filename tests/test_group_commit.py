@@ -35,7 +35,7 @@ def run_concurrently(group: GroupCommit, ops: list[Any]) -> list[Any]:
     def call(i: int) -> None:
         start.wait()
         try:
-            results[i] = group.run(ops[i])[0]
+            results[i] = group.run(ops[i])
         except Exception as exc:
             results[i] = exc
 
@@ -70,19 +70,21 @@ def test_concurrent_writers_share_commits_and_get_their_own_results() -> None:
 
 def test_one_failing_operation_costs_the_others_nothing() -> None:
     log: list[list[str]] = []
-    group = GroupCommit(lambda: RecordingBatch(log, 0.02))
+    announced: list[list[str]] = []
+    group = GroupCommit(lambda: RecordingBatch(log, 0.02), lambda txs: announced.append(list(txs[0])))
     ops = [named(f"op{i}", fail=(i == 3)) for i in range(6)]
     results = run_concurrently(group, ops)
     assert isinstance(results[3], ValueError) and str(results[3]) == "op3 refused"
     assert [r for i, r in enumerate(results) if i != 3] == ["OP0", "OP1", "OP2", "OP4", "OP5"]
     committed = [name for tx in log for name in tx]
     assert sorted(committed) == ["op0", "op1", "op2", "op4", "op5"]  # the failed one never committed
+    assert announced == log  # after_commit heard of each commit, in order, and never of the rolled-back one
 
 
 def test_an_uncontended_write_runs_on_the_callers_thread() -> None:
     seen: list[str] = []
     group = GroupCommit(lambda: RecordingBatch([], 0))
-    result, _ = group.run(lambda tx: seen.append(threading.current_thread().name) or "done")
+    result = group.run(lambda tx: seen.append(threading.current_thread().name) or "done")
     assert result == "done" and seen == [threading.current_thread().name]
 
 

@@ -26,7 +26,7 @@ class _Op(Generic[T]):
 
     def __init__(self, fn: Callable[[Tx], T]) -> None:
         self.fn = fn
-        self.wake = threading.Event()
+        self.wake: threading.Event | None = None  # made only for a writer that has to wait
         self.finished = False
         self.lead = False
         self.result: T | None = None
@@ -41,27 +41,33 @@ class _Op(Generic[T]):
 
 class GroupCommit:
     """Runs ``fn(tx)`` operations in shared transactions. ``open_batch()`` opens one (see ``Batch``); the ledger
-    supplies it, so this module knows nothing of SQL."""
+    supplies it, so this module knows nothing of SQL. ``after_commit(txs)`` runs on the leader after each commit,
+    with the transactions' Tx objects in the order they ran (so side effects follow commit order), before any
+    writer of the batch returns."""
 
-    def __init__(self, open_batch: Callable[[], Batch]) -> None:
+    def __init__(self, open_batch: Callable[[], Batch], after_commit: Callable[[list[Tx]], None] | None = None) -> None:
         self._open_batch = open_batch
+        self._after_commit = after_commit
         self._mutex = threading.Lock()
         self._queue: list[_Op[Any]] = []
         self._leading = False
 
-    def run(self, fn: Callable[[Tx], T]) -> tuple[T, Tx]:
-        """The operation's result and the Tx it ran in (its recorded events), once committed."""
+    def run(self, fn: Callable[[Tx], T]) -> T:
+        """The operation's result, once committed (or its error)."""
         op: _Op[T] = _Op(fn)
         with self._mutex:
             self._queue.append(op)
             lead = not self._leading
-            self._leading = True
-        if not lead:
+            if lead:
+                self._leading = True
+            else:
+                op.wake = threading.Event()
+        if op.wake is not None:
             op.wake.wait()
             if op.finished:
-                return op.outcome(), op.tx
+                return op.outcome()
         self._lead()
-        return op.outcome(), op.tx
+        return op.outcome()
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -93,10 +99,11 @@ class GroupCommit:
                 self._leading = False
         for op in batch:
             op.finished = True
-            op.wake.set()
+            if op.wake is not None:
+                op.wake.set()
         if successor is not None:
             successor.lead = True
-            successor.wake.set()
+            successor.wake.set()  # type: ignore[union-attr]  # a queued writer always waits
 
     def _commit(self, batch: list[_Op[Any]]) -> None:
         """All operations in one transaction; if any of them fails, roll it back and run each on its own, so that
@@ -106,17 +113,19 @@ class GroupCommit:
                 for op in batch:
                     op.tx = writer.new_tx()
                     op.result = op.fn(op.tx)
-            return
         except Exception as exc:
             if len(batch) == 1:
                 batch[0].error, batch[0].tx = exc, None
                 return
+            for op in batch:
+                op.result = None
+                self._commit([op])
+            return
         except BaseException as exc:
             self._fail_all(batch, exc)
             raise
-        for op in batch:
-            op.result = None
-            self._commit([op])
+        if self._after_commit is not None:
+            self._after_commit([op.tx for op in batch])
 
     @staticmethod
     def _fail_all(batch: list[_Op[Any]], exc: BaseException) -> None:

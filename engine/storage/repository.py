@@ -116,7 +116,7 @@ class Ledger(LedgerReads):
         # Threads of one process write through one connection, in shared transactions; SQLite's busy handler
         # (sleeps of 1, 2, 5… ms) is left for writers in other processes.
         self._raw: Any = None
-        self._group = GroupCommit(self._open_batch)
+        self._group = GroupCommit(self._open_batch, self._committed)
         database = self.engine.url.database
         self._checkpointer = (
             Checkpointer(database) if self.dialect == "sqlite" and database not in (None, "", ":memory:") else None
@@ -162,10 +162,13 @@ class Ledger(LedgerReads):
     def _write(self, fn: Callable[[Tx], T]) -> T:
         """Run ``fn`` in a write transaction (perhaps shared with other threads' writes: see ``group_commit``);
         its events go to the listeners after the commit."""
-        result, tx = self._group.run(fn)
-        if tx.events:
-            self._notify(tx.events)
-        return result
+        return self._group.run(fn)
+
+    def _committed(self, txs: list[Tx]) -> None:
+        """On the group's leader, after the commit: every event of the batch, in seq order, in one call."""
+        events = [event for tx in txs for event in tx.events]
+        if events:
+            self._notify(events)
 
     def _open_batch(self) -> _WriteBatch:
         return _WriteBatch(self)
