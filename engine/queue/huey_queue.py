@@ -8,7 +8,9 @@ from the ledger at start-up.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +21,7 @@ from huey.constants import EmptyData
 from huey.storage import SqliteStorage
 
 from engine.storage.checkpoints import BACKSTOP_PAGES, Checkpointer
-from engine.storage.database import sqlite_begin_immediate
+from engine.storage.database import is_busy, sqlite_begin_immediate, tune_writer
 
 TASK_NAME = "jobdeck.run_job"  # stable: queued messages name it; never rename
 IDLE_POLL_S = 1.0  # the fallback for work enqueued by a process that could not wake us
@@ -47,18 +49,22 @@ class WakeableSqliteStorage(SqliteStorage):
         conn = super()._create_connection()
         conn.execute("pragma synchronous=NORMAL")  # WAL + NORMAL: safe against process crashes
         conn.execute(f"pragma wal_autocheckpoint={BACKSTOP_PAGES}")
+        tune_writer(conn)
         return conn
 
     @contextlib.contextmanager
     def db(self, commit: bool = False, close: bool = False) -> Iterator[Any]:
         """Huey's own ``db()``, but writers take the lock as the ledger does (``sqlite_begin_immediate``): with
-        SQLite's busy handler an enqueue that met a dequeue slept a whole millisecond or more."""
+        SQLite's busy handler an enqueue that met a dequeue slept a whole millisecond or more.
+
+        Every SQLite call here releases the GIL and must win it back while holding ``self.lock``, which the job
+        threads and the request threads all want: the fewer calls, the shorter that convoy."""
         with self.lock:
             conn = self.conn
             cursor = conn.cursor()
             try:
                 if commit:
-                    sqlite_begin_immediate(cursor, int(self._timeout * 1000))
+                    sqlite_begin_immediate(cursor)
                 yield cursor
             except Exception:
                 if commit:
@@ -74,6 +80,24 @@ class WakeableSqliteStorage(SqliteStorage):
                     self._conn = None
         if commit:
             self._checkpointer.poke()
+
+    def sql(self, query: str, params: Any = None, commit: bool = False, results: bool = False) -> Any:
+        """Reads take no lock in WAL mode, but may meet a moment of WAL recovery: retry as the writers do."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                return super().sql(query, params, commit, results)
+            except sqlite3.OperationalError as exc:
+                if commit or not is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.001)
+
+    def _take(self) -> bytes | None:
+        """Huey's dequeue in one statement (it used a read, then select and delete in a transaction)."""
+        with self.db(commit=True) as cursor:
+            cursor.execute(_TAKE, (self.name,))
+            row = cursor.fetchone()
+        return row[0] if row is not None else None
 
     def close(self) -> bool:
         self._checkpointer.close()
@@ -126,12 +150,18 @@ class WakeableSqliteStorage(SqliteStorage):
             if self.paused:
                 self._cond.wait(self.idle_poll_s)
                 return None
-        data = super().dequeue()
+        data = self._take()
         if data is None:
             with self._cond:
                 if self._generation == generation:
                     self._cond.wait(self.idle_poll_s)
         return data
+
+
+_TAKE = (
+    "DELETE FROM task WHERE id = (SELECT id FROM task WHERE queue = ? ORDER BY priority DESC, id LIMIT 1) "
+    "RETURNING data"
+)
 
 
 def _is_revoke_key(key: str) -> bool:

@@ -45,17 +45,22 @@ def _tune_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
-def sqlite_begin_immediate(cursor: sqlite3.Cursor, busy_timeout_ms: int = READER_BUSY_TIMEOUT_MS) -> None:
+def sqlite_begin_immediate(cursor: sqlite3.Cursor) -> None:
     """Take the write lock on a plain sqlite3 connection (the ledger's writer, the Huey queue).
 
-    SQLite's busy timeout also governs BEGIN, and its handler sleeps whole milliseconds: it is off while we try
-    (``_begin_immediate`` retries in microseconds), then back to ``busy_timeout_ms`` for the statements after.
+    SQLite's busy timeout also governs BEGIN, and its handler sleeps whole milliseconds, so these connections keep
+    it at 0 (``tune_writer``) and ``_begin_immediate`` retries in microseconds instead.
     """
-    cursor.execute("PRAGMA busy_timeout=0")
-    try:
-        _begin_immediate(cursor.execute, lambda exc: isinstance(exc, sqlite3.OperationalError) and _is_busy(exc))
-    finally:
-        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+    _begin_immediate(cursor.execute, is_busy)
+
+
+def tune_writer(conn: Any) -> None:
+    """A connection that takes the write lock through ``sqlite_begin_immediate``: no busy handler of SQLite's."""
+    conn.execute("PRAGMA busy_timeout=0")
+
+
+def is_busy(exc: Exception) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)
 
 
 def _begin_immediate(execute: Callable[[str], Any], is_busy: Callable[[Exception], bool]) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy import ClauseElement, Executable, and_, bindparam, case, delete,
 
 from engine.errors import InvalidTransition, NotFound
 from engine.storage.checkpoints import BACKSTOP_PAGES, Checkpointer
-from engine.storage.database import open_engine, sqlite_begin_immediate
+from engine.storage.database import open_engine, sqlite_begin_immediate, tune_writer
 from engine.storage.group_commit import Batch, GroupCommit
 from engine.storage.prepared import Prepared, status_in
 from engine.storage.reads import LedgerReads
@@ -177,6 +177,8 @@ class Ledger(LedgerReads):
         """The one driver connection this ledger writes on (writes are serialised by the group commit)."""
         if self._raw is None:
             raw = self.engine.raw_connection()
+            if self.dialect == "sqlite":
+                tune_writer(raw)
             if self._checkpointer is not None:
                 raw.cursor().execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
             self._raw = raw
