@@ -113,8 +113,8 @@ class Ledger(LedgerReads):
         self.dialect_obj = self.engine.dialect
         self._listeners: list[Listener] = []
         self._prepared: dict[str, Prepared] = {}
-        # Threads of one process write through one connection, in shared transactions; SQLite's busy handler
-        # (sleeps of 1, 2, 5… ms) is left for writers in other processes.
+        # Threads of one process write through one connection, in shared transactions; writers in other processes
+        # are waited for with short jittered retries (``sqlite_begin_immediate``).
         self._raw: Any = None
         self._group = GroupCommit(self._open_batch, self._committed)
         database = self.engine.url.database
