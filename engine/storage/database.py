@@ -18,6 +18,8 @@ from sqlalchemy.exc import OperationalError
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READER_BUSY_TIMEOUT_MS = 5_000
+FAST_POLL_FOR_S = 0.05  # how long a writer waiting for another process's lock polls quickly
+FAST_POLL_CAP_S = 0.0001
 
 _upgrade_lock = threading.Lock()
 
@@ -66,10 +68,14 @@ def is_busy(exc: Exception) -> bool:
 def _begin_immediate(execute: Callable[[str], Any], is_busy: Callable[[Exception], bool]) -> None:
     """Take the write lock, retrying in short jittered steps.
 
-    SQLite's own busy handler sleeps 1, 2, 5, 10… ms between tries; with the GUI/CLI and the worker writing at
-    once that cut end-to-end throughput several-fold. Our steps start at 50 µs and stay under 5 ms.
+    SQLite's lock has no queue: a process that waits must poll, and the holder usually wants it again soon. Its own
+    busy handler sleeps 1, 2, 5, 10… ms between tries, which cut end-to-end throughput several-fold when the
+    GUI/CLI and the worker wrote at once. Here the first 50 ms of a wait poll every 50–100 µs, so the lock is
+    rarely free with nobody taking it; a longer wait backs off to 5 ms steps, so that waiting for a long
+    transaction costs no CPU to speak of.
     """
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    start = time.monotonic()
+    deadline = start + SQLITE_BUSY_TIMEOUT_MS / 1000
     attempt = 0
     while True:
         try:
@@ -79,7 +85,8 @@ def _begin_immediate(execute: Callable[[str], Any], is_busy: Callable[[Exception
             if not is_busy(exc) or time.monotonic() >= deadline:
                 raise
         attempt += 1
-        time.sleep(random.uniform(0.5, 1.0) * min(0.005, 0.00005 * 2**attempt))
+        cap = FAST_POLL_CAP_S if time.monotonic() - start < FAST_POLL_FOR_S else 0.005
+        time.sleep(random.uniform(0.5, 1.0) * min(cap, 0.00005 * 2**attempt))
 
 
 def _is_busy(exc: Exception) -> bool:
