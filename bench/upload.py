@@ -9,7 +9,9 @@ throughput is size / (finished_at - started_at) from the ledger, i.e. the transf
 this process. Jobdeck runs with its default settings (16 MiB parts, 4 in parallel: part buffers of 64 MB keep the
 worker under its RSS goal) unless --part-mib / --concurrency say otherwise. Both send the same requests: CRC32 in a
 header and a SigV4-signed payload (plain http). Each client runs ``--rounds`` times, interleaved with the other and
-alternating who goes first, and the best round of each counts: moto's own speed varies a lot between identical
+alternating who goes first, each upload starting after an ``os.sync()`` (else the previous upload's writeback, of
+moto's spooled parts or of the snapshot, landed on the next client's clock: in three rounds the client going second
+twice paid for it), and the best round of each counts: moto's own speed varies a lot between identical
 rounds (its CompleteMultipartUpload alone takes 3.5-4.7 s of a 1 GiB round, for either client), so the best round
 is the least noisy estimate of each client's ceiling. The worker's resident memory is sampled with psutil every
 20 ms. The last line is one JSON object.
@@ -83,7 +85,14 @@ def s3(endpoint: str) -> Any:
     ).client("s3", endpoint_url=endpoint, config=Config(s3={"addressing_style": "path"}))
 
 
+def settle() -> None:
+    """Before each timed upload: write back what the previous one left dirty (moto's spooled parts, a snapshot),
+    so that neither client pays for the other's writeback."""
+    os.sync()
+
+
 def boto3_round(client: Any, path: Path, bucket: str) -> float:
+    settle()
     start = time.perf_counter()
     client.upload_file(str(path), bucket, "boto3.bin")
     elapsed = time.perf_counter() - start
@@ -116,6 +125,7 @@ class RssSampler:
 
 def jobdeck_round(ops: Any, path: Path, client: Any, bucket: str, in_place: bool) -> tuple[float, float]:
     """(transfer seconds from the ledger, seconds from submission to success)."""
+    settle()
     start = time.perf_counter()
     (job,) = ops.upload([str(path)], key_prefix="", conflict="overwrite", in_place=in_place)
     # A light poll (one indexed row, 20 a second): the bench shares the machine's cores with moto and the worker.
