@@ -299,7 +299,5 @@ def test_wal_checkpoints_run_off_the_commit_path_and_only_after_writes(tmp_path:
         while checkpointer.checkpoints == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert checkpointer.checkpoints >= 1
-        with ledger.engine.connect() as conn:
-            assert conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()[0] == 0  # not busy
     finally:
         ledger.close()
