@@ -91,9 +91,15 @@ def test_an_uncontended_write_runs_on_the_callers_thread() -> None:
 def test_exclusive_waits_for_the_running_transaction() -> None:
     log: list[list[str]] = []
     group = GroupCommit(lambda: RecordingBatch(log, 0.2))
-    writer = threading.Thread(target=group.run, args=(named("slow"),))
+    inside = threading.Event()
+
+    def slow(tx: list[str]) -> None:
+        tx.append("slow")
+        inside.set()  # the transaction is open; its commit takes 0.2 s
+
+    writer = threading.Thread(target=group.run, args=(slow,))
     writer.start()
-    time.sleep(0.05)
+    assert inside.wait(10)
     with group.exclusive():
         assert log == [["slow"]]  # the commit finished before the block began
     writer.join()
