@@ -38,7 +38,7 @@ class JobContext:
     stop_requested: threading.Event = field(default_factory=threading.Event)
     _report: Callable[[int, dict[str, Any]], None] | None = None
     _save_checkpoint: Callable[[int, dict[str, Any] | None], None] | None = None
-    made_temp_dir: bool = False
+    made_temp_dir: bool = field(default=False, init=False)
 
     @property
     def temp_dir(self) -> Path:

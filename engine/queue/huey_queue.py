@@ -20,7 +20,7 @@ from huey import SqliteHuey
 from huey.constants import EmptyData
 from huey.storage import SqliteStorage
 
-from engine.storage.checkpoints import BACKSTOP_PAGES, Checkpointer
+from engine.storage.checkpoints import Checkpointer
 from engine.storage.database import is_busy, sqlite_begin_immediate, tune_writer
 
 TASK_NAME = "jobdeck.run_job"  # stable: queued messages name it; never rename
@@ -48,7 +48,6 @@ class WakeableSqliteStorage(SqliteStorage):
     def _create_connection(self):  # type: ignore[no-untyped-def]
         conn = super()._create_connection()
         conn.execute("pragma synchronous=NORMAL")  # WAL + NORMAL: safe against process crashes
-        conn.execute(f"pragma wal_autocheckpoint={BACKSTOP_PAGES}")
         tune_writer(conn)
         return conn
 
@@ -61,6 +60,7 @@ class WakeableSqliteStorage(SqliteStorage):
         threads and the request threads all want: the fewer calls, the shorter that convoy."""
         with self.lock:
             conn = self.conn
+            changes = conn.total_changes
             cursor = conn.cursor()
             try:
                 if commit:
@@ -74,11 +74,12 @@ class WakeableSqliteStorage(SqliteStorage):
                 if commit:
                     conn.commit()
             finally:
+                wrote = conn.total_changes != changes
                 cursor.close()
                 if close:
                     conn.close()
                     self._conn = None
-        if commit:
+        if wrote:  # an idle worker's dequeues, which find nothing, start no checkpoint
             self._checkpointer.poke()
 
     def sql(self, query: str, params: Any = None, commit: bool = False, results: bool = False) -> Any:
@@ -133,7 +134,7 @@ class WakeableSqliteStorage(SqliteStorage):
 
     # Jobdeck never revokes Huey messages: cancel is a ledger transition, and the claim checks the ledger. So
     # Huey's revocation bookkeeping (a read before every task and a write transaction after it) has nothing to
-    # find; answering it here saves two of the four SQLite transactions a task cost.
+    # find; answering it here saves both.
     def peek_many(self, keys: list[str]) -> dict[str, Any]:
         if all(_is_revoke_key(k) for k in keys):
             return {}

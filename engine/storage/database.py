@@ -15,6 +15,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.exc import OperationalError
 
+from engine.storage.checkpoints import BACKSTOP_PAGES
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READER_BUSY_TIMEOUT_MS = 5_000
@@ -42,7 +44,7 @@ def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         if conn.get_execution_options().get("write"):
-            _begin_immediate(conn.exec_driver_sql, lambda exc: isinstance(exc, OperationalError) and _is_busy(exc))
+            _begin_immediate(conn.exec_driver_sql)
         else:
             conn.exec_driver_sql("BEGIN")
 
@@ -53,19 +55,25 @@ def sqlite_begin_immediate(cursor: sqlite3.Cursor) -> None:
     SQLite's busy timeout also governs BEGIN, and its handler sleeps whole milliseconds, so these connections keep
     it at 0 (``tune_writer``) and ``_begin_immediate`` retries in microseconds instead.
     """
-    _begin_immediate(cursor.execute, is_busy)
+    _begin_immediate(cursor.execute)
 
 
 def tune_writer(conn: Any) -> None:
-    """A connection that takes the write lock through ``sqlite_begin_immediate``: no busy handler of SQLite's."""
+    """A writer connection: it takes the write lock through ``sqlite_begin_immediate`` (no busy handler of
+    SQLite's) and leaves WAL checkpoints to a ``Checkpointer``, keeping its own only as a backstop."""
     conn.execute("PRAGMA busy_timeout=0")
+    conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
 
 
 def is_busy(exc: Exception) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)
+    """SQLite's "database is locked/busy", raised by sqlite3 or wrapped by SQLAlchemy."""
+    if not isinstance(exc, sqlite3.OperationalError | OperationalError):
+        return False
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "locked" in text or "busy" in text
 
 
-def _begin_immediate(execute: Callable[[str], Any], is_busy: Callable[[Exception], bool]) -> None:
+def _begin_immediate(execute: Callable[[str], Any]) -> None:
     """Take the write lock, retrying in short jittered steps.
 
     SQLite's lock has no queue: a process that waits must poll, and the holder usually wants it again soon. Its own
@@ -87,11 +95,6 @@ def _begin_immediate(execute: Callable[[str], Any], is_busy: Callable[[Exception
         attempt += 1
         cap = FAST_POLL_CAP_S if time.monotonic() - start < FAST_POLL_FOR_S else 0.005
         time.sleep(random.uniform(0.5, 1.0) * min(cap, 0.00005 * 2**attempt))
-
-
-def _is_busy(exc: Exception) -> bool:
-    text = str(getattr(exc, "orig", exc)).lower()
-    return "locked" in text or "busy" in text
 
 
 def open_engine(url: str) -> Engine:

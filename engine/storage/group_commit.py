@@ -22,13 +22,12 @@ MAX_BATCH = 64
 
 
 class _Op(Generic[T]):
-    __slots__ = ("error", "finished", "fn", "lead", "result", "tx", "wake")
+    __slots__ = ("error", "finished", "fn", "result", "tx", "wake")
 
     def __init__(self, fn: Callable[[Tx], T]) -> None:
         self.fn = fn
         self.wake: threading.Event | None = None  # made only for a writer that has to wait
         self.finished = False
-        self.lead = False
         self.result: T | None = None
         self.error: BaseException | None = None
         self.tx: Tx = None
@@ -101,8 +100,7 @@ class GroupCommit:
             op.finished = True
             if op.wake is not None:
                 op.wake.set()
-        if successor is not None:
-            successor.lead = True
+        if successor is not None:  # it wakes unfinished, so it leads
             successor.wake.set()  # type: ignore[union-attr]  # a queued writer always waits
 
     def _commit(self, batch: list[_Op[Any]]) -> None:
@@ -122,15 +120,11 @@ class GroupCommit:
                 self._commit([op])
             return
         except BaseException as exc:
-            self._fail_all(batch, exc)
+            for op in batch:
+                op.error, op.tx = exc, None
             raise
         if self._after_commit is not None:
             self._after_commit([op.tx for op in batch])
-
-    @staticmethod
-    def _fail_all(batch: list[_Op[Any]], exc: BaseException) -> None:
-        for op in batch:
-            op.error, op.tx = exc, None
 
 
 class Batch:

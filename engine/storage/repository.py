@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ClauseElement, Executable, and_, bindparam, case, delete, func, insert, or_, select, update
 
 from engine.errors import InvalidTransition, NotFound
-from engine.storage.checkpoints import BACKSTOP_PAGES, Checkpointer
+from engine.storage.checkpoints import Checkpointer
 from engine.storage.database import open_engine, sqlite_begin_immediate, tune_writer
 from engine.storage.group_commit import Batch, GroupCommit
 from engine.storage.prepared import Prepared, status_in
@@ -75,6 +75,7 @@ class _WriteBatch(Batch):
 
     def __enter__(self) -> _WriteBatch:
         self.raw = self.ledger._connection()
+        self.changes = self._changes()
         try:
             self.cursor = self.raw.cursor()
             if self.ledger.dialect == "sqlite":
@@ -88,8 +89,8 @@ class _WriteBatch(Batch):
         try:
             if exc_type is None:
                 self.raw.commit()
-                if self.ledger._checkpointer is not None:
-                    self.ledger._checkpointer.poke()
+                if self.ledger._checkpointer is not None and self._changes() != self.changes:
+                    self.ledger._checkpointer.poke()  # not for a write that matched nothing (an idle heartbeat)
             else:
                 self.raw.rollback()
         except Exception:
@@ -101,6 +102,9 @@ class _WriteBatch(Batch):
 
     def new_tx(self) -> Tx:
         return Tx(self.ledger, self.cursor)
+
+    def _changes(self) -> int:
+        return getattr(self.raw.driver_connection, "total_changes", 0)  # SQLite's count of rows written
 
 
 class Ledger(LedgerReads):
@@ -178,9 +182,7 @@ class Ledger(LedgerReads):
         if self._raw is None:
             raw = self.engine.raw_connection()
             if self.dialect == "sqlite":
-                tune_writer(raw)
-            if self._checkpointer is not None:
-                raw.cursor().execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+                tune_writer(raw.driver_connection)
             self._raw = raw
         return self._raw
 

@@ -50,7 +50,6 @@ class Executor:
         self.worker_id = worker_id
         self.progress = progress
         self.rng = rng or random.Random()
-        self.temp_root = paths.temp  # made once here; each job's own folder only if the job asks for one
         self._running: dict[int, JobContext | None] = {}
         self._lock = threading.Lock()
         self._closing = False
@@ -103,7 +102,7 @@ class Executor:
             attempt=job["attempts"],
             settings=settings,
             credentials=self.credentials,
-            temp_root=self.temp_root,
+            temp_root=self.paths.temp,
             staged_path=staged,
             checkpoint=claim.checkpoint,
             _report=self.progress,
