@@ -281,7 +281,7 @@ class JobTableModel(QAbstractTableModel):
 
     def _remove_rows(self, job_ids: list[int]) -> None:
         """Remove rows in contiguous runs, bottom up so the earlier row numbers stay valid."""
-        rows = sorted((r for job_id in job_ids if (r := self.row_of(job_id)) is not None), reverse=True)
+        rows = [r for job_id in job_ids if (r := self.row_of(job_id)) is not None]
         for first, last in reversed(_runs(sorted(rows))):
             self.beginRemoveRows(QModelIndex(), first, last)
             for key in self._keys[first : last + 1]:
