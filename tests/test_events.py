@@ -21,6 +21,7 @@ from eventtools import (
     create_many,
     env_for_cli,
     finished,
+    ledger_events,
     noop_worker,
     raw_connect,
     run_async,
@@ -367,6 +368,55 @@ async def test_work_submitted_by_another_process_is_streamed(
         ("succeeded", job_id),
     ]
     await c.close()
+
+
+@run_async
+async def test_work_done_while_nobody_listens_replays_exactly_then_streams_live(
+    worker_factory: Callable[..., Any], jobdeck_home: Path
+) -> None:
+    """With no subscriber the worker publishes nothing and reads nothing back, even though another process's
+    commits leave gaps between its own; a later subscriber still gets every event, once, in order, then live."""
+    import jobtypes_noop  # noqa: F401 - the noop type in this (submitting) process too
+
+    from engine.config import Paths
+    from engine.credentials.store import MemoryStore
+    from engine.events.client import try_wake
+    from engine.operations import Operations
+    from engine.storage.status import JobStatus
+
+    noop_worker(worker_factory, concurrency=2)
+    ops = Operations(Paths(jobdeck_home), store=MemoryStore())
+    ops.after_enqueue = lambda: try_wake(ops.paths)
+    submit = asyncio.to_thread  # the CLI's wake runs its own event loop
+    try:
+        for _ in range(40):
+            await submit(ops.create, "noop", {})
+        deadline = asyncio.get_running_loop().time() + 60
+        while ops.ledger.count(JobStatus.SUCCEEDED) < 40:
+            assert asyncio.get_running_loop().time() < deadline, "the worker did not finish 40 no-op jobs"
+            await asyncio.sleep(0.02)
+        stored = ledger_events(jobdeck_home)
+        assert len(stored) == 120
+        probe = await client(jobdeck_home)
+        async with asyncio.timeout(10):  # the last commit may be a moment from the status
+            while (await probe.request("status"))["last_seq"] != stored[-1]["seq"]:
+                await asyncio.sleep(0.02)
+        await probe.close()
+
+        events = Recorder()
+        c = await client(jobdeck_home, events)
+        await c.subscribe(0)
+        await events.wait_for(finished(40))
+        assert events.job_events() == stored
+        await submit(ops.create, "noop", {})
+        await events.wait_for(finished(41))
+        live = events.job_events()[len(stored) :]
+        assert [e["event"] for e in live] == ["created", "started", "succeeded"]
+        assert [e["seq"] for e in live] == sorted({e["seq"] for e in live})
+        assert live[0]["seq"] > stored[-1]["seq"]
+        await c.close()
+    finally:
+        ops.ledger.close()
 
 
 @run_async
