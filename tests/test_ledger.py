@@ -75,6 +75,34 @@ def test_finish_requires_the_lease_holder(ledger: Ledger) -> None:
     assert ledger.get(job["id"])["status"] == "running"
 
 
+def test_settle_records_successes_then_claims_in_one_transaction(ledger: Ledger) -> None:
+    """The worker's dispatcher: jobs that succeeded, then jobs to start, one commit, one listener call in order."""
+    running = [make(ledger) for _ in range(2)]
+    for job in running:
+        ledger.claim(job["id"], "w1")
+    lost = make(ledger)
+    ledger.claim(lost["id"], "w2")  # held by another worker: its success is not ours to record
+    later = make(ledger, scheduled_time=datetime.now(UTC) + timedelta(hours=1))
+    waiting = [make(ledger) for _ in range(2)]
+    heard: list[list[dict]] = []
+    ledger.add_listener(heard.append)
+    succeeded = [(running[0]["id"], {"n": 0}), (running[1]["id"], None), (lost["id"], {"n": 2})]
+    done, claims = ledger.settle("w1", succeeded, [waiting[0]["id"], later["id"], waiting[1]["id"]])
+    assert [d["status"] if d else None for d in done] == ["succeeded", "succeeded", None]
+    assert done[0] is not None and done[0]["result"] == {"n": 0}
+    assert [c.job["status"] if c.job else None for c in claims] == ["running", None, "running"]
+    assert claims[1].not_before is not None  # the scheduled job told its time
+    assert ledger.get(lost["id"])["status"] == "running"
+    assert len(heard) == 1
+    assert [(e["job_id"], e["type"]) for e in heard[0]] == [
+        (running[0]["id"], "succeeded"),
+        (running[1]["id"], "succeeded"),
+        (waiting[0]["id"], "started"),
+        (waiting[1]["id"], "started"),
+    ]
+    assert [e["seq"] for e in heard[0]] == sorted(e["seq"] for e in heard[0])
+
+
 def test_retry_later_then_exhausted(ledger: Ledger) -> None:
     job = make(ledger, max_retries=1)
     ledger.claim(job["id"], "w1")

@@ -1,35 +1,53 @@
-"""The Huey side: priority order of the one-statement dequeue, and no revocation bookkeeping per task."""
+"""The Huey side: what the worker takes off the queue, in what order, at what cost."""
 
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from engine.queue.huey_queue import JobQueue
 
 
-def test_dequeue_takes_highest_priority_first_then_fifo(tmp_path: Path) -> None:
+def test_take_gives_highest_priority_first_then_fifo(tmp_path: Path) -> None:
     queue = JobQueue(tmp_path / "queue.db")
-    for job_id, priority in ((1, 1), (2, 9), (3, 5), (4, 9), (5, 1)):
+    for job_id, priority in ((1, 1), (2, 9), (3, 5), (4, 9), (5, 1), (6, 5)):
         queue.enqueue(job_id, priority)
-    taken = []
-    while (task := queue.huey.dequeue()) is not None:
-        taken.append(task.args[0])
-    assert taken == [2, 4, 3, 1, 5]
+    taken = queue.take(4) + queue.take(4)
+    assert taken == [(2, 9), (4, 9), (3, 5), (6, 5), (1, 1), (5, 1)]
+    assert queue.take(4) == []
     assert queue.pending_count() == 0
 
 
-def test_a_task_costs_one_transaction_and_no_revocation_lookups(tmp_path: Path) -> None:
-    """Jobdeck never revokes Huey messages, so Huey's per-task revoke read and write must not reach SQLite."""
-    ran: list[int] = []
-    queue = JobQueue(tmp_path / "queue.db", handler=ran.append)
-    queue.enqueue(7, 5)
+def test_taking_several_costs_one_transaction_and_no_revocation_lookups(tmp_path: Path) -> None:
+    """Jobdeck never revokes Huey messages, and takes a batch in one statement."""
+    queue = JobQueue(tmp_path / "queue.db")
+    for job_id in range(1, 6):
+        queue.enqueue(job_id, 5)
     statements: list[str] = []
     queue.storage.conn.set_trace_callback(statements.append)
-    queue.huey.execute(queue.huey.dequeue())
+    taken = queue.take(5)
     queue.storage.conn.set_trace_callback(None)
-    assert ran == [7]
+    assert [job_id for job_id, _ in taken] == [1, 2, 3, 4, 5]
     assert not [s for s in statements if " kv " in f" {s} ".replace("\n", " ")]
-    assert sum(s.upper().startswith("BEGIN") for s in statements) == 1  # the dequeue, and nothing after the task
+    assert sum(s.upper().startswith("BEGIN") for s in statements) == 1
     with sqlite3.connect(tmp_path / "queue.db") as conn:
         assert conn.execute("SELECT count(*) FROM task").fetchone()[0] == 0
+
+
+def test_a_message_for_later_goes_to_the_schedule_not_to_the_worker(tmp_path: Path) -> None:
+    queue = JobQueue(tmp_path / "queue.db")
+    queue.enqueue(1, 5, datetime.now(UTC) + timedelta(hours=1))
+    queue.enqueue(2, 5)
+    assert queue.take(5) == [(2, 5)]
+    assert queue.huey.scheduled_count() == 1
+    assert queue.pending_count() == 1
+
+
+def test_a_paused_queue_gives_nothing_and_keeps_its_messages(tmp_path: Path) -> None:
+    queue = JobQueue(tmp_path / "queue.db")
+    queue.enqueue(1, 5)
+    queue.storage.pause(True)
+    assert queue.take(5) == []
+    queue.storage.pause(False)
+    assert queue.take(5) == [(1, 5)]

@@ -1,17 +1,23 @@
-"""Huey's consumer, run inside our worker process: thread workers, no signal handlers of its own.
+"""Huey's consumer, run inside our worker process: its scheduler, and one worker thread that feeds the jobs.
 
 Huey's ``Consumer.run()`` installs signal handlers and so must own the main thread; the worker service owns
 signals and shutdown instead (graceful stop, release of unfinished jobs to the ledger), so it starts the
 consumer's threads and stops them itself.
+
+Huey's worker threads each take one message, run its task and go back for the next. Ours is a single thread
+whose loop body the worker service supplies (``engine.worker.dispatch``): it takes messages several at a time
+and hands the jobs to a pool of job threads, so that the ledger's bookkeeping for many jobs shares a
+transaction, as dramatiq's consumer threads prefetch messages and acknowledge them in batches for its workers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from huey import Huey
-from huey.consumer import Consumer, Scheduler
+from huey.consumer import Consumer, Scheduler, Worker
 
 MAX_TICK_S = 1.0
 
@@ -41,18 +47,40 @@ class PreciseScheduler(Scheduler):
             storage.wait_for_schedule(delay)
 
 
+class FeedingWorker(Worker):
+    """Huey's worker thread with the worker service's loop body (which catches and logs its own errors)."""
+
+    def __init__(self, body: Callable[[], None], **kwargs: Any) -> None:
+        self.body = body
+        super().__init__(**kwargs)
+
+    def loop(self, now: datetime | None = None) -> None:
+        self.body()
+
+
 class EmbeddedConsumer(Consumer):
     scheduler_class = PreciseScheduler
 
-    def __init__(self, huey: Huey, workers: int) -> None:
+    def __init__(self, huey: Huey, body: Callable[[], None]) -> None:
+        self._body = body
         super().__init__(
             huey,
-            workers=workers,
+            workers=1,
             periodic=False,
             worker_type="thread",
             scheduler_interval=1,
             check_worker_health=True,
             health_check_interval=5,
+        )
+
+    def _create_worker(self) -> FeedingWorker:
+        return FeedingWorker(
+            self._body,
+            huey=self.huey,
+            stop_flag=self.stop_flag,
+            default_delay=self.default_delay,
+            max_delay=self.max_delay,
+            backoff=self.backoff,
         )
 
     def _set_signal_handlers(self) -> None:

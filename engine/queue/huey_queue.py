@@ -11,7 +11,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,6 @@ class WakeableSqliteStorage(SqliteStorage):
         super().__init__(name, filename, **kwargs)
         self._cond = threading.Condition()
         self._generation = 0
-        self.idle_poll_s = IDLE_POLL_S
         self.paused = False
         self._schedule_cond = threading.Condition()
 
@@ -93,12 +92,26 @@ class WakeableSqliteStorage(SqliteStorage):
                     raise
             time.sleep(0.001)
 
-    def _take(self) -> bytes | None:
-        """Huey's dequeue in one statement (it used a read, then select and delete in a transaction)."""
+    def take(self, limit: int) -> list[bytes]:
+        """Up to ``limit`` messages, highest priority first, in one statement (Huey's dequeue used a read, then a
+        select and a delete in a transaction, for each message). Nothing while paused."""
+        if self.paused or limit <= 0:
+            return []
         with self.db(commit=True) as cursor:
-            cursor.execute(_TAKE, (self.name,))
-            row = cursor.fetchone()
-        return row[0] if row is not None else None
+            rows = cursor.execute(_TAKE, (self.name, limit)).fetchall()
+        rows.sort(key=lambda row: (-row[0], row[1]))  # RETURNING keeps no order
+        return [row[2] for row in rows]
+
+    @property
+    def generation(self) -> int:
+        """Bumped by every ``wake``: read it before looking for work, then ``wait_for_work`` with it."""
+        return self._generation
+
+    def wait_for_work(self, generation: int, timeout: float) -> None:
+        """Sleep until a ``wake`` after ``generation`` was read (or ``timeout``)."""
+        with self._cond:
+            if self._generation == generation:
+                self._cond.wait(timeout)
 
     def close(self) -> bool:
         self._checkpointer.close()
@@ -146,22 +159,14 @@ class WakeableSqliteStorage(SqliteStorage):
         return super().pop_data(key)
 
     def dequeue(self) -> bytes | None:
-        with self._cond:
-            generation = self._generation
-            if self.paused:
-                self._cond.wait(self.idle_poll_s)
-                return None
-        data = self._take()
-        if data is None:
-            with self._cond:
-                if self._generation == generation:
-                    self._cond.wait(self.idle_poll_s)
-        return data
+        """Huey's one-message API (the worker uses ``take``); never blocks."""
+        taken = self.take(1)
+        return taken[0] if taken else None
 
 
 _TAKE = (
-    "DELETE FROM task WHERE id = (SELECT id FROM task WHERE queue = ? ORDER BY priority DESC, id LIMIT 1) "
-    "RETURNING data"
+    "DELETE FROM task WHERE id IN (SELECT id FROM task WHERE queue = ? ORDER BY priority DESC, id LIMIT ?) "
+    "RETURNING priority, id, data"
 )
 
 
@@ -170,26 +175,29 @@ def _is_revoke_key(key: str) -> bool:
 
 
 class JobQueue:
-    """Enqueue job ids; in the worker, hand each dequeued id to the executor."""
+    """Enqueue job ids; in the worker, take the ids that are due (see ``engine.worker.dispatch``)."""
 
-    def __init__(self, path: Path, handler: Callable[[int], None] | None = None) -> None:
+    def __init__(self, path: Path) -> None:
         self.huey = SqliteHuey(
             "jobdeck", filename=str(path), storage_class=WakeableSqliteStorage, utc=True, results=False
         )
-        self._handler = handler
-        self._task = self.huey.task(name=TASK_NAME)(self._run)
+        self._task = self.huey.task(name=TASK_NAME)(_never_called)
 
     @property
     def storage(self) -> WakeableSqliteStorage:
         return self.huey.storage  # type: ignore[return-value]
 
-    def set_handler(self, handler: Callable[[int], None]) -> None:
-        self._handler = handler
-
-    def _run(self, job_id: int) -> None:
-        if self._handler is None:
-            raise RuntimeError("run_job dequeued in a process without an executor")
-        self._handler(job_id)
+    def take(self, limit: int) -> list[tuple[int, int]]:
+        """(job id, priority) of up to ``limit`` due messages, highest priority first. A message with a later ETA
+        goes to Huey's schedule instead, as Huey's own worker does with it."""
+        taken = []
+        for data in self.storage.take(limit):
+            task = self.huey.deserialize_task(data)
+            if self.huey.ready_to_run(task):
+                taken.append((int(task.args[0]), int(task.priority or 0)))
+            else:
+                self.huey.add_schedule(task)
+        return taken
 
     def enqueue(self, job_id: int, priority: int, eta: datetime | None = None) -> None:
         """Priority 0–9, higher first (Huey's own priority order).
@@ -209,5 +217,14 @@ class JobQueue:
     def wake(self) -> None:
         self.storage.wake()
 
+    def wait_for_work(self, generation: int, timeout: float = IDLE_POLL_S) -> None:
+        self.storage.wait_for_work(generation, timeout)
+
     def pending_count(self) -> int:
         return self.huey.pending_count() + self.huey.scheduled_count()
+
+
+def _never_called(job_id: int) -> None:
+    """The ``run_job`` task's body. Workers take job ids off the queue themselves and never run Huey tasks, but
+    Huey needs a function to name the task that carries them."""
+    raise RuntimeError(f"run_job({job_id}) was executed by Huey; Jobdeck's worker takes its messages itself")

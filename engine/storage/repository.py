@@ -309,6 +309,27 @@ class Ledger(LedgerReads):
 
     def claim(self, job_id: int, worker_id: str, *, tolerance_s: float = 0.0) -> Claim:
         """pending/scheduled/retrying → running, if due. Counts the attempt and takes the lease."""
+        return self._write(lambda tx: self._claim(tx, job_id, worker_id, tolerance_s))
+
+    def succeed(self, job_id: int, worker_id: str, result: dict[str, Any] | None) -> dict[str, Any] | None:
+        return self._finish(job_id, worker_id, _succeeded(result), "succeeded")
+
+    def settle(
+        self, worker_id: str, succeeded: Sequence[tuple[int, dict[str, Any] | None]], to_claim: Sequence[int]
+    ) -> tuple[list[dict[str, Any] | None], list[Claim]]:
+        """A worker's bookkeeping for many jobs in one transaction: ``succeed`` each (job id, result), then
+        ``claim`` each job id. A commit costs about as much as the statements of a job, and the dispatcher has
+        both kinds of work at once (see ``engine.worker.dispatch``)."""
+
+        def op(tx: Tx) -> tuple[list[dict[str, Any] | None], list[Claim]]:
+            done = [
+                self._finish_in(tx, job_id, worker_id, _succeeded(result), "succeeded") for job_id, result in succeeded
+            ]
+            return done, [self._claim(tx, job_id, worker_id) for job_id in to_claim]
+
+        return self._write(op)
+
+    def _claim(self, tx: Tx, job_id: int, worker_id: str, tolerance_s: float = 0.0) -> Claim:
         now = utcnow()
         values = {
             "status": JobStatus.RUNNING.value,
@@ -319,34 +340,17 @@ class Ledger(LedgerReads):
             "finished_at": None,
         }
         params = {"b_due": now + timedelta(seconds=tolerance_s)}
-
-        def op(tx: Tx) -> Claim:
-            claimed = self._change_row(tx, job_id, CLAIMABLE, values, _IS_DUE, key="claim", params=params)
-            if claimed is None:
-                row = tx.first("claim-miss", {"b_id": job_id}, _claim_miss)
-                if row is not None and row["status"] == JobStatus.SCHEDULED.value:
-                    return Claim(None, row["scheduled_time"], row["priority"])
-                if row is not None and row["status"] == JobStatus.RETRYING.value:
-                    return Claim(None, row["next_attempt_at"], row["priority"])
-                return Claim(None)
-            job = job_to_dict(claimed)
-            self._record(tx, job, "started", worker_id=worker_id)
-            return Claim(job, None, claimed["priority"], claimed["staged_path"], claimed["checkpoint"])
-
-        return self._write(op)
-
-    def succeed(self, job_id: int, worker_id: str, result: dict[str, Any] | None) -> dict[str, Any] | None:
-        values = {
-            "status": JobStatus.SUCCEEDED.value,
-            "result": result,
-            "error": None,
-            "traceback": None,
-            "finished_at": utcnow(),
-            "next_attempt_at": None,
-            "heartbeat_at": None,
-            "staged_path": None,
-        }
-        return self._finish(job_id, worker_id, values, "succeeded")
+        claimed = self._change_row(tx, job_id, CLAIMABLE, values, _IS_DUE, key="claim", params=params)
+        if claimed is None:
+            row = tx.first("claim-miss", {"b_id": job_id}, _claim_miss)
+            if row is not None and row["status"] == JobStatus.SCHEDULED.value:
+                return Claim(None, row["scheduled_time"], row["priority"])
+            if row is not None and row["status"] == JobStatus.RETRYING.value:
+                return Claim(None, row["next_attempt_at"], row["priority"])
+            return Claim(None)
+        job = job_to_dict(claimed)
+        self._record(tx, job, "started", worker_id=worker_id)
+        return Claim(job, None, claimed["priority"], claimed["staged_path"], claimed["checkpoint"])
 
     def retry_later(
         self, job_id: int, worker_id: str, error: str, tb: str | None, next_attempt_at: datetime
@@ -373,16 +377,16 @@ class Ledger(LedgerReads):
         return self._finish(job_id, worker_id, values, "failed")
 
     def _finish(self, job_id: int, worker_id: str, values: dict[str, Any], kind: str) -> dict[str, Any] | None:
+        return self._write(lambda tx: self._finish_in(tx, job_id, worker_id, values, kind))
+
+    def _finish_in(
+        self, tx: Tx, job_id: int, worker_id: str, values: dict[str, Any], kind: str
+    ) -> dict[str, Any] | None:
         """End an attempt — only if this worker still holds the job (a swept lease must not be overwritten)."""
-        key = f"finish:{kind}"
-
-        def op(tx: Tx) -> dict[str, Any] | None:
-            job = self._change(tx, job_id, _RUNNING, values, _HELD_BY, key=key, params={"b_worker": worker_id})
-            if job is not None:
-                self._record(tx, job, kind)
-            return job
-
-        return self._write(op)
+        job = self._change(tx, job_id, _RUNNING, values, _HELD_BY, key=f"finish:{kind}", params={"b_worker": worker_id})
+        if job is not None:
+            self._record(tx, job, kind)
+        return job
 
     def release(self, job_id: int, worker_id: str) -> dict[str, Any] | None:
         """Graceful shutdown ran out of time: back to pending without counting the attempt."""
@@ -529,6 +533,19 @@ def _claim_miss() -> Executable:
     return select(JOBS.c.status, JOBS.c.priority, JOBS.c.scheduled_time, JOBS.c.next_attempt_at).where(
         JOBS.c.id == bindparam("b_id")
     )
+
+
+def _succeeded(result: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "status": JobStatus.SUCCEEDED.value,
+        "result": result,
+        "error": None,
+        "traceback": None,
+        "finished_at": utcnow(),
+        "next_attempt_at": None,
+        "heartbeat_at": None,
+        "staged_path": None,
+    }
 
 
 def _RETRY_VALUES() -> dict[str, Any]:

@@ -1,7 +1,9 @@
-"""Running one job: claim it in the ledger, call its type's run(), record the outcome, release what it held.
+"""Running one claimed job: call its type's run(), decide what the outcome means, release what it held.
 
 This is the single decision point of the retry policy (``compute_backoff`` is the pure part). Unexpected
-exceptions are retried like ``JobError``; only ``PermanentJobError`` fails at once.
+exceptions are retried like ``JobError``; only ``PermanentJobError`` fails at once. A failure is recorded here
+at once (its cleanup may be slow, e.g. aborting a multipart upload); a success is handed back as a ``Success``
+for the dispatcher to record together with other jobs' bookkeeping (see ``engine.worker.dispatch``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import random
 import threading
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,15 +22,27 @@ from engine.config import Paths, Settings
 from engine.credentials.store import Credentials
 from engine.errors import JobError, PermanentJobError
 from engine.jobs import registry
-from engine.jobs.base import CleanupEnv, JobContext
+from engine.jobs.base import CleanupEnv, JobContext, JobType
 from engine.queue.backoff import compute_backoff
 from engine.queue.huey_queue import JobQueue
-from engine.storage.repository import Ledger
+from engine.storage.repository import Claim, Ledger
 from engine.storage.status import JobStatus
 
 log = logging.getLogger(__name__)
 
 ProgressSink = Callable[[int, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Success:
+    """A run that returned: what the ledger records, and what its type releases once that is committed."""
+
+    job: dict[str, Any]
+    result: dict[str, Any] | None
+    kind: JobType
+    staged: Path | None
+    checkpoint: dict[str, Any] | None
+    settings: Settings
 
 
 class Executor:
@@ -36,7 +51,6 @@ class Executor:
         ledger: Ledger,
         queue: JobQueue,
         paths: Paths,
-        settings: Callable[[], Settings],
         credentials: Credentials,
         worker_id: str,
         progress: ProgressSink | None = None,
@@ -45,58 +59,29 @@ class Executor:
         self.ledger = ledger
         self.queue = queue
         self.paths = paths
-        self.settings = settings
         self.credentials = credentials
         self.worker_id = worker_id
         self.progress = progress
         self.rng = rng or random.Random()
-        self._running: dict[int, JobContext | None] = {}
+        self._contexts: dict[int, JobContext] = {}
         self._lock = threading.Lock()
-        self._closing = False
-
-    def running(self) -> list[int]:
-        with self._lock:
-            return list(self._running)
-
-    def close(self) -> None:
-        """Shutting down: claim nothing more. A message dequeued now is not lost: the ledger still has the job."""
-        with self._lock:
-            self._closing = True
 
     def request_stop(self) -> None:
         """Ask running jobs to stop at their next safe point (cooperative: uploads check between parts)."""
         with self._lock:
-            for ctx in self._running.values():
-                if ctx is not None:
-                    ctx.stop_requested.set()
+            for ctx in self._contexts.values():
+                ctx.stop_requested.set()
 
-    def execute(self, job_id: int) -> None:
-        with self._lock:
-            if self._closing:
-                return
-            self._running[job_id] = None  # visible to shutdown from before the claim
-        try:
-            self._execute(job_id)
-        finally:
-            with self._lock:
-                self._running.pop(job_id, None)
-
-    def _execute(self, job_id: int) -> None:
-        claim = self.ledger.claim(job_id, self.worker_id)
-        if claim.job is None:
-            if claim.not_before is not None:  # an early message (e.g. a duplicate): put it back for its time
-                self.queue.enqueue(job_id, claim.priority, claim.not_before)
-            return
-        if self._closing:  # shutdown began while we claimed: hand it straight back
-            self.ledger.release(job_id, self.worker_id)
-            return
+    def run(self, claim: Claim, settings: Settings) -> Success | None:
+        """Run a job this worker has claimed; ``None`` when it did not succeed (that outcome is recorded)."""
         job = claim.job
-        settings = self.settings()
+        assert job is not None
+        job_id = job["id"]
         kind = registry.load().get(job["job_type"])
         staged = Path(claim.staged_path) if claim.staged_path else None
         if kind is None:
             self._fail(job, f"unknown job type {job['job_type']!r}: is its module in JOBDECK_JOB_MODULES?", None)
-            return
+            return None
         ctx = JobContext(
             job_id=job_id,
             attempt=job["attempts"],
@@ -109,7 +94,7 @@ class Executor:
             _save_checkpoint=self.ledger.save_checkpoint,
         )
         with self._lock:
-            self._running[job_id] = ctx
+            self._contexts[job_id] = ctx
         try:
             params = kind.Params.model_validate(job["parameters"])
             result = kind.run(ctx, params)
@@ -123,10 +108,16 @@ class Executor:
             if done is not None and done["status"] == JobStatus.FAILED.value:
                 self._cleanup(kind, done, staged, "failed", settings, ctx.checkpoint)
         else:
-            done = self.ledger.succeed(job_id, self.worker_id, result)
-            self._cleanup(kind, done, staged, "succeeded", settings, ctx.checkpoint)
+            return Success(job, result, kind, staged, ctx.checkpoint, settings)
         finally:
+            with self._lock:
+                self._contexts.pop(job_id, None)
             ctx.remove_temp_dir()
+        return None
+
+    def succeeded(self, success: Success, job: dict[str, Any] | None) -> None:
+        """After the success was committed (``job`` is ``None`` if this worker had lost the job meanwhile)."""
+        self._cleanup(success.kind, job, success.staged, "succeeded", success.settings, success.checkpoint)
 
     def _retry_or_fail(
         self, job: dict[str, Any], message: str, tb: str | None, settings: Settings
@@ -152,7 +143,7 @@ class Executor:
 
     def _cleanup(
         self,
-        kind: Any,
+        kind: JobType,
         job: dict[str, Any] | None,
         staged: Path | None,
         reason: str,

@@ -24,6 +24,7 @@ from engine.queue.consumer import EmbeddedConsumer
 from engine.queue.huey_queue import JobQueue
 from engine.storage.repository import Ledger
 from engine.storage.status import JobStatus
+from engine.worker.dispatch import Dispatch
 from engine.worker.executor import Executor
 from engine.worker.lock import WorkerLock
 
@@ -66,12 +67,18 @@ class WorkerService:
             self.ledger,
             self.queue,
             self.paths,
-            lambda: load_settings(self.paths),
             self.ops.credentials,
             self.worker_id,
             progress=self.server.publish_progress,
         )
-        self.queue.set_handler(self.executor.execute)
+        self.dispatch = Dispatch(
+            self.ledger,
+            self.queue,
+            self.executor,
+            lambda: load_settings(self.paths),
+            self.worker_id,
+            self.concurrency,
+        )
         self.ledger.add_listener(self.server.notify)
 
         recovered = self._recover(self.ledger.recover_expired(self.lease_s, worker_id=self._sole_worker_id()))
@@ -79,7 +86,7 @@ class WorkerService:
             log.warning("recovered %d job(s) left running by a stopped worker", len(recovered))
         self._rebuild_queue()
         self.server.start()
-        self.consumer = EmbeddedConsumer(self.queue.huey, self.concurrency)
+        self.consumer = EmbeddedConsumer(self.queue.huey, self.dispatch.step)
         self.consumer.start()
         self._maintenance = threading.Thread(target=self._maintain, name="jobdeck-maintenance", daemon=True)
         self._maintenance.start()
@@ -159,20 +166,20 @@ class WorkerService:
         if self._stopped.is_set():
             return
         self._stop.set()
-        self.executor.close()
-        self.queue.storage.pause(True)
-        self.consumer.request_stop()
-        self.queue.wake()
+        self.dispatch.close()  # the dispatch keeps recording what finishes until the consumer stops below
         deadline = time.monotonic() + self.grace_s
-        while self.executor.running() and time.monotonic() < deadline:
+        while self.dispatch.running() and time.monotonic() < deadline:
             time.sleep(0.05)
-        leftover = self.executor.running()
+        leftover = self.dispatch.running()
         if leftover:
             self.executor.request_stop()
             for job_id in leftover:
                 self.ledger.release(job_id, self.worker_id)  # type: ignore[union-attr]
             log.warning("grace period over: %d job(s) went back to the queue", len(leftover))
+        self.consumer.request_stop()
+        self.queue.wake()
         self.consumer.join(2.0)
+        self.dispatch.shutdown()
         self.server.stop()
         self.ledger.close()  # type: ignore[union-attr]
         self.lock.release()
@@ -202,7 +209,7 @@ class WorkerService:
             "started_at": self.started_at.isoformat(),
             "concurrency": self.concurrency,
             "paused": self.queue.storage.paused,
-            "running": self.executor.running(),
+            "running": self.dispatch.running(),
             "state": "stopping" if self._stop.is_set() else ("paused" if self.queue.storage.paused else "running"),
         }
 

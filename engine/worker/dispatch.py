@@ -1,0 +1,148 @@
+"""Feeding the job threads: take due messages, claim their jobs, record successes, many jobs per transaction.
+
+One thread (the Huey consumer's worker, see ``engine.queue.consumer``) does the worker's routine ledger writes,
+and the job threads only run jobs. Each pass takes as many messages as there are idle job threads and, in one
+ledger transaction, records the jobs that succeeded since the last pass and claims the new ones
+(``Ledger.settle``). When every job thread took its own message, claimed its job and recorded its outcome, a
+no-op job cost three transactions and the threads spent much of their time handing each other the GIL and the
+write lock; here a commit serves every job that finished or started since the last one.
+
+A success waits in memory until the next pass commits it, a few milliseconds: a worker killed in between runs
+the job again once its lease lapses, exactly as if it had been killed while the job ran.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from queue import SimpleQueue
+
+from engine.config import Settings
+from engine.queue.huey_queue import JobQueue
+from engine.storage.repository import Claim, Ledger
+from engine.worker.executor import Executor, Success
+
+log = logging.getLogger(__name__)
+
+RETRY_PAUSE_S = 0.5  # after a pass failed (say, the database was unreachable)
+
+
+class Dispatch:
+    def __init__(
+        self,
+        ledger: Ledger,
+        queue: JobQueue,
+        executor: Executor,
+        settings: Callable[[], Settings],
+        worker_id: str,
+        concurrency: int,
+    ) -> None:
+        self.ledger = ledger
+        self.queue = queue
+        self.executor = executor
+        self.settings = settings
+        self.worker_id = worker_id
+        self.concurrency = concurrency
+        # Daemon threads: a job that ignores the grace period must not hold the process open (the job goes back
+        # to the queue; see WorkerService.stop). ThreadPoolExecutor's threads are joined at interpreter exit.
+        self._jobs: SimpleQueue[tuple[Claim, Settings] | None] = SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._job_thread, name=f"jobdeck-job-{n + 1}", daemon=True)
+            for n in range(concurrency)
+        ]
+        for thread in self._threads:
+            thread.start()
+        self._lock = threading.Lock()
+        self._running: set[int] = set()  # claimed by us, outcome not yet in the ledger
+        self._busy = 0  # job threads running a job
+        self._succeeded: list[Success] = []
+        self._closing = False
+
+    def running(self) -> list[int]:
+        with self._lock:
+            return sorted(self._running)
+
+    def close(self) -> None:
+        """Shutting down: claim nothing more, but keep recording what finishes."""
+        with self._lock:
+            self._closing = True
+        self.queue.wake()
+
+    def shutdown(self) -> None:
+        """Let idle job threads end (a thread still running a job ends with the process)."""
+        for _ in self._threads:
+            self._jobs.put(None)
+
+    def step(self) -> None:
+        """One pass; the consumer thread's loop body. Never raises: the thread must outlive a bad moment."""
+        try:
+            self._pass()
+        except Exception:
+            log.exception("dispatch pass failed; will retry")
+            time.sleep(RETRY_PAUSE_S)
+
+    def _pass(self) -> None:
+        generation = self.queue.storage.generation  # read before looking, so no wake-up falls between
+        with self._lock:
+            succeeded, self._succeeded = self._succeeded, []
+            idle = 0 if self._closing else self.concurrency - self._busy
+        taken = self.queue.take(idle) if idle > 0 else []
+        if not succeeded and not taken:
+            self.queue.wait_for_work(generation)
+            return
+        try:
+            done, claims = self.ledger.settle(
+                self.worker_id, [(s.job["id"], s.result) for s in succeeded], [job_id for job_id, _ in taken]
+            )
+        except Exception:
+            with self._lock:
+                self._succeeded[:0] = succeeded
+            for job_id, priority in taken:  # Huey forgot them when we took them; the ledger did not
+                self.queue.enqueue(job_id, priority)
+            raise
+        with self._lock:
+            self._running.difference_update(s.job["id"] for s in succeeded)
+        for success, job in zip(succeeded, done, strict=True):
+            self.executor.succeeded(success, job)
+        settings = self.settings() if taken else None
+        for (job_id, _), claim in zip(taken, claims, strict=True):
+            self._start(job_id, claim, settings)
+
+    def _start(self, job_id: int, claim: Claim, settings: Settings | None) -> None:
+        if claim.job is None:
+            if claim.not_before is not None:  # an early message (e.g. a duplicate): put it back for its time
+                self.queue.enqueue(job_id, claim.priority, claim.not_before)
+            return
+        with self._lock:
+            closing = self._closing
+            if not closing:
+                self._busy += 1
+                self._running.add(job_id)
+        if closing:  # shutdown began while we claimed: hand it straight back
+            self.ledger.release(job_id, self.worker_id)
+            return
+        assert settings is not None
+        self._jobs.put((claim, settings))
+
+    def _job_thread(self) -> None:
+        while (work := self._jobs.get()) is not None:
+            self._run(*work)
+
+    def _run(self, claim: Claim, settings: Settings) -> None:
+        assert claim.job is not None
+        job_id = claim.job["id"]
+        success = None
+        try:
+            success = self.executor.run(claim, settings)
+        except Exception:  # the executor records every job's failure; this would be a bug in it
+            log.exception("running job %s failed outside the job", job_id)
+        finally:
+            with self._lock:
+                self._busy -= 1
+                if success is not None:
+                    self._succeeded.append(success)
+                else:
+                    self._running.discard(job_id)
+            self.queue.wake()

@@ -1,0 +1,75 @@
+"""The worker's dispatcher in-process, on a real ledger and queue: batched bookkeeping, and nothing lost when a
+pass fails."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import jobtypes_noop  # noqa: F401 - registers the noop type
+import pytest
+
+from engine.config import load_settings
+from engine.storage.status import JobStatus
+from engine.worker.dispatch import Dispatch
+from engine.worker.executor import Executor
+
+WAIT_S = 30.0  # a hang guard
+
+
+@pytest.fixture
+def dispatch(ops: Any) -> Iterator[Dispatch]:
+    executor = Executor(ops.ledger, ops.queue, ops.paths, ops.credentials, "w1")
+    feeder = Dispatch(ops.ledger, ops.queue, executor, lambda: load_settings(ops.paths), "w1", concurrency=3)
+    yield feeder
+    feeder.shutdown()
+
+
+def run_until(dispatch: Dispatch, ops: Any, done: int) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while ops.ledger.count(JobStatus.SUCCEEDED) < done or dispatch.running():
+        assert time.monotonic() < deadline, "the dispatcher did not finish the jobs"
+        dispatch.step()
+
+
+def test_jobs_share_transactions(ops: Any, dispatch: Dispatch) -> None:
+    commits: list[int] = []
+    ops.ledger.add_listener(lambda events: commits.append(len(events)))
+    jobs = [ops.create("noop", {"sleep_s": 0.05}) for _ in range(9)]
+    commits.clear()  # the creates' own
+    run_until(dispatch, ops, 9)
+    assert {ops.get(job["id"])["status"] for job in jobs} == {"succeeded"}
+    assert sum(commits) == 18  # a started and a succeeded event per job
+    assert len(commits) < 18  # and far fewer commits: claims go three at a time, successes with the next claims
+    assert max(commits) >= 3
+
+
+def test_a_failed_pass_loses_nothing(ops: Any, dispatch: Dispatch, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ledger refuses one pass (say, the database was unreachable): the messages Huey already gave up go back
+    on the queue, the successes waiting to be recorded are kept, and every job still succeeds once."""
+    jobs = [ops.create("noop", {}) for _ in range(3)]
+    dispatch.step()  # claims all three; the job threads run them
+    deadline = time.monotonic() + WAIT_S
+    while len(dispatch._succeeded) < 3:  # the job threads reported; nothing is recorded yet
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    more = [ops.create("noop", {}) for _ in range(2)]
+    real_settle = ops.ledger.settle
+    calls = []
+
+    def failing_once(*args: Any) -> Any:
+        calls.append(args)
+        if len(calls) == 1:
+            raise ConnectionError("database unreachable")
+        return real_settle(*args)
+
+    monkeypatch.setattr(ops.ledger, "settle", failing_once)
+    dispatch.step()  # logs the failure, pauses briefly
+    _, succeeded, to_claim = calls[0]
+    assert (sorted(job_id for job_id, _ in succeeded), to_claim) == ([j["id"] for j in jobs], [j["id"] for j in more])
+    assert ops.queue.pending_count() == 2  # the two taken messages are back
+    run_until(dispatch, ops, 5)
+    for job in jobs + more:
+        current = ops.get(job["id"])
+        assert (current["status"], current["attempts"]) == ("succeeded", 1)
