@@ -67,7 +67,7 @@ def test_a_failed_pass_loses_nothing(ops: Any, dispatch: Dispatch, monkeypatch: 
     monkeypatch.setattr(ops.ledger, "settle", failing_once)
     dispatch.step()  # logs the failure, pauses briefly
     _, succeeded, to_claim = calls[0]
-    assert (sorted(job_id for job_id, _ in succeeded), to_claim) == ([j["id"] for j in jobs], [j["id"] for j in more])
+    assert (sorted(job["id"] for job, _ in succeeded), to_claim) == ([j["id"] for j in jobs], [j["id"] for j in more])
     assert ops.queue.pending_count() == 2  # the two taken messages are back
     run_until(dispatch, ops, 5)
     for job in jobs + more:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from engine.errors import InvalidTransition, NotFound
-from engine.storage.repository import EVENTS, JOBS, Ledger
+from engine.storage.repository import EVENTS, JOBS, Ledger, job_to_dict
 from engine.storage.status import JobStatus
 
 
@@ -77,16 +77,14 @@ def test_finish_requires_the_lease_holder(ledger: Ledger) -> None:
 
 def test_settle_records_successes_then_claims_in_one_transaction(ledger: Ledger) -> None:
     """The worker's dispatcher: jobs that succeeded, then jobs to start, one commit, one listener call in order."""
-    running = [make(ledger) for _ in range(2)]
-    for job in running:
-        ledger.claim(job["id"], "w1")
-    lost = make(ledger)
-    ledger.claim(lost["id"], "w2")  # held by another worker: its success is not ours to record
+    running = [ledger.claim(make(ledger)["id"], "w1").job for _ in range(2)]
+    lost = ledger.claim(make(ledger)["id"], "w2").job  # held by another worker: its success is not ours to record
+    assert running[0] and running[1] and lost
     later = make(ledger, scheduled_time=datetime.now(UTC) + timedelta(hours=1))
     waiting = [make(ledger) for _ in range(2)]
     heard: list[list[dict]] = []
     ledger.add_listener(heard.append)
-    succeeded = [(running[0]["id"], {"n": 0}), (running[1]["id"], None), (lost["id"], {"n": 2})]
+    succeeded = [(running[0], {"n": 0}), (running[1], None), (lost, {"n": 2})]
     done, claims = ledger.settle("w1", succeeded, [waiting[0]["id"], later["id"], waiting[1]["id"]])
     assert [d["status"] if d else None for d in done] == ["succeeded", "succeeded", None]
     assert done[0] is not None and done[0]["result"] == {"n": 0}
@@ -94,6 +92,11 @@ def test_settle_records_successes_then_claims_in_one_transaction(ledger: Ledger)
     assert claims[1].not_before is not None  # the scheduled job told its time
     assert ledger.get(lost["id"])["status"] == "running"
     assert len(heard) == 1
+    for job, result in succeeded[:2]:  # what was announced is exactly what the ledger now holds and replays
+        announced = next(e for e in heard[0] if e["job_id"] == job["id"])
+        assert announced["job"] == job_to_dict(ledger.get_row(job["id"]))
+        assert announced["job"]["result"] == result and announced["job"]["status"] == "succeeded"
+        assert ledger.events_since(announced["seq"] - 1, 1)[0] == announced
     assert [(e["job_id"], e["type"]) for e in heard[0]] == [
         (running[0]["id"], "succeeded"),
         (running[1]["id"], "succeeded"),

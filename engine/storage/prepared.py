@@ -65,7 +65,11 @@ class Prepared:
 
     def execute(self, cursor: Any, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The rows it returned as dicts (empty for a statement without RETURNING; see ``rowcount``)."""
-        cursor.execute(self.sql, self.parameters(params))
+        return self.execute_bound(cursor, self.parameters(params))
+
+    def execute_bound(self, cursor: Any, bound: tuple[Any, ...] | dict[str, Any]) -> list[dict[str, Any]]:
+        """``execute`` with parameters already converted by ``parameters`` (say, before a lock was taken)."""
+        cursor.execute(self.sql, bound)
         if not self.returns_rows:
             return []
         columns = self._columns

@@ -193,7 +193,7 @@ class Ledger(LedgerReads):
 
     def _record(self, tx: Tx, job: dict[str, Any], kind: str, **extra: Any) -> dict[str, Any]:
         if self.dialect == "postgresql" and not tx.events:
-            tx.run("pg-event-lock", {}, lambda: select(func.pg_advisory_xact_lock(_PG_EVENT_LOCK)))
+            tx.run("pg-event-lock", {}, _pg_event_lock)
         at = utcnow()
         payload = {"job": job, **extra}
         seq = tx.run("insert-event", {"job_id": job["id"], "type": kind, "payload": payload, "at": at}, _insert_event)
@@ -315,16 +315,43 @@ class Ledger(LedgerReads):
         return self._finish(job_id, worker_id, _succeeded(result), "succeeded")
 
     def settle(
-        self, worker_id: str, succeeded: Sequence[tuple[int, dict[str, Any] | None]], to_claim: Sequence[int]
+        self,
+        worker_id: str,
+        succeeded: Sequence[tuple[dict[str, Any], dict[str, Any] | None]],
+        to_claim: Sequence[int],
     ) -> tuple[list[dict[str, Any] | None], list[Claim]]:
-        """A worker's bookkeeping for many jobs in one transaction: ``succeed`` each (job id, result), then
+        """A worker's bookkeeping for many jobs in one transaction: ``succeed`` each (job as claimed, result), then
         ``claim`` each job id. A commit costs about as much as the statements of a job, and the dispatcher has
-        both kinds of work at once (see ``engine.worker.dispatch``)."""
+        both kinds of work at once (see ``engine.worker.dispatch``).
+
+        While a worker holds a job, no transition but its own (or a lease sweep, which its guard sees) changes the
+        job's public fields, so a success's new snapshot follows from the claim's, and its statements are bound
+        before the write lock is taken: the lock is what the CLI and the GUI wait for while they submit.
+        """
+        finish = self.prepare("finish-held", _finish_held)
+        record = self.prepare("insert-event", _insert_event)
+        now = utcnow()
+        bound = []
+        for job, result in succeeded:
+            values = _succeeded(result, now)
+            snapshot = {**job, **{f: values[f] for f in _SUCCESS_FIELDS}, "finished_at": iso(now)}
+            event = {"job_id": job["id"], "type": "succeeded", "payload": {"job": snapshot}, "at": now}
+            params = {**{f"b_{col}": value for col, value in values.items()}, "b_id": job["id"], "b_worker": worker_id}
+            bound.append((snapshot, finish.parameters(params), record.parameters(event)))
 
         def op(tx: Tx) -> tuple[list[dict[str, Any] | None], list[Claim]]:
-            done = [
-                self._finish_in(tx, job_id, worker_id, _succeeded(result), "succeeded") for job_id, result in succeeded
-            ]
+            done: list[dict[str, Any] | None] = []
+            for snapshot, finish_params, event_params in bound:
+                finish.execute_bound(tx.cursor, finish_params)
+                if tx.cursor.rowcount != 1:  # the lease lapsed and was swept: not ours to finish
+                    done.append(None)
+                    continue
+                if self.dialect == "postgresql" and not tx.events:
+                    tx.run("pg-event-lock", {}, _pg_event_lock)
+                seq = record.execute_bound(tx.cursor, event_params)[0]["seq"]
+                stored = {"seq": seq, "job_id": snapshot["id"], "type": "succeeded", "at": iso(now), "job": snapshot}
+                tx.events.append(stored)
+                done.append(snapshot)
             return done, [self._claim(tx, job_id, worker_id) for job_id in to_claim]
 
         return self._write(op)
@@ -535,17 +562,30 @@ def _claim_miss() -> Executable:
     )
 
 
-def _succeeded(result: dict[str, Any] | None) -> dict[str, Any]:
+def _succeeded(result: dict[str, Any] | None, now: datetime | None = None) -> dict[str, Any]:
     return {
         "status": JobStatus.SUCCEEDED.value,
         "result": result,
         "error": None,
         "traceback": None,
-        "finished_at": utcnow(),
+        "finished_at": now or utcnow(),
         "next_attempt_at": None,
         "heartbeat_at": None,
         "staged_path": None,
     }
+
+
+_SUCCESS_FIELDS = ("status", "result", "error", "next_attempt_at")  # the public ones, but for finished_at's text
+
+
+def _finish_held() -> Executable:
+    """``succeed`` for the worker holding the job, without reading the row back (see ``Ledger.settle``)."""
+    values = {col: bindparam(f"b_{col}", type_=JOBS.c[col].type) for col in _succeeded(None)}
+    return update(JOBS).where(JOBS.c.id == bindparam("b_id"), status_in(_RUNNING), _HELD_BY).values(values)
+
+
+def _pg_event_lock() -> Executable:
+    return select(func.pg_advisory_xact_lock(_PG_EVENT_LOCK))
 
 
 def _RETRY_VALUES() -> dict[str, Any]:

@@ -94,7 +94,7 @@ class Dispatch:
             return
         try:
             done, claims = self.ledger.settle(
-                self.worker_id, [(s.job["id"], s.result) for s in succeeded], [job_id for job_id, _ in taken]
+                self.worker_id, [(s.job, s.result) for s in succeeded], [job_id for job_id, _ in taken]
             )
         except Exception:
             with self._lock:
