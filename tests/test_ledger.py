@@ -56,6 +56,9 @@ def test_create_writes_job_and_event(ledger: Ledger) -> None:
     scheduled = make(ledger, scheduled_time=later)
     assert scheduled["status"] == "scheduled"
     assert datetime.fromisoformat(scheduled["scheduled_time"]) == later.replace(microsecond=later.microsecond)
+    for made in (job, scheduled):  # what create returns (and announces) is what the row reads back as
+        assert made == job_to_dict(ledger.get_row(made["id"]))
+        assert [e["job"] for e in ledger.events_since(0, 100) if e["job_id"] == made["id"]] == [made]
 
 
 def test_full_success_path_and_one_event_per_transition(ledger: Ledger) -> None:

@@ -7,6 +7,7 @@ its UPDATE, so two workers (or a worker and an operator) racing on one job canno
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -300,8 +301,15 @@ class Ledger(LedgerReads):
             "staged_path": staged_path,
         }
 
+        # Bound before the write lock is taken, and the snapshot made from the values, not read back: every
+        # public field is set here (or NULL), so only the id comes from the database.
+        insert_job = self.prepare("insert-job", lambda: (insert(JOBS).returning(JOBS.c.id), list(values)))
+        bound = insert_job.parameters(values)
+        snapshot = job_to_dict({field: values.get(field) for field in JOB_FIELDS})
+        snapshot["parameters"] = json.loads(json.dumps(parameters))  # exactly what reading the row gives
+
         def op(tx: Tx) -> dict[str, Any]:
-            job = job_to_dict(tx.run("insert-job", values, lambda: (insert(JOBS).returning(*JOBS.c), list(values)))[0])
+            job = {**snapshot, "id": insert_job.execute_bound(tx.cursor, bound)[0]["id"]}
             self._record(tx, job, "created")
             return job
 
