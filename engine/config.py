@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,15 +56,15 @@ class Paths:
             self._made[name] = path
         return path
 
-    @property
+    @cached_property
     def database(self) -> Path:
         return self.root / "jobdeck.db"
 
-    @property
+    @cached_property
     def queue(self) -> Path:
         return self.root / "queue.db"
 
-    @property
+    @cached_property
     def config(self) -> Path:
         return self.root / "config.json"
 
@@ -150,6 +151,9 @@ ENV_OVERRIDES: dict[str, str] = {
 }
 
 
+_ENV_NAMES = (*ENV_OVERRIDES, "EMAIL_USE_TLS")
+
+
 def _env_overrides() -> dict[str, Any]:
     values: dict[str, Any] = {key: os.environ[var] for var, key in ENV_OVERRIDES.items() if os.environ.get(var)}
     use_tls = os.environ.get("EMAIL_USE_TLS")
@@ -190,21 +194,21 @@ def load_settings(paths: Paths | None = None) -> Settings:
     overrides change (a stat per call instead of a JSON parse and a validation).
     """
     paths = paths or Paths()
+    config = paths.config
     try:
-        stat = paths.config.stat()
+        stat = os.stat(config)
         file_key: tuple[Any, ...] = (stat.st_mtime_ns, stat.st_size)
     except FileNotFoundError:
         file_key = ()
-    overrides = _env_overrides()
-    key = (file_key, tuple(sorted(overrides.items())))
-    cached = _cache.get(paths.config)
+    key = (file_key, tuple(map(os.environ.get, _ENV_NAMES)))
+    cached = _cache.get(config)
     if cached is not None and cached[0] == key:
         return cached[1]
     try:
-        settings = Settings(**{**load_file(paths), **overrides})
+        settings = Settings(**{**load_file(paths), **_env_overrides()})
     except PydanticValidationError as exc:
         raise _first_error(exc) from None
-    _cache[paths.config] = (key, settings)
+    _cache[config] = (key, settings)
     return settings
 
 
