@@ -73,3 +73,15 @@ def test_a_failed_pass_loses_nothing(ops: Any, dispatch: Dispatch, monkeypatch: 
     for job in jobs + more:
         current = ops.get(job["id"])
         assert (current["status"], current["attempts"]) == ("succeeded", 1)
+
+
+def test_a_broken_config_file_claims_nothing(ops: Any, dispatch: Dispatch) -> None:
+    """Settings are read before the claims: a config file broken mid-run leaves the jobs waiting, not running
+    with nobody running them, and they run once the file is mended."""
+    jobs = [ops.create("noop", {}) for _ in range(2)]
+    ops.paths.config.write_text("{not json")
+    dispatch.step()
+    assert {ops.get(job["id"])["status"] for job in jobs} == {"pending"}
+    assert ops.queue.pending_count() == 2
+    ops.paths.config.write_text("{}")
+    run_until(dispatch, ops, 2)

@@ -48,17 +48,17 @@ class Dispatch:
         # Daemon threads: a job that ignores the grace period must not hold the process open (the job goes back
         # to the queue; see WorkerService.stop). ThreadPoolExecutor's threads are joined at interpreter exit.
         self._jobs: SimpleQueue[tuple[Claim, Settings] | None] = SimpleQueue()
+        self._lock = threading.Lock()
+        self._running: set[int] = set()  # claimed by us, outcome not yet in the ledger
+        self._busy = 0  # job threads running a job
+        self._succeeded: list[Success] = []
+        self._closing = False
         self._threads = [
             threading.Thread(target=self._job_thread, name=f"jobdeck-job-{n + 1}", daemon=True)
             for n in range(concurrency)
         ]
         for thread in self._threads:
             thread.start()
-        self._lock = threading.Lock()
-        self._running: set[int] = set()  # claimed by us, outcome not yet in the ledger
-        self._busy = 0  # job threads running a job
-        self._succeeded: list[Success] = []
-        self._closing = False
 
     def running(self) -> list[int]:
         with self._lock:
@@ -93,6 +93,7 @@ class Dispatch:
             self.queue.wait_for_work(generation)
             return
         try:
+            settings = self.settings() if taken else None  # before the claims: a bad config file strands nothing
             done, claims = self.ledger.settle(
                 self.worker_id, [(s.job, s.result) for s in succeeded], [job_id for job_id, _ in taken]
             )
@@ -104,27 +105,35 @@ class Dispatch:
             raise
         with self._lock:
             self._running.difference_update(s.job["id"] for s in succeeded)
+        # Every claimed job reaches a job thread before anything below may raise: a claimed job that nobody runs
+        # would keep its lease (the heartbeat renews all of ours) until the worker stops.
+        early = []
+        for (job_id, _), claim in zip(taken, claims, strict=True):
+            if claim.job is not None:
+                assert settings is not None
+                self._start(claim, settings)
+            elif claim.not_before is not None:  # an early message (e.g. a duplicate): put it back for its time
+                early.append((job_id, claim))
         for success, job in zip(succeeded, done, strict=True):
             self.executor.succeeded(success, job)
-        settings = self.settings() if taken else None
-        for (job_id, _), claim in zip(taken, claims, strict=True):
-            self._start(job_id, claim, settings)
+        for job_id, claim in early:
+            self.queue.enqueue(job_id, claim.priority, claim.not_before)
 
-    def _start(self, job_id: int, claim: Claim, settings: Settings | None) -> None:
-        if claim.job is None:
-            if claim.not_before is not None:  # an early message (e.g. a duplicate): put it back for its time
-                self.queue.enqueue(job_id, claim.priority, claim.not_before)
-            return
+    def _start(self, claim: Claim, settings: Settings) -> None:
+        assert claim.job is not None
+        job_id = claim.job["id"]
         with self._lock:
             closing = self._closing
             if not closing:
                 self._busy += 1
                 self._running.add(job_id)
-        if closing:  # shutdown began while we claimed: hand it straight back
-            self.ledger.release(job_id, self.worker_id)
+        if not closing:
+            self._jobs.put((claim, settings))
             return
-        assert settings is not None
-        self._jobs.put((claim, settings))
+        try:  # shutdown began while we claimed: hand it straight back
+            self.ledger.release(job_id, self.worker_id)
+        except Exception:
+            log.exception("could not hand job %s back; the next worker start recovers it", job_id)
 
     def _job_thread(self) -> None:
         while (work := self._jobs.get()) is not None:
