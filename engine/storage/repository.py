@@ -330,39 +330,28 @@ class Ledger(LedgerReads):
     ) -> tuple[list[dict[str, Any] | None], list[Claim]]:
         """A worker's bookkeeping for many jobs in one transaction: ``succeed`` each (job as claimed, result), then
         ``claim`` each job id. A commit costs about as much as the statements of a job, and the dispatcher has
-        both kinds of work at once (see ``engine.worker.dispatch``).
-
-        While a worker holds a job, no transition but its own (or a lease sweep, which its guard sees) changes the
-        job's public fields, so a success's new snapshot follows from the claim's, and its statements are bound
-        before the write lock is taken: the lock is what the CLI and the GUI wait for while they submit.
-        """
-        finish = self.prepare("finish-held", _finish_held)
-        record = self.prepare("insert-event", _insert_event)
-        now = utcnow()
-        bound = []
-        for job, result in succeeded:
-            values = _succeeded(result, now)
-            snapshot = {**job, **{f: values[f] for f in _SUCCESS_FIELDS}, "finished_at": iso(now)}
-            event = {"job_id": job["id"], "type": "succeeded", "payload": {"job": snapshot}, "at": now}
-            params = {**{f"b_{col}": value for col, value in values.items()}, "b_id": job["id"], "b_worker": worker_id}
-            bound.append((snapshot, finish.parameters(params), record.parameters(event)))
+        both kinds of work at once (see ``engine.worker.dispatch``)."""
 
         def op(tx: Tx) -> tuple[list[dict[str, Any] | None], list[Claim]]:
-            done: list[dict[str, Any] | None] = []
-            for snapshot, finish_params, event_params in bound:
-                finish.execute_bound(tx.cursor, finish_params)
-                if tx.cursor.rowcount != 1:  # the lease lapsed and was swept: not ours to finish
-                    done.append(None)
-                    continue
-                if self.dialect == "postgresql" and not tx.events:
-                    tx.run("pg-event-lock", {}, _pg_event_lock)
-                seq = record.execute_bound(tx.cursor, event_params)[0]["seq"]
-                stored = {"seq": seq, "job_id": snapshot["id"], "type": "succeeded", "at": iso(now), "job": snapshot}
-                tx.events.append(stored)
-                done.append(snapshot)
+            done = [self._succeed_held(tx, job, worker_id, result) for job, result in succeeded]
             return done, [self._claim(tx, job_id, worker_id) for job_id in to_claim]
 
         return self._write(op)
+
+    def _succeed_held(
+        self, tx: Tx, job: dict[str, Any], worker_id: str, result: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """``succeed`` for the worker that claimed ``job`` (its snapshot then), without reading the row back: while
+        a worker holds a job, no transition but its own (or a lease sweep, which the guard sees) changes the job's
+        public fields, so the new snapshot follows from the claim's."""
+        values = _succeeded(result)
+        params = {f"b_{col}": value for col, value in values.items()} | {"b_id": job["id"], "b_worker": worker_id}
+        tx.run("finish-held", params, _finish_held)
+        if tx.cursor.rowcount != 1:  # the lease lapsed and was swept: no longer ours to finish
+            return None
+        snapshot = {**job, **{f: values[f] for f in _SUCCESS_FIELDS}, "finished_at": iso(values["finished_at"])}
+        self._record(tx, snapshot, "succeeded")
+        return snapshot
 
     def _claim(self, tx: Tx, job_id: int, worker_id: str, tolerance_s: float = 0.0) -> Claim:
         now = utcnow()
@@ -570,20 +559,20 @@ def _claim_miss() -> Executable:
     )
 
 
-def _succeeded(result: dict[str, Any] | None, now: datetime | None = None) -> dict[str, Any]:
+def _succeeded(result: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "status": JobStatus.SUCCEEDED.value,
         "result": result,
         "error": None,
         "traceback": None,
-        "finished_at": now or utcnow(),
+        "finished_at": utcnow(),
         "next_attempt_at": None,
         "heartbeat_at": None,
         "staged_path": None,
     }
 
 
-_SUCCESS_FIELDS = ("status", "result", "error", "next_attempt_at")  # the public ones, but for finished_at's text
+_SUCCESS_FIELDS = ("status", "result", "error", "next_attempt_at")  # public, besides finished_at (as text there)
 
 
 def _finish_held() -> Executable:
