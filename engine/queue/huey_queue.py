@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from huey import SqliteHuey
-from huey.constants import EmptyData
 from huey.storage import SqliteStorage
 
 from engine.storage.checkpoints import Checkpointer
@@ -145,19 +144,6 @@ class WakeableSqliteStorage(SqliteStorage):
         self.paused = paused
         self.wake()
 
-    # Jobdeck never revokes Huey messages: cancel is a ledger transition, and the claim checks the ledger. So
-    # Huey's revocation bookkeeping (a read before every task and a write transaction after it) has nothing to
-    # find; answering it here saves both.
-    def peek_many(self, keys: list[str]) -> dict[str, Any]:
-        if all(_is_revoke_key(k) for k in keys):
-            return {}
-        return super().peek_many(keys)
-
-    def pop_data(self, key: str) -> Any:
-        if _is_revoke_key(key):
-            return EmptyData
-        return super().pop_data(key)
-
     def dequeue(self) -> bytes | None:
         """Huey's one-message API (the worker uses ``take``); never blocks."""
         taken = self.take(1)
@@ -168,10 +154,6 @@ _TAKE = (
     "DELETE FROM task WHERE id IN (SELECT id FROM task WHERE queue = ? ORDER BY priority DESC, id LIMIT ?) "
     "RETURNING priority, id, data"
 )
-
-
-def _is_revoke_key(key: str) -> bool:
-    return key.startswith(("r:", "rt:"))
 
 
 class JobQueue:
