@@ -200,8 +200,12 @@ async def test_a_client_that_stops_reading_delays_no_one(
     worker_factory: Callable[..., Any], jobdeck_home: Path
 ) -> None:
     # A stuck client is cut off once a send has waited this long (30 s by default; shorter keeps the test short).
-    info = noop_worker(worker_factory, env={"JOBDECK_EVENT_STALL_S": "3"}).info()
+    stall_s = 3.0
+    info = noop_worker(worker_factory, env={"JOBDECK_EVENT_STALL_S": str(stall_s)}).info()
     stalled = await asyncio.to_thread(_stalled_subscriber, info["port"], info["token"])
+    # Its sends block within the first few hundred events (a 2 KiB receive buffer), and the reaper looks every
+    # stall_s / 2: by then it has been cut off, however fast the burst below ran.
+    cut_by = asyncio.get_running_loop().time() + stall_s * 2 + 2.0
     try:
         live = Recorder()
         c = await client(jobdeck_home, live)
@@ -221,6 +225,7 @@ async def test_a_client_that_stops_reading_delays_no_one(
         assert stats["by_status"]["succeeded"] == total
         # The stalled client was cut off rather than buffered for without bound: reading now ends at a close
         # (a client still being served would block here until the timeout), short of the whole stream.
+        await asyncio.sleep(max(0.0, cut_by - asyncio.get_running_loop().time()))
         received = await asyncio.to_thread(_read_until_closed, stalled)
         whole = sum(len(json.dumps(e, separators=(",", ":"))) for e in everything)
         assert len(received) < whole
