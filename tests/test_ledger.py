@@ -66,15 +66,16 @@ def test_full_success_path_and_one_event_per_transition(ledger: Ledger) -> None:
     claim = ledger.claim(job["id"], "w1")
     assert claim.job is not None and claim.job["status"] == "running" and claim.job["attempts"] == 1
     assert ledger.claim(job["id"], "w2").job is None  # a second claim loses
-    done = ledger.succeed(job["id"], "w1", {"ok": True})
+    done = ledger.succeed(claim.job, "w1", {"ok": True})
     assert done is not None and done["status"] == "succeeded" and done["result"] == {"ok": True}
     assert [h["type"] for h in ledger.history(job["id"])] == ["created", "started", "succeeded"]
 
 
 def test_finish_requires_the_lease_holder(ledger: Ledger) -> None:
     job = make(ledger)
-    ledger.claim(job["id"], "w1")
-    assert ledger.succeed(job["id"], "someone-else", None) is None
+    running = ledger.claim(job["id"], "w1").job
+    assert running is not None
+    assert ledger.succeed(running, "someone-else", None) is None
     assert ledger.get(job["id"])["status"] == "running"
 
 
@@ -215,9 +216,9 @@ def test_seq_strictly_increases_under_concurrent_writers(ledger: Ledger) -> None
 
     def writer() -> None:
         for _ in range(25):
-            job = make(ledger)
-            ledger.claim(job["id"], "w")
-            ledger.succeed(job["id"], "w", None)
+            running = ledger.claim(make(ledger)["id"], "w").job
+            assert running is not None
+            ledger.succeed(running, "w", None)
 
     threads = [threading.Thread(target=writer) for _ in range(4)]
     for t in threads:
@@ -256,9 +257,9 @@ def test_list_filters_search_and_paging(ledger: Ledger) -> None:
 
 
 def test_counts_and_durations(ledger: Ledger) -> None:
-    ok = make(ledger)
-    ledger.claim(ok["id"], "w")
-    ledger.succeed(ok["id"], "w", None)
+    ok = ledger.claim(make(ledger)["id"], "w").job
+    assert ok is not None
+    ledger.succeed(ok, "w", None)
     bad = make(ledger, job_type="upload_file", max_retries=0)
     ledger.claim(bad["id"], "w")
     ledger.fail(bad["id"], "w", "x", None)
@@ -270,9 +271,9 @@ def test_counts_and_durations(ledger: Ledger) -> None:
 
 def test_an_invalid_transition_among_concurrent_writes_fails_alone(ledger: Ledger) -> None:
     """Writes from several threads share transactions (group commit); one refused still leaves the rest."""
-    done = make(ledger)
-    ledger.claim(done["id"], "w")
-    ledger.succeed(done["id"], "w", None)
+    done = ledger.claim(make(ledger)["id"], "w").job
+    assert done is not None
+    ledger.succeed(done, "w", None)
     errors: list[Exception] = []
     finished: list[int] = []
     lock = threading.Lock()
@@ -287,10 +288,10 @@ def test_an_invalid_transition_among_concurrent_writes_fails_alone(ledger: Ledge
 
     def worker() -> None:
         for _ in range(20):
-            job = make(ledger)
-            ledger.claim(job["id"], "w")
+            running = ledger.claim(make(ledger)["id"], "w").job
+            assert running is not None
             with lock:
-                finished.append(ledger.succeed(job["id"], "w", {"ok": True})["id"])  # type: ignore[index]
+                finished.append(ledger.succeed(running, "w", {"ok": True})["id"])  # type: ignore[index]
 
     threads = [threading.Thread(target=operator)] + [threading.Thread(target=worker) for _ in range(3)]
     for t in threads:

@@ -319,8 +319,10 @@ class Ledger(LedgerReads):
         """pending/scheduled/retrying → running, if due. Counts the attempt and takes the lease."""
         return self._write(lambda tx: self._claim(tx, job_id, worker_id, tolerance_s))
 
-    def succeed(self, job_id: int, worker_id: str, result: dict[str, Any] | None) -> dict[str, Any] | None:
-        return self._finish(job_id, worker_id, _succeeded(result), "succeeded")
+    def succeed(self, job: dict[str, Any], worker_id: str, result: dict[str, Any] | None) -> dict[str, Any] | None:
+        """running → succeeded, for the worker that claimed ``job`` (the snapshot its claim returned); ``None`` if
+        that worker no longer holds it. The dispatcher records many at once with ``settle``."""
+        return self._write(lambda tx: self._succeed_held(tx, job, worker_id, result))
 
     def settle(
         self,
@@ -401,16 +403,16 @@ class Ledger(LedgerReads):
         return self._finish(job_id, worker_id, values, "failed")
 
     def _finish(self, job_id: int, worker_id: str, values: dict[str, Any], kind: str) -> dict[str, Any] | None:
-        return self._write(lambda tx: self._finish_in(tx, job_id, worker_id, values, kind))
-
-    def _finish_in(
-        self, tx: Tx, job_id: int, worker_id: str, values: dict[str, Any], kind: str
-    ) -> dict[str, Any] | None:
         """End an attempt — only if this worker still holds the job (a swept lease must not be overwritten)."""
-        job = self._change(tx, job_id, _RUNNING, values, _HELD_BY, key=f"finish:{kind}", params={"b_worker": worker_id})
-        if job is not None:
-            self._record(tx, job, kind)
-        return job
+        key = f"finish:{kind}"
+
+        def op(tx: Tx) -> dict[str, Any] | None:
+            job = self._change(tx, job_id, _RUNNING, values, _HELD_BY, key=key, params={"b_worker": worker_id})
+            if job is not None:
+                self._record(tx, job, kind)
+            return job
+
+        return self._write(op)
 
     def release(self, job_id: int, worker_id: str) -> dict[str, Any] | None:
         """Graceful shutdown ran out of time: back to pending without counting the attempt."""
@@ -576,7 +578,7 @@ _SUCCESS_FIELDS = ("status", "result", "error", "next_attempt_at")  # public, be
 
 
 def _finish_held() -> Executable:
-    """``succeed`` for the worker holding the job, without reading the row back (see ``Ledger.settle``)."""
+    """``succeed`` for the worker holding the job, without reading the row back (see ``Ledger._succeed_held``)."""
     values = {col: bindparam(f"b_{col}", type_=JOBS.c[col].type) for col in _succeeded(None)}
     return update(JOBS).where(JOBS.c.id == bindparam("b_id"), status_in(_RUNNING), _HELD_BY).values(values)
 
