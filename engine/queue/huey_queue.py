@@ -27,13 +27,12 @@ IDLE_POLL_S = 1.0  # the fallback for work enqueued by a process that could not 
 
 
 class WakeableSqliteStorage(SqliteStorage):
-    """SqliteStorage whose idle dequeue blocks on a condition instead of Huey's backing-off sleep.
+    """SqliteStorage that hands out several messages per statement (``take``) and that an idle worker waits on
+    (``wait_for_work``) instead of Huey's backing-off sleep.
 
-    In-process enqueues and ``wake()`` (sent by other processes over the control channel) release waiting
-    workers at once; an idle worker polls SQLite only once a second.
+    In-process enqueues and ``wake()`` (sent by other processes over the control channel) release a waiting
+    worker at once; an idle worker polls SQLite only once a second.
     """
-
-    blocking = True
 
     def __init__(self, name: str = "huey", filename: str = "huey.db", **kwargs: Any) -> None:
         self._checkpointer = Checkpointer(filename)  # before super(): creating the schema commits
@@ -54,8 +53,9 @@ class WakeableSqliteStorage(SqliteStorage):
         """Huey's own ``db()``, but writers take the lock as the ledger does (``sqlite_begin_immediate``): with
         SQLite's busy handler an enqueue that met a dequeue slept a whole millisecond or more.
 
-        Every SQLite call here releases the GIL and must win it back while holding ``self.lock``, which the job
-        threads and the request threads all want: the fewer calls, the shorter that convoy."""
+        Every SQLite call here releases the GIL and must win it back while holding ``self.lock``, which the
+        dispatcher, the job threads (retries) and the request threads all want: the fewer calls, the shorter that
+        convoy."""
         with self.lock:
             conn = self.conn
             changes = conn.total_changes
@@ -143,11 +143,6 @@ class WakeableSqliteStorage(SqliteStorage):
         """A paused worker takes no new messages; running jobs finish."""
         self.paused = paused
         self.wake()
-
-    def dequeue(self) -> bytes | None:
-        """Huey's one-message API (the worker uses ``take``); never blocks."""
-        taken = self.take(1)
-        return taken[0] if taken else None
 
 
 _TAKE = (
