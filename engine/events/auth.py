@@ -70,17 +70,21 @@ def select_subprotocol(_conn: ServerConnection, offered: Sequence[str]) -> str |
     return SUBPROTOCOL if SUBPROTOCOL in offered else None
 
 
-def write_worker_info(path: Path, *, port: int, token: str, worker_id: Any) -> None:
-    """Atomically, and readable by the owner only (0600 file in a 0700 folder) from its first byte."""
+def write_worker_info(path: Path, *, port: int, token: str, worker_id: Any, wake_port: int | None = None) -> None:
+    """Atomically, and readable by the owner only (0600 file in a 0700 folder) from its first byte.
+
+    ``wake_port`` is left out when the wake datagram could not be set up, so clients use the control channel."""
     with contextlib.suppress(OSError):
         os.chmod(path.parent, 0o700)
-    info = {
+    info: dict[str, Any] = {
         "pid": os.getpid(),
         "port": port,
         "token": token,
         "started_at": datetime.now(UTC).isoformat(),
         "worker_id": worker_id,
     }
+    if wake_port is not None:
+        info["wake_port"] = wake_port
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()

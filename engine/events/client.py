@@ -1,4 +1,4 @@
-"""The client side of the worker's websocket, shared by the CLI (`watch`, `wake`) and the GUI.
+"""The client side of the worker's websocket, shared by the CLI (`watch`) and the GUI; and `try_wake`.
 
 ``WorkerClient`` is one connection: request/response by id, and events delivered to a callback.
 ``EventStream`` keeps a subscription alive across worker restarts, resuming from the last seq it saw.
@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from engine.config import Paths
 from engine.errors import JobdeckError, ValidationError, WorkerNotRunning
+from engine.events.wake import send_wake
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -163,10 +164,16 @@ def call_sync(op: str, paths: Paths | None = None, timeout: float = 60.0, **args
 
 
 def try_wake(paths: Paths | None = None) -> bool:
-    """Tell a running worker that work was submitted by another process; False if none answers."""
-    if read_worker_info(paths) is None:
+    """Tell a running worker that work was submitted by another process; False if none runs or it cannot be told.
+
+    One datagram (``engine.events.wake``), unanswered: a full websocket call cost milliseconds per submission.
+    A worker that advertises no wake port (an older one) is woken over the control channel instead."""
+    info = read_worker_info(paths)
+    if info is None:
         return False
     try:
+        if send_wake(info):
+            return True
         call_sync("wake", paths, timeout=2.0)
     except (JobdeckError, OSError, TimeoutError):
         return False

@@ -6,10 +6,10 @@ joins the live feed exactly where its replay ended, so nothing is lost, repeated
 
 The live feed is fed two ways. Commits made in this process arrive through ``notify(events)`` (a thread-safe
 hand-off from whichever thread committed) and are published at once when they continue the sequence; anything
-else — a gap, or a commit made by another process (the CLI, which then sends ``wake``, or without that a
-once-a-second poll) — makes the feed read the ledger from its cursor. Each client has a bounded send queue; a
-client that falls behind is disconnected (it resubscribes from its last seq), so it never slows the worker or
-other clients.
+else — a gap, or a commit made by another process (the CLI, which then sends a wake datagram, see
+``engine.events.wake``, or without that a once-a-second poll) — makes the feed read the ledger from its cursor.
+Each client has a bounded send queue; a client that falls behind is disconnected (it resubscribes from its last
+seq), so it never slows the worker or other clients.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from engine.config import Paths
 from engine.events import auth, schema
 from engine.events.control import Dispatcher, WorkerControl
 from engine.events.progress import ProgressCoalescer
+from engine.events.wake import WakeListener
 from engine.operations import Operations
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,8 @@ class EventServer:
         self._dispatch = Dispatcher(ops, control, self._requests, self._status)
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
+        # Other processes' wakes, as datagrams: the same ``control.wake`` the ``wake`` request calls.
+        self._wake = WakeListener(self.token, control.wake)
 
     # ------------------------------------------------------------------ lifecycle (called from other threads)
     def start(self) -> None:
@@ -119,12 +122,22 @@ class EventServer:
             raise RuntimeError("the event server did not start within 15 s")
         if self._start_error is not None:
             raise self._start_error
+        try:
+            wake_port: int | None = self._wake.start()
+        except OSError:  # clients then wake us over the websocket, as before the datagram existed
+            log.warning("no wake datagram port; other processes will wake the worker over the websocket", exc_info=True)
+            wake_port = None
         auth.write_worker_info(
-            self.paths.worker_info, port=self.port, token=self.token, worker_id=self.control.status().get("worker_id")
+            self.paths.worker_info,
+            port=self.port,
+            token=self.token,
+            worker_id=self.control.status().get("worker_id"),
+            wake_port=wake_port,
         )
 
     def stop(self) -> None:
         auth.remove_worker_info(self.paths.worker_info)
+        self._wake.stop()
         loop = self.loop
         if loop is not None and loop.is_running():
             with contextlib.suppress(Exception):

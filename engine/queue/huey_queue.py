@@ -30,8 +30,8 @@ class WakeableSqliteStorage(SqliteStorage):
     """SqliteStorage that hands out several messages per statement (``take``) and that an idle worker waits on
     (``wait_for_work``) instead of Huey's backing-off sleep.
 
-    In-process enqueues and ``wake()`` (sent by other processes over the control channel) release a waiting
-    worker at once; an idle worker polls SQLite only once a second.
+    In-process enqueues and ``wake()`` (other processes send a datagram, see ``engine.events.wake``) release a
+    waiting worker at once; an idle worker polls SQLite only once a second.
     """
 
     def __init__(self, name: str = "huey", filename: str = "huey.db", **kwargs: Any) -> None:
