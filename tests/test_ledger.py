@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 
 from engine.errors import InvalidTransition, NotFound
 from engine.storage.checkpoints import RESTART_FRAMES
-from engine.storage.repository import EVENTS, JOBS, Ledger, job_to_dict
+from engine.storage.repository import EVENT_CHUNK, EVENTS, JOBS, Ledger, job_to_dict
 from engine.storage.status import JobStatus
 
 
@@ -111,6 +111,24 @@ def test_settle_records_successes_then_claims_in_one_transaction(ledger: Ledger)
         (waiting[1]["id"], "started"),
     ]
     assert [e["seq"] for e in heard[0]] == sorted(e["seq"] for e in heard[0])
+
+
+def test_settle_in_several_statements_and_a_duplicate_message(ledger: Ledger) -> None:
+    """More jobs than one multi-row statement holds, and one id twice (a duplicate message): claimed once."""
+    jobs = [make(ledger) for _ in range(EVENT_CHUNK + 3)]
+    ids = [job["id"] for job in jobs]
+    running = [c.job for c in ledger.settle("w", [], ids)[1]]
+    assert all(job is not None and job["status"] == "running" for job in running)
+    more = [make(ledger)["id"] for _ in range(2)]
+    done, claims = ledger.settle("w", [(job, {"i": i}) for i, job in enumerate(running)], [more[0], more[0], more[1]])
+    assert [d["result"] if d else None for d in done] == [{"i": i} for i in range(len(running))]
+    assert [c.job["id"] if c.job else None for c in claims] == [more[0], None, more[1]]
+    for job_id in ids + more:  # every announced snapshot is what its row held then, in seq order, none twice
+        history = [e for e in ledger.events_since(0, 1000) if e["job_id"] == job_id]
+        assert [e["type"] for e in history] == ["created", "started"] + (["succeeded"] if job_id in ids else [])
+        assert history[-1]["job"] == job_to_dict(ledger.get_row(job_id))
+    seqs = [e["seq"] for e in ledger.events_since(0, 1000)]
+    assert seqs == sorted(set(seqs))
 
 
 def test_retry_later_then_exhausted(ledger: Ledger) -> None:

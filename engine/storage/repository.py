@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import ClauseElement, Executable, and_, bindparam, case, delete, func, insert, or_, select, update
@@ -193,14 +194,28 @@ class Ledger(LedgerReads):
             raw.invalidate()
 
     def _record(self, tx: Tx, job: dict[str, Any], kind: str, **extra: Any) -> dict[str, Any]:
+        return self._record_many(tx, [(job, kind, extra)])[0]
+
+    def _record_many(self, tx: Tx, items: Sequence[tuple[dict[str, Any], str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Append one event per (job snapshot, type, extra payload), in that order, with one INSERT per
+        ``EVENT_CHUNK``: the worker records a pass's worth of transitions at once, and each statement inside the
+        write lock also costs a GIL hand-over that the job threads may hold up."""
         if self.dialect == "postgresql" and not tx.events:
             tx.run("pg-event-lock", {}, _pg_event_lock)
         at = utcnow()
-        payload = {"job": job, **extra}
-        seq = tx.run("insert-event", {"job_id": job["id"], "type": kind, "payload": payload, "at": at}, _insert_event)
-        event = {"seq": seq[0]["seq"], "job_id": job["id"], "type": kind, "at": iso(at), **payload}
-        tx.events.append(event)
-        return event
+        events = []
+        for start in range(0, len(items), EVENT_CHUNK):
+            chunk = items[start : start + EVENT_CHUNK]
+            params: dict[str, Any] = {}
+            for i, (job, kind, extra) in enumerate(chunk):
+                params |= {f"j{i}": job["id"], f"t{i}": kind, f"p{i}": {"job": job, **extra}, f"a{i}": at}
+            rows = tx.run(f"insert-events:{len(chunk)}", params, partial(_insert_events, len(chunk)))
+            seqs = {(row["job_id"], row["type"]): row["seq"] for row in rows}  # RETURNING keeps no order
+            for job, kind, extra in chunk:
+                seq = seqs[(job["id"], kind)]
+                events.append({"seq": seq, "job_id": job["id"], "type": kind, "at": iso(at), "job": job, **extra})
+        tx.events.extend(events)
+        return events
 
     def _change_row(
         self,
@@ -317,12 +332,12 @@ class Ledger(LedgerReads):
 
     def claim(self, job_id: int, worker_id: str, *, tolerance_s: float = 0.0) -> Claim:
         """pending/scheduled/retrying → running, if due. Counts the attempt and takes the lease."""
-        return self._write(lambda tx: self._claim(tx, job_id, worker_id, tolerance_s))
+        return self._write(lambda tx: self._claim_many(tx, [job_id], worker_id, tolerance_s)[0])
 
     def succeed(self, job: dict[str, Any], worker_id: str, result: dict[str, Any] | None) -> dict[str, Any] | None:
         """running → succeeded, for the worker that claimed ``job`` (the snapshot its claim returned); ``None`` if
         that worker no longer holds it. The dispatcher records many at once with ``settle``."""
-        return self._write(lambda tx: self._succeed_held(tx, job, worker_id, result))
+        return self.settle(worker_id, [(job, result)], [])[0][0]
 
     def settle(
         self,
@@ -332,51 +347,78 @@ class Ledger(LedgerReads):
     ) -> tuple[list[dict[str, Any] | None], list[Claim]]:
         """A worker's bookkeeping for many jobs in one transaction: ``succeed`` each (job as claimed, result), then
         ``claim`` each job id. A commit costs about as much as the statements of a job, and the dispatcher has
-        both kinds of work at once (see ``engine.worker.dispatch``)."""
+        both kinds of work at once (see ``engine.worker.dispatch``). Each kind is one statement, and all their
+        events one more: the worker holds the write lock that a submitting process waits for."""
+        finished = utcnow()
+        snapshots = [_success_snapshot(job, result, finished) for job, result in succeeded]
 
         def op(tx: Tx) -> tuple[list[dict[str, Any] | None], list[Claim]]:
-            done = [self._succeed_held(tx, job, worker_id, result) for job, result in succeeded]
-            return done, [self._claim(tx, job_id, worker_id) for job_id in to_claim]
+            held = self._succeed_held(tx, worker_id, [(job["id"], result) for job, result in succeeded], finished)
+            done = [snapshot if snapshot["id"] in held else None for snapshot in snapshots]
+            claims, started = self._claim_rows(tx, to_claim, worker_id)
+            self._record_many(
+                tx,
+                [(job, "succeeded", {}) for job in done if job is not None]
+                + [(job, "started", {"worker_id": worker_id}) for job in started],
+            )
+            return done, claims
 
         return self._write(op)
 
     def _succeed_held(
-        self, tx: Tx, job: dict[str, Any], worker_id: str, result: dict[str, Any] | None
-    ) -> dict[str, Any] | None:
-        """``succeed`` for the worker that claimed ``job`` (its snapshot then), without reading the row back: while
-        a worker holds a job, no transition but its own (or a lease sweep, which the guard sees) changes the job's
-        public fields, so the new snapshot follows from the claim's."""
-        values = _succeeded(result)
-        params = {f"b_{col}": value for col, value in values.items()} | {"b_id": job["id"], "b_worker": worker_id}
-        tx.run("finish-held", params, _finish_held)
-        if tx.cursor.rowcount != 1:  # the lease lapsed and was swept: no longer ours to finish
-            return None
-        snapshot = {**job, **{f: values[f] for f in _SUCCESS_FIELDS}, "finished_at": iso(values["finished_at"])}
-        self._record(tx, snapshot, "succeeded")
-        return snapshot
+        self, tx: Tx, worker_id: str, results: Sequence[tuple[int, dict[str, Any] | None]], finished: datetime
+    ) -> set[int]:
+        """The ids among ``results`` that this worker held and that are now ``succeeded``, one UPDATE per
+        ``EVENT_CHUNK``. Nothing is read back: while a worker holds a job, no transition but its own (or a lease
+        sweep, which the guard sees) changes the job's public fields, so its new snapshot follows from the claim's
+        (``settle``)."""
+        held: set[int] = set()
+        for start in range(0, len(results), EVENT_CHUNK):
+            chunk = results[start : start + EVENT_CHUNK]
+            params = {"b_worker": worker_id, "b_finished_at": finished}
+            for i, (job_id, result) in enumerate(chunk):
+                params |= {f"b_id{i}": job_id, f"b_result{i}": result}
+            rows = tx.run(f"succeed-held:{len(chunk)}", params, partial(_succeed_held, len(chunk)))
+            held.update(row["id"] for row in rows)
+        return held
 
-    def _claim(self, tx: Tx, job_id: int, worker_id: str, tolerance_s: float = 0.0) -> Claim:
+    def _claim_many(self, tx: Tx, job_ids: Sequence[int], worker_id: str, tolerance_s: float = 0.0) -> list[Claim]:
+        claims, started = self._claim_rows(tx, job_ids, worker_id, tolerance_s)
+        self._record_many(tx, [(job, "started", {"worker_id": worker_id}) for job in started])
+        return claims
+
+    def _claim_rows(
+        self, tx: Tx, job_ids: Sequence[int], worker_id: str, tolerance_s: float = 0.0
+    ) -> tuple[list[Claim], list[dict[str, Any]]]:
+        """Claim each id that is due (one UPDATE per ``EVENT_CHUNK``): a Claim per id, in order, and the started
+        jobs' snapshots for their events. An id given twice is claimed once."""
         now = utcnow()
-        values = {
-            "status": JobStatus.RUNNING.value,
-            "attempts": _ATTEMPT_PLUS_ONE,
-            "started_at": now,
-            "heartbeat_at": now,
-            "worker_id": worker_id,
-            "finished_at": None,
-        }
-        params = {"b_due": now + timedelta(seconds=tolerance_s)}
-        claimed = self._change_row(tx, job_id, CLAIMABLE, values, _IS_DUE, key="claim", params=params)
-        if claimed is None:
-            row = tx.first("claim-miss", {"b_id": job_id}, _claim_miss)
-            if row is not None and row["status"] == JobStatus.SCHEDULED.value:
-                return Claim(None, row["scheduled_time"], row["priority"])
-            if row is not None and row["status"] == JobStatus.RETRYING.value:
-                return Claim(None, row["next_attempt_at"], row["priority"])
-            return Claim(None)
-        job = job_to_dict(claimed)
-        self._record(tx, job, "started", worker_id=worker_id)
-        return Claim(job, None, claimed["priority"], claimed["staged_path"], claimed["checkpoint"])
+        rows: dict[int, Row] = {}
+        for start in range(0, len(job_ids), EVENT_CHUNK):
+            chunk = job_ids[start : start + EVENT_CHUNK]
+            params = {f"b_id{i}": job_id for i, job_id in enumerate(chunk)}
+            params |= {"b_now": now, "b_due": now + timedelta(seconds=tolerance_s), "b_worker": worker_id}
+            for row in tx.run(f"claim:{len(chunk)}", params, partial(_claim, len(chunk))):
+                rows[row["id"]] = row
+        claims, started = [], []
+        for job_id in job_ids:
+            claimed = rows.pop(job_id, None)
+            if claimed is None:
+                claims.append(self._claim_miss(tx, job_id))
+                continue
+            job = job_to_dict(claimed)
+            started.append(job)
+            claims.append(Claim(job, None, claimed["priority"], claimed["staged_path"], claimed["checkpoint"]))
+        return claims, started
+
+    def _claim_miss(self, tx: Tx, job_id: int) -> Claim:
+        """Why a job could not be claimed: an early message learns when to come back."""
+        row = tx.first("claim-miss", {"b_id": job_id}, _claim_miss)
+        if row is not None and row["status"] == JobStatus.SCHEDULED.value:
+            return Claim(None, row["scheduled_time"], row["priority"])
+        if row is not None and row["status"] == JobStatus.RETRYING.value:
+            return Claim(None, row["next_attempt_at"], row["priority"])
+        return Claim(None)
 
     def retry_later(
         self, job_id: int, worker_id: str, error: str, tb: str | None, next_attempt_at: datetime
@@ -533,8 +575,8 @@ class Ledger(LedgerReads):
         self._write(lambda tx: tx.run(stmt))
 
 
+EVENT_CHUNK = 16  # rows per multi-row statement: few statement shapes to compile, and far below SQLite's limits
 _RUNNING = (JobStatus.RUNNING,)
-_ATTEMPT_PLUS_ONE = JOBS.c.attempts + 1
 _HELD_BY = JOBS.c.worker_id == bindparam("b_worker")
 _DUE = bindparam("b_due", type_=JOBS.c.scheduled_time.type)
 _IS_DUE = and_(
@@ -543,8 +585,34 @@ _IS_DUE = and_(
 )
 
 
-def _insert_event() -> tuple[Executable, list[str]]:
-    return insert(EVENTS).returning(EVENTS.c.seq), ["job_id", "type", "payload", "at"]
+def _insert_events(n: int) -> Executable:
+    rows = [
+        {
+            "job_id": bindparam(f"j{i}", type_=EVENTS.c.job_id.type),
+            "type": bindparam(f"t{i}", type_=EVENTS.c.type.type),
+            "payload": bindparam(f"p{i}", type_=EVENTS.c.payload.type),
+            "at": bindparam(f"a{i}", type_=EVENTS.c.at.type),
+        }
+        for i in range(n)
+    ]
+    return insert(EVENTS).values(rows).returning(EVENTS.c.seq, EVENTS.c.job_id, EVENTS.c.type)
+
+
+def _ids(n: int) -> Any:
+    return JOBS.c.id.in_([bindparam(f"b_id{i}", type_=JOBS.c.id.type) for i in range(n)])
+
+
+def _claim(n: int) -> Executable:
+    now = bindparam("b_now", type_=JOBS.c.started_at.type)
+    values = {
+        "status": JobStatus.RUNNING.value,
+        "attempts": JOBS.c.attempts + 1,
+        "started_at": now,
+        "heartbeat_at": now,
+        "worker_id": bindparam("b_worker", type_=JOBS.c.worker_id.type),
+        "finished_at": None,
+    }
+    return update(JOBS).where(_ids(n), status_in(CLAIMABLE), _IS_DUE).values(values).returning(*JOBS.c)
 
 
 def _save_checkpoint() -> Executable:
@@ -561,13 +629,13 @@ def _claim_miss() -> Executable:
     )
 
 
-def _succeeded(result: dict[str, Any] | None) -> dict[str, Any]:
+def _succeeded(result: dict[str, Any] | None, finished: Any) -> dict[str, Any]:
     return {
         "status": JobStatus.SUCCEEDED.value,
         "result": result,
         "error": None,
         "traceback": None,
-        "finished_at": utcnow(),
+        "finished_at": finished,
         "next_attempt_at": None,
         "heartbeat_at": None,
         "staged_path": None,
@@ -577,10 +645,21 @@ def _succeeded(result: dict[str, Any] | None) -> dict[str, Any]:
 _SUCCESS_FIELDS = ("status", "result", "error", "next_attempt_at")  # public, besides finished_at (as text there)
 
 
-def _finish_held() -> Executable:
-    """``succeed`` for the worker holding the job, without reading the row back (see ``Ledger._succeed_held``)."""
-    values = {col: bindparam(f"b_{col}", type_=JOBS.c[col].type) for col in _succeeded(None)}
-    return update(JOBS).where(JOBS.c.id == bindparam("b_id"), status_in(_RUNNING), _HELD_BY).values(values)
+def _success_snapshot(job: dict[str, Any], result: dict[str, Any] | None, finished: datetime) -> dict[str, Any]:
+    """The claimed job's snapshot after ``_succeeded``: what reading the row back would give."""
+    values = _succeeded(result, finished)
+    return {**job, **{f: values[f] for f in _SUCCESS_FIELDS}, "finished_at": iso(finished)}
+
+
+def _succeed_held(n: int) -> Executable:
+    """``succeed`` for the worker holding the jobs, each with its own result (see ``Ledger._succeed_held``)."""
+    values = _succeeded(None, bindparam("b_finished_at", type_=JOBS.c.finished_at.type))
+    result_type = JOBS.c.result.type
+    values["result"] = case(
+        *[(JOBS.c.id == bindparam(f"b_id{i}"), bindparam(f"b_result{i}", type_=result_type)) for i in range(n)]
+    )
+    where = and_(_ids(n), status_in(_RUNNING), _HELD_BY)
+    return update(JOBS).where(where).values(values).returning(JOBS.c.id)
 
 
 def _pg_event_lock() -> Executable:
