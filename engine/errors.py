@@ -35,6 +35,10 @@ class CredentialStoreUnavailable(JobdeckError):
     """No usable keyring backend — we never fall back to plaintext."""
 
 
+class JobModuleError(JobdeckError):
+    """A module named in JOBDECK_JOB_MODULES cannot be imported: every front end stops and says which one."""
+
+
 class WorkerNotRunning(JobdeckError):
     """A control-channel request found no worker for this JOBDECK_HOME."""
 

@@ -195,6 +195,21 @@ def test_one_worker_per_home(worker_factory: Callable[..., Any]) -> None:
     assert "a worker is already running for this data folder" in proc.stdout + proc.stderr
 
 
+def test_a_job_module_that_cannot_be_imported_stops_the_worker_before_it_claims_anything(
+    worker_factory: Callable[..., Any], ops: Any
+) -> None:
+    job = ops.create("noop", {})
+    worker = worker_factory({"JOBDECK_JOB_MODULES": "bench.noop_jobs, no_such_jobs"}, start=False)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "worker"], env=worker.env(), capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 1
+    assert "cannot import job module 'no_such_jobs' named in JOBDECK_JOB_MODULES" in proc.stdout + proc.stderr
+    assert ops.get(job["id"])["status"] == "pending"  # nothing claimed, and the lock went with the process
+    worker_factory(NOOP_ENV)
+    wait_for(ops, job["id"], {"succeeded"})
+
+
 def test_secrets_never_reach_ledger_config_logs_or_events(
     waking_ops: Any, make_smtp_server: Callable[..., SmtpServer], worker_factory: Callable[..., Any]
 ) -> None:

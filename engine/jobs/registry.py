@@ -6,7 +6,7 @@ import importlib
 import os
 from typing import TypeVar
 
-from engine.errors import ValidationError
+from engine.errors import JobModuleError, ValidationError
 from engine.jobs.base import JobType
 
 BUILTIN_MODULES = ("engine.jobs.email", "engine.jobs.upload")
@@ -24,11 +24,21 @@ def register(cls: T) -> T:
 
 
 def load() -> dict[str, JobType]:
+    """Every job type, importing their modules on first use. The worker calls this at start-up: the built-in
+    upload type pulls in boto3 (a quarter of a second), which the first job must not wait for, and a mistyped
+    module name must stop the worker before it claims anything rather than strand the jobs it claimed."""
     global _loaded
     if not _loaded:
         extra = [m.strip() for m in os.environ.get("JOBDECK_JOB_MODULES", "").split(",") if m.strip()]
-        for module in (*BUILTIN_MODULES, *extra):
+        for module in BUILTIN_MODULES:
             importlib.import_module(module)
+        for module in extra:
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                raise JobModuleError(
+                    f"cannot import job module {module!r} named in JOBDECK_JOB_MODULES: {exc}"
+                ) from exc
         _loaded = True
     return _types
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.config import HEARTBEAT_SECONDS, LEASE_SECONDS, Paths, load_settings
 from engine.events.server import EventServer
+from engine.jobs import registry
 from engine.operations import Operations
 from engine.queue.consumer import EmbeddedConsumer
 from engine.queue.huey_queue import JobQueue
@@ -58,6 +59,7 @@ class WorkerService:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        registry.load()  # before anything is claimed: see its docstring
         self.lock.acquire()
         self.ledger = Ledger(self.paths.database_url())
         self.queue = JobQueue(self.paths.queue)
@@ -215,6 +217,7 @@ class WorkerService:
 
 
 def main(concurrency: int | None = None, port: int | None = None) -> int:
+    from engine.errors import JobModuleError
     from engine.logs import configure_logging
     from engine.worker.lock import AlreadyRunning
 
@@ -223,6 +226,6 @@ def main(concurrency: int | None = None, port: int | None = None) -> int:
     service = WorkerService(paths, concurrency=concurrency, port=port)
     try:
         return service.run_forever()
-    except AlreadyRunning as exc:
+    except (AlreadyRunning, JobModuleError) as exc:
         print(f"jobdeck worker: {exc}", flush=True)
         return 1
