@@ -131,6 +131,101 @@ def test_settle_in_several_statements_and_a_duplicate_message(ledger: Ledger) ->
     assert seqs == sorted(set(seqs))
 
 
+def test_every_change_to_a_job_bumps_its_version(ledger: Ledger) -> None:
+    """Claims are worked out from rows read before the write lock and guarded on ``version``: a change that did not
+    bump it would let a claim go ahead on a stale row."""
+    job = make(ledger)
+    seen = [ledger.get_row(job["id"]).version]
+
+    def changed() -> None:
+        seen.append(ledger.get_row(job["id"]).version)
+        assert seen[-1] > seen[-2], seen
+
+    ledger.claim(job["id"], "w")
+    changed()
+    ledger.heartbeat("w")
+    changed()
+    ledger.save_checkpoint(job["id"], {"part": 1})
+    changed()
+    ledger.retry_later(job["id"], "w", "boom", None, datetime.now(UTC) - timedelta(seconds=1))
+    changed()
+    running = ledger.claim(job["id"], "w").job
+    changed()
+    ledger.fail(job["id"], "w", "boom", None)
+    changed()
+    ledger.retry(job["id"])
+    changed()
+    ledger.cancel(job["id"])
+    changed()
+    ledger.retry_all_failed()  # not failed: untouched
+    assert ledger.get_row(job["id"]).version == seen[-1]
+    ledger.retry(job["id"])
+    changed()
+    ledger.clear_staged(job["id"])
+    changed()
+    running = ledger.claim(job["id"], "w").job
+    changed()
+    assert running is not None and ledger.succeed(running, "w", None) is not None
+    changed()
+    ledger.claim(make(ledger)["id"], "gone")
+    ledger.recover_expired(0)
+    later = make(ledger, scheduled_time=datetime.now(UTC) + timedelta(hours=1))
+    before = ledger.get_row(later["id"]).version
+    ledger.run_now(later["id"])
+    assert ledger.get_row(later["id"]).version > before
+
+
+def test_a_claim_worked_out_from_a_row_that_changed_since_is_decided_again(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker reads the rows of the jobs it is about to claim before it takes the write lock. If one changes in
+    between, the version guard misses and the claim is decided again from the row as it is."""
+    canceled, cycled, untouched = make(ledger), make(ledger), make(ledger)
+    ids = [canceled["id"], cycled["id"], untouched["id"]]
+    ledger.claim(cycled["id"], "w")
+    ledger.release(cycled["id"], "w")  # pending, no attempt counted
+    stale = ledger._rows_for_claim(ids)
+    ledger.cancel(canceled["id"])
+    ledger.claim(cycled["id"], "w")  # another attempt, which failed: claimable again, but not as it was read
+    ledger.retry_later(cycled["id"], "w", "boom", None, datetime.now(UTC) - timedelta(seconds=1))
+    monkeypatch.setattr(ledger, "_rows_for_claim", lambda _ids: stale)
+    heard: list[list[dict]] = []
+    ledger.add_listener(heard.append)
+    _, claims = ledger.settle("w", [], ids)
+    assert claims[0].job is None and ledger.get(canceled["id"])["status"] == "canceled"
+    for claim, job_id in zip(claims[1:], ids[1:], strict=True):
+        assert claim.job is not None and claim.job == job_to_dict(ledger.get_row(job_id))
+    assert claims[1].job is not None and claims[1].job["attempts"] == 2 and claims[1].job["error"] == "boom"
+    assert [(e["job_id"], e["type"]) for e in heard[0]] == [(cycled["id"], "started"), (untouched["id"], "started")]
+    assert [e["job"] for e in heard[0]] == [claims[1].job, claims[2].job]
+
+
+def test_a_ledger_from_before_the_row_version_is_upgraded_in_place(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from engine.storage.database import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        conn.exec_driver_sql(
+            "INSERT INTO jobs (job_type, parameters, status, priority, max_retries, attempts, schedule_type,"
+            " created_at) VALUES ('send_email', '{}', 'pending', 5, 3, 0, 'immediate', '2026-11-01 10:00:00.000000')"
+        )
+    engine.dispose()
+    ledger = Ledger(url)
+    try:
+        assert ledger.get_row(1).version == 0
+        claim = ledger.claim(1, "w")
+        assert claim.job is not None and claim.job["attempts"] == 1 and ledger.get_row(1).version == 1
+    finally:
+        ledger.close()
+
+
 def test_retry_later_then_exhausted(ledger: Ledger) -> None:
     job = make(ledger, max_retries=1)
     ledger.claim(job["id"], "w1")

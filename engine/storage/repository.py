@@ -9,13 +9,27 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import ClauseElement, Executable, and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ClauseElement,
+    Executable,
+    Update,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from engine.errors import InvalidTransition, NotFound
 from engine.storage.checkpoints import Checkpointer
@@ -123,6 +137,8 @@ class Ledger(LedgerReads):
         # are waited for with short jittered retries (``sqlite_begin_immediate``).
         self._raw: Any = None
         self._group = GroupCommit(self._open_batch, self._committed)
+        self._reader: Any = None  # for the worker's reads ahead of a write (``settle``)
+        self._reader_lock = threading.Lock()
         database = self.engine.url.database
         self._checkpointer = (
             Checkpointer(database) if self.dialect == "sqlite" and database not in (None, "", ":memory:") else None
@@ -133,6 +149,10 @@ class Ledger(LedgerReads):
             if self._raw is not None:
                 self._raw.close()
                 self._raw = None
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
         if self._checkpointer is not None:
             self._checkpointer.close()
         self.engine.dispose()
@@ -197,23 +217,32 @@ class Ledger(LedgerReads):
         return self._record_many(tx, [(job, kind, extra)])[0]
 
     def _record_many(self, tx: Tx, items: Sequence[tuple[dict[str, Any], str, dict[str, Any]]]) -> list[dict[str, Any]]:
-        """Append one event per (job snapshot, type, extra payload), in that order, with one INSERT per
-        ``EVENT_CHUNK``: the worker records a pass's worth of transitions at once, and each statement inside the
-        write lock also costs a GIL hand-over that the job threads may hold up."""
-        if self.dialect == "postgresql" and not tx.events:
-            tx.run("pg-event-lock", {}, _pg_event_lock)
+        return self._insert_events(tx, self._bind_events(items))
+
+    def _bind_events(self, items: Sequence[tuple[dict[str, Any], str, dict[str, Any]]]) -> _BoundEvents:
+        """One event per (job snapshot, type, extra payload), in that order, as bound multi-row INSERTs of up to
+        ``EVENT_CHUNK`` rows. The worker binds them before it takes the write lock (``settle``): JSON encoding is
+        most of what recording an event costs in Python."""
         at = utcnow()
-        events = []
-        for start in range(0, len(items), EVENT_CHUNK):
-            chunk = items[start : start + EVENT_CHUNK]
+        chunks = []
+        for chunk in _chunks(items):
             params: dict[str, Any] = {}
             for i, (job, kind, extra) in enumerate(chunk):
                 params |= {f"j{i}": job["id"], f"t{i}": kind, f"p{i}": {"job": job, **extra}, f"a{i}": at}
-            rows = tx.run(f"insert-events:{len(chunk)}", params, partial(_insert_events, len(chunk)))
+            prepared = self.prepare(f"insert-events:{len(chunk)}", partial(_events_insert, len(chunk)))
+            chunks.append((prepared, prepared.parameters(params), chunk))
+        return _BoundEvents(iso(at), chunks)
+
+    def _insert_events(self, tx: Tx, bound: _BoundEvents) -> list[dict[str, Any]]:
+        if bound.chunks and self.dialect == "postgresql" and not tx.events:
+            tx.run("pg-event-lock", {}, _pg_event_lock)
+        events = []
+        for prepared, params, chunk in bound.chunks:
+            rows = prepared.execute_bound(tx.cursor, params)
             seqs = {(row["job_id"], row["type"]): row["seq"] for row in rows}  # RETURNING keeps no order
             for job, kind, extra in chunk:
                 seq = seqs[(job["id"], kind)]
-                events.append({"seq": seq, "job_id": job["id"], "type": kind, "at": iso(at), "job": job, **extra})
+                events.append({"seq": seq, "job_id": job["id"], "type": kind, "at": bound.at, "job": job, **extra})
         tx.events.extend(events)
         return events
 
@@ -239,7 +268,7 @@ class Ledger(LedgerReads):
                 col: value if isinstance(value, ClauseElement) else bindparam(f"b_{col}", type_=JOBS.c[col].type)
                 for col, value in values.items()
             }
-            return update(JOBS).where(where).values(bound).returning(*JOBS.c)
+            return _update_jobs().where(where).values(bound).returning(*JOBS.c)
 
         bind = {f"b_{col}": value for col, value in values.items() if not isinstance(value, ClauseElement)}
         stmt: Executable | str = key if key else build()
@@ -330,9 +359,9 @@ class Ledger(LedgerReads):
 
         return self._write(op)
 
-    def claim(self, job_id: int, worker_id: str, *, tolerance_s: float = 0.0) -> Claim:
+    def claim(self, job_id: int, worker_id: str) -> Claim:
         """pending/scheduled/retrying → running, if due. Counts the attempt and takes the lease."""
-        return self._write(lambda tx: self._claim_many(tx, [job_id], worker_id, tolerance_s)[0])
+        return self.settle(worker_id, [], [job_id])[1][0]
 
     def succeed(self, job: dict[str, Any], worker_id: str, result: dict[str, Any] | None) -> dict[str, Any] | None:
         """running → succeeded, for the worker that claimed ``job`` (the snapshot its claim returned); ``None`` if
@@ -346,79 +375,109 @@ class Ledger(LedgerReads):
         to_claim: Sequence[int],
     ) -> tuple[list[dict[str, Any] | None], list[Claim]]:
         """A worker's bookkeeping for many jobs in one transaction: ``succeed`` each (job as claimed, result), then
-        ``claim`` each job id. A commit costs about as much as the statements of a job, and the dispatcher has
-        both kinds of work at once (see ``engine.worker.dispatch``). Each kind is one statement, and all their
-        events one more: the worker holds the write lock that a submitting process waits for."""
-        finished = utcnow()
-        snapshots = [_success_snapshot(job, result, finished) for job, result in succeeded]
+        ``claim`` each job id (an id given twice is claimed once).
+
+        The worker holds the write lock that a submitting process waits for, so everything is prepared before
+        the lock is taken: the jobs to claim are read first and their claims worked out from those rows; every
+        statement is bound, events included. Inside, three statements run as bound, each guarded: a success only
+        if this worker still holds the job, a claim only if the job's ``version`` is still the one read. Should a
+        guard miss (an operator canceled the job meanwhile, a lease was swept), that part is worked out again
+        inside the lock, where the rows can no longer change.
+        """
+        now = utcnow()
+        finishing = {job["id"]: _success_snapshot(job, result, now) for job, result in succeeded}
+        plan = _plan_claims(self._rows_for_claim(to_claim), to_claim, worker_id, now)
+        succeed = self._bind_succeed(worker_id, [(job["id"], result) for job, result in succeeded], now)
+        claim = self._bind_claim(worker_id, plan.versions, now)
+        events = self._bind_events(_settle_events(list(finishing.values()), plan.started, worker_id))
 
         def op(tx: Tx) -> tuple[list[dict[str, Any] | None], list[Claim]]:
-            held = self._succeed_held(tx, worker_id, [(job["id"], result) for job, result in succeeded], finished)
-            done = [snapshot if snapshot["id"] in held else None for snapshot in snapshots]
-            claims, started = self._claim_rows(tx, to_claim, worker_id)
-            self._record_many(
-                tx,
-                [(job, "succeeded", {}) for job in done if job is not None]
-                + [(job, "started", {"worker_id": worker_id}) for job in started],
-            )
-            return done, claims
+            held = _run_bound(tx, succeed)
+            claimed = _run_bound(tx, claim)
+            settled, final = plan, events
+            if claimed != set(plan.versions):  # some changed since they were read: decide again, with the lock
+                settled = self._claim_again(tx, plan, claimed, worker_id, now)
+            done = [job if job_id in held else None for job_id, job in finishing.items()]
+            if len(held) != len(finishing) or settled is not plan:
+                final = self._bind_events(_settle_events([j for j in done if j], settled.started, worker_id))
+            self._insert_events(tx, final)
+            return done, settled.claims
 
         return self._write(op)
 
-    def _succeed_held(
-        self, tx: Tx, worker_id: str, results: Sequence[tuple[int, dict[str, Any] | None]], finished: datetime
-    ) -> set[int]:
-        """The ids among ``results`` that this worker held and that are now ``succeeded``, one UPDATE per
-        ``EVENT_CHUNK``. Nothing is read back: while a worker holds a job, no transition but its own (or a lease
+    def _rows_for_claim(self, job_ids: Sequence[int]) -> dict[int, Row]:
+        """The rows of the jobs to claim, read before the write lock is taken: submitting processes wait for it."""
+        rows: dict[int, Row] = {}
+        for chunk in _chunks(list(dict.fromkeys(job_ids))):
+            params = {f"b_id{i}": job_id for i, job_id in enumerate(chunk)}
+            rows |= {
+                row["id"]: row
+                for row in self._read(f"claim-read:{len(chunk)}", partial(_claim_read, len(chunk)), params)
+            }
+        return rows
+
+    def _read(self, key: str, build: Callable[[], Executable], params: dict[str, Any]) -> list[Row]:
+        """A prepared read on a connection of its own, outside any write transaction."""
+        prepared = self.prepare(key, build)
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = self.engine.raw_connection()
+            raw = self._reader
+            try:
+                cursor = raw.cursor()
+                try:
+                    return prepared.execute(cursor, params)
+                finally:
+                    cursor.close()
+                    raw.rollback()  # an open read transaction would pin the WAL (SQLite) or a snapshot (PostgreSQL)
+            except Exception:
+                self._reader = None
+                raw.invalidate()
+                raise
+
+    def _claim_again(self, tx: Tx, plan: _ClaimPlan, claimed: set[int], worker_id: str, now: datetime) -> _ClaimPlan:
+        """The claims as they stand with the write lock held: those whose guard held stay; the others are worked
+        out again from their rows as they are now (locked, on PostgreSQL) and claimed if they still may be."""
+        missed = [job_id for job_id in plan.versions if job_id not in claimed]
+        rows: dict[int, Row] = {}
+        for chunk in _chunks(missed):
+            params = {f"b_id{i}": job_id for i, job_id in enumerate(chunk)}
+            build = partial(_claim_read, len(chunk), lock=True)
+            rows |= {row["id"]: row for row in tx.run(f"claim-lock:{len(chunk)}", params, build)}
+        again = _plan_claims(rows, missed, worker_id, now)
+        if _run_bound(tx, self._bind_claim(worker_id, again.versions, now)) != set(again.versions):
+            raise RuntimeError("a job changed while its row was locked")
+        redone = {job_id: claim for job_id, claim in zip(missed, again.claims, strict=True)}
+        claims = [redone.get(c.job["id"], c) if c.job is not None else c for c in plan.claims]
+        kept = {job_id: version for job_id, version in plan.versions.items() if job_id in claimed}
+        return _ClaimPlan(claims, kept | again.versions)
+
+    def _bind_succeed(
+        self, worker_id: str, results: Sequence[tuple[int, dict[str, Any] | None]], finished: datetime
+    ) -> list[_Bound]:
+        """Success UPDATEs of up to ``EVENT_CHUNK`` jobs, each with its own result, guarded on this worker still
+        holding the job. Nothing is read back: while a worker holds a job, no transition but its own (or a lease
         sweep, which the guard sees) changes the job's public fields, so its new snapshot follows from the claim's
-        (``settle``)."""
-        held: set[int] = set()
-        for start in range(0, len(results), EVENT_CHUNK):
-            chunk = results[start : start + EVENT_CHUNK]
+        (``_success_snapshot``)."""
+        bound = []
+        for chunk in _chunks(results):
             params = {"b_worker": worker_id, "b_finished_at": finished}
             for i, (job_id, result) in enumerate(chunk):
                 params |= {f"b_id{i}": job_id, f"b_result{i}": result}
-            rows = tx.run(f"succeed-held:{len(chunk)}", params, partial(_succeed_held, len(chunk)))
-            held.update(row["id"] for row in rows)
-        return held
+            prepared = self.prepare(f"succeed-held:{len(chunk)}", partial(_succeed_held, len(chunk)))
+            bound.append((prepared, prepared.parameters(params)))
+        return bound
 
-    def _claim_many(self, tx: Tx, job_ids: Sequence[int], worker_id: str, tolerance_s: float = 0.0) -> list[Claim]:
-        claims, started = self._claim_rows(tx, job_ids, worker_id, tolerance_s)
-        self._record_many(tx, [(job, "started", {"worker_id": worker_id}) for job in started])
-        return claims
-
-    def _claim_rows(
-        self, tx: Tx, job_ids: Sequence[int], worker_id: str, tolerance_s: float = 0.0
-    ) -> tuple[list[Claim], list[dict[str, Any]]]:
-        """Claim each id that is due (one UPDATE per ``EVENT_CHUNK``): a Claim per id, in order, and the started
-        jobs' snapshots for their events. An id given twice is claimed once."""
-        now = utcnow()
-        rows: dict[int, Row] = {}
-        for start in range(0, len(job_ids), EVENT_CHUNK):
-            chunk = job_ids[start : start + EVENT_CHUNK]
-            params = {f"b_id{i}": job_id for i, job_id in enumerate(chunk)}
-            params |= {"b_now": now, "b_due": now + timedelta(seconds=tolerance_s), "b_worker": worker_id}
-            for row in tx.run(f"claim:{len(chunk)}", params, partial(_claim, len(chunk))):
-                rows[row["id"]] = row
-        claims, started = [], []
-        for job_id in job_ids:
-            claimed = rows.pop(job_id, None)
-            if claimed is None:
-                claims.append(self._claim_miss(tx, job_id))
-                continue
-            job = job_to_dict(claimed)
-            started.append(job)
-            claims.append(Claim(job, None, claimed["priority"], claimed["staged_path"], claimed["checkpoint"]))
-        return claims, started
-
-    def _claim_miss(self, tx: Tx, job_id: int) -> Claim:
-        """Why a job could not be claimed: an early message learns when to come back."""
-        row = tx.first("claim-miss", {"b_id": job_id}, _claim_miss)
-        if row is not None and row["status"] == JobStatus.SCHEDULED.value:
-            return Claim(None, row["scheduled_time"], row["priority"])
-        if row is not None and row["status"] == JobStatus.RETRYING.value:
-            return Claim(None, row["next_attempt_at"], row["priority"])
-        return Claim(None)
+    def _bind_claim(self, worker_id: str, versions: dict[int, int], now: datetime) -> list[_Bound]:
+        """Claim UPDATEs of up to ``EVENT_CHUNK`` jobs, each guarded on the version its claim was worked out from."""
+        bound = []
+        for chunk in _chunks(list(versions.items())):
+            params: dict[str, Any] = {"b_now": now, "b_worker": worker_id}
+            for i, (job_id, version) in enumerate(chunk):
+                params |= {f"b_id{i}": job_id, f"b_version{i}": version}
+            prepared = self.prepare(f"claim:{len(chunk)}", partial(_claim, len(chunk)))
+            bound.append((prepared, prepared.parameters(params)))
+        return bound
 
     def retry_later(
         self, job_id: int, worker_id: str, error: str, tb: str | None, next_attempt_at: datetime
@@ -519,7 +578,10 @@ class Ledger(LedgerReads):
 
         def op(tx: Tx) -> list[dict[str, Any]]:
             rows = tx.run(
-                update(JOBS).where(JOBS.c.status == JobStatus.FAILED.value).values(**_RETRY_VALUES()).returning(*JOBS.c)
+                _update_jobs()
+                .where(JOBS.c.status == JobStatus.FAILED.value)
+                .values(**_RETRY_VALUES())
+                .returning(*JOBS.c)
             )
             jobs = sorted((job_to_dict(r) for r in rows), key=lambda j: j["id"])
             for job in jobs:
@@ -554,7 +616,7 @@ class Ledger(LedgerReads):
     # ---------------------------------------------------------------- worker bookkeeping (no events)
     def heartbeat(self, worker_id: str) -> int:
         stmt = (
-            update(JOBS)
+            _update_jobs()
             .where(JOBS.c.worker_id == worker_id, JOBS.c.status == JobStatus.RUNNING.value)
             .values(heartbeat_at=utcnow())
         )
@@ -571,21 +633,17 @@ class Ledger(LedgerReads):
         self._write(lambda tx: tx.run("save-checkpoint", params, _save_checkpoint))
 
     def clear_staged(self, job_id: int) -> None:
-        stmt = update(JOBS).where(JOBS.c.id == job_id).values(staged_path=None)
+        stmt = _update_jobs().where(JOBS.c.id == job_id).values(staged_path=None)
         self._write(lambda tx: tx.run(stmt))
 
 
 EVENT_CHUNK = 16  # rows per multi-row statement: few statement shapes to compile, and far below SQLite's limits
 _RUNNING = (JobStatus.RUNNING,)
 _HELD_BY = JOBS.c.worker_id == bindparam("b_worker")
-_DUE = bindparam("b_due", type_=JOBS.c.scheduled_time.type)
-_IS_DUE = and_(
-    or_(JOBS.c.status != JobStatus.SCHEDULED.value, JOBS.c.scheduled_time <= _DUE),
-    or_(JOBS.c.status != JobStatus.RETRYING.value, JOBS.c.next_attempt_at <= _DUE),
-)
+_CLAIMABLE = frozenset(status.value for status in CLAIMABLE)
 
 
-def _insert_events(n: int) -> Executable:
+def _events_insert(n: int) -> Executable:
     rows = [
         {
             "job_id": bindparam(f"j{i}", type_=EVENTS.c.job_id.type),
@@ -598,8 +656,24 @@ def _insert_events(n: int) -> Executable:
     return insert(EVENTS).values(rows).returning(EVENTS.c.seq, EVENTS.c.job_id, EVENTS.c.type)
 
 
+def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """Up to ``EVENT_CHUNK`` at a time: one multi-row statement each."""
+    for start in range(0, len(items), EVENT_CHUNK):
+        yield items[start : start + EVENT_CHUNK]
+
+
 def _ids(n: int) -> Any:
     return JOBS.c.id.in_([bindparam(f"b_id{i}", type_=JOBS.c.id.type) for i in range(n)])
+
+
+def _update_jobs() -> Update:
+    """Every UPDATE of a job starts here: it bumps the row's version (see ``Ledger.settle``)."""
+    return update(JOBS).values(version=JOBS.c.version + 1)
+
+
+def _claim_read(n: int, lock: bool = False) -> Executable:
+    stmt = select(JOBS).where(_ids(n))
+    return stmt.with_for_update() if lock else stmt
 
 
 def _claim(n: int) -> Executable:
@@ -612,21 +686,70 @@ def _claim(n: int) -> Executable:
         "worker_id": bindparam("b_worker", type_=JOBS.c.worker_id.type),
         "finished_at": None,
     }
-    return update(JOBS).where(_ids(n), status_in(CLAIMABLE), _IS_DUE).values(values).returning(*JOBS.c)
+    unchanged = or_(
+        *[and_(JOBS.c.id == bindparam(f"b_id{i}"), JOBS.c.version == bindparam(f"b_version{i}")) for i in range(n)]
+    )
+    return _update_jobs().where(unchanged, status_in(CLAIMABLE)).values(values).returning(JOBS.c.id)
+
+
+@dataclass(frozen=True)
+class _ClaimPlan:
+    claims: list[Claim]  # one per id asked for, in order
+    versions: dict[int, int]  # the jobs to claim: id → the version their claim was worked out from
+
+    @property
+    def started(self) -> list[dict[str, Any]]:
+        return [claim.job for claim in self.claims if claim.job is not None]
+
+
+def _plan_claims(rows: dict[int, Row], job_ids: Sequence[int], worker_id: str, now: datetime) -> _ClaimPlan:
+    """What claiming each job at ``now`` does, worked out from its row: the one place that decides whether a job
+    may start. An early job (scheduled, or retrying later) tells its time, so its message can come back then."""
+    claims: list[Claim] = []
+    versions: dict[int, int] = {}
+    for job_id in job_ids:
+        row = rows.get(job_id)
+        if row is None or job_id in versions or row["status"] not in _CLAIMABLE:
+            claims.append(Claim(None))
+            continue
+        due = {JobStatus.SCHEDULED.value: row["scheduled_time"], JobStatus.RETRYING.value: row["next_attempt_at"]}
+        not_before = due.get(row["status"])
+        if not_before is not None and not_before > now:
+            claims.append(Claim(None, not_before, row["priority"]))
+            continue
+        versions[job_id] = row["version"]
+        started = {"status": JobStatus.RUNNING.value, "attempts": row["attempts"] + 1, "started_at": now}
+        job = job_to_dict({**row, **started, "finished_at": None})
+        claims.append(Claim(job, None, row["priority"], row["staged_path"], row["checkpoint"]))
+    return _ClaimPlan(claims, versions)
+
+
+def _settle_events(
+    done: Sequence[dict[str, Any]], started: Sequence[dict[str, Any]], worker_id: str
+) -> list[tuple[dict[str, Any], str, dict[str, Any]]]:
+    return [(job, "succeeded", {}) for job in done] + [(job, "started", {"worker_id": worker_id}) for job in started]
+
+
+_Bound = tuple[Prepared, Any]
+
+
+@dataclass(frozen=True)
+class _BoundEvents:
+    at: str
+    chunks: list[tuple[Prepared, Any, Sequence[tuple[dict[str, Any], str, dict[str, Any]]]]]
+
+
+def _run_bound(tx: Tx, bound: list[_Bound]) -> set[int]:
+    """Run bound ``… RETURNING id`` statements; the ids they changed."""
+    return {row["id"] for prepared, params in bound for row in prepared.execute_bound(tx.cursor, params)}
 
 
 def _save_checkpoint() -> Executable:
-    return update(JOBS).where(JOBS.c.id == bindparam("b_id")).values(checkpoint=bindparam("checkpoint"))
+    return _update_jobs().where(JOBS.c.id == bindparam("b_id")).values(checkpoint=bindparam("checkpoint"))
 
 
 def _status_of() -> Executable:
     return select(JOBS.c.status).where(JOBS.c.id == bindparam("b_id"))
-
-
-def _claim_miss() -> Executable:
-    return select(JOBS.c.status, JOBS.c.priority, JOBS.c.scheduled_time, JOBS.c.next_attempt_at).where(
-        JOBS.c.id == bindparam("b_id")
-    )
 
 
 def _succeeded(result: dict[str, Any] | None, finished: Any) -> dict[str, Any]:
@@ -659,7 +782,7 @@ def _succeed_held(n: int) -> Executable:
         *[(JOBS.c.id == bindparam(f"b_id{i}"), bindparam(f"b_result{i}", type_=result_type)) for i in range(n)]
     )
     where = and_(_ids(n), status_in(_RUNNING), _HELD_BY)
-    return update(JOBS).where(where).values(values).returning(JOBS.c.id)
+    return _update_jobs().where(where).values(values).returning(JOBS.c.id)
 
 
 def _pg_event_lock() -> Executable:

@@ -74,6 +74,9 @@ class Job(Base):
     retry_cap_s: Mapped[float | None] = mapped_column(nullable=True)
     staged_path: Mapped[str | None] = mapped_column(Text, nullable=True)
     checkpoint: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Bumped by every UPDATE (see engine.storage.repository): a claim prepared from a row read before the write
+    # lock was taken is still right if the version has not moved.
+    version: Mapped[int] = mapped_column(Integer, server_default="0")
 
     __table_args__ = (
         Index("ix_jobs_status", "status"),
