@@ -1,16 +1,25 @@
-"""SQLite WAL checkpoints off the commit path.
+"""SQLite WAL checkpoints off the commit path, each one holding the write lock.
 
 By default the connection whose commit pushes the write-ahead log past 1,000 pages copies the log back into the
 database there and then: one commit in a hundred or so took milliseconds, and on average that was more than half of
 what a ledger commit cost. A ``Checkpointer`` does that work on its own thread and connection shortly after
-writes (SQLite releases the GIL meanwhile, so the writers go on), and only while writes happen: an idle process
-has no timer. The writers keep a high automatic threshold as a backstop should this thread ever fall behind.
+writes (SQLite releases the GIL meanwhile), and only while writes happen: an idle process has no timer.
 
-A passive checkpoint never makes the log start over: SQLite rewinds it only when a writer begins while every
-frame is already copied back, and with the GUI or CLI and the worker writing in turn that moment never came. The
-log grew by some 20 KB per job (90 MB after 4,000 no-op jobs), and every commit and every page read after another
-process's commit slowed down with it. So once the log holds more than ``RESTART_FRAMES``, the checkpoint is a
-RESTART one: it waits briefly for the write lock, copies what is left, and makes the next writer rewind.
+Every checkpoint is a RESTART one, and no connection of ours checkpoints any other way (``tune_connection`` turns
+SQLite's automatic checkpoints off):
+
+- SQLite before 3.51.3 (Debian 12 ships 3.40) has the "WAL-reset bug": a checkpoint that starts while another
+  connection's commit rewinds the log can record frames as copied that were not, and the database is corrupt. A
+  passive checkpoint runs beside the writers, so with the worker and the GUI or CLI writing and checkpointing the
+  same files the race was there to be lost (it was, once, in bench/queue.py). A RESTART checkpoint takes the write
+  lock before it reads the log's state, so no commit can rewind the log under it.
+- A passive checkpoint never makes the log start over either: SQLite rewinds it only when a writer begins while
+  every frame is already copied back, and with two processes writing in turn that moment never came. The log grew
+  by some 20 KB per job (90 MB after 4,000 no-op jobs), and every commit and page read slowed down with it. A
+  RESTART checkpoint also waits for readers to leave the log, so the next writer rewinds it.
+
+Writers wait while a checkpoint runs (in ``sqlite_begin_immediate``), so it may wait only ``WAIT_MS`` for the lock
+and the readers; if it cannot have them, it tries again on the next round.
 """
 
 from __future__ import annotations
@@ -22,23 +31,20 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-INTERVAL_S = 0.02
-BACKSTOP_PAGES = 20_000  # the writers' own wal_autocheckpoint while a Checkpointer runs (about 80 MB)
-RESTART_FRAMES = 1_000  # about 4 MB of log
-RESTART_WAIT_MS = 20  # how long a RESTART checkpoint may wait for writers and readers; else it tries next time
+INTERVAL_S = 0.1  # after the first write of a burst; every 20 ms cost 10-20 % of bench/queue.py (writers wait)
+WAIT_MS = 20  # how long a checkpoint may wait for writers and readers before it gives up until the next round
 
 
 class Checkpointer:
     def __init__(self, path: Path | str, interval_s: float = INTERVAL_S) -> None:
         self.path = str(path)
         self.interval_s = interval_s
-        self._timeout_s = 5.0
         self._dirty = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.checkpoints = 0  # how many it ran: for tests and diagnostics
-        self.restarts = 0  # how many of them made the log start over
+        self.checkpoints = 0  # how many it ran to the end: for tests and diagnostics
+        self.busy = 0  # how many gave up waiting for writers or readers
 
     def poke(self) -> None:
         """A write committed: checkpoint soon. Cheap enough to call after every commit."""
@@ -61,31 +67,30 @@ class Checkpointer:
             thread.join(5.0)
 
     def _run(self) -> None:
-        conn = sqlite3.connect(self.path, timeout=self._timeout_s, check_same_thread=False, isolation_level=None)
+        conn = sqlite3.connect(self.path, timeout=WAIT_MS / 1000, check_same_thread=False, isolation_level=None)
         try:
+            conn.execute("PRAGMA wal_autocheckpoint=0")
             while True:
                 self._dirty.wait()
                 if self._stop.wait(self.interval_s):
                     break
                 self._dirty.clear()
-                try:
-                    self._checkpoint(conn)
-                except sqlite3.Error:
-                    log.debug("WAL checkpoint of %s deferred", self.path, exc_info=True)
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                if not self._checkpoint(conn):
+                    self._dirty.set()  # the writes are still to be copied: try again next round
+            self._checkpoint(conn)
         except sqlite3.Error:
             log.warning("WAL checkpoints of %s stopped", self.path, exc_info=True)
         finally:
             conn.close()
 
-    def _checkpoint(self, conn: sqlite3.Connection) -> None:
-        _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    def _checkpoint(self, conn: sqlite3.Connection) -> bool:
+        try:
+            busy = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+        except sqlite3.OperationalError:  # e.g. a moment of WAL recovery by another connection
+            log.debug("WAL checkpoint of %s deferred", self.path, exc_info=True)
+            busy = 1
+        if busy:
+            self.busy += 1
+            return False
         self.checkpoints += 1
-        if frames > RESTART_FRAMES:
-            # Writers wait meanwhile (in ``sqlite_begin_immediate``): for a copy of what the passive pass left.
-            conn.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
-            try:
-                if conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0] == 0:
-                    self.restarts += 1
-            finally:
-                conn.execute(f"PRAGMA busy_timeout={int(self._timeout_s * 1000)}")
+        return True

@@ -15,8 +15,6 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.exc import OperationalError
 
-from engine.storage.checkpoints import BACKSTOP_PAGES
-
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READER_BUSY_TIMEOUT_MS = 5_000
@@ -39,6 +37,7 @@ def _tune_sqlite(engine: Engine) -> None:
         # NORMAL is durable across process crashes in WAL mode; only an OS crash can lose the last commits.
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints are a Checkpointer's alone (see its module)
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -60,9 +59,10 @@ def sqlite_begin_immediate(cursor: sqlite3.Cursor) -> None:
 
 def tune_writer(conn: Any) -> None:
     """A writer connection: it takes the write lock through ``sqlite_begin_immediate`` (no busy handler of
-    SQLite's) and leaves WAL checkpoints to a ``Checkpointer``, keeping its own only as a backstop."""
+    SQLite's) and never checkpoints: SQLite's automatic checkpoint is a passive one, which can lose the WAL-reset
+    race (see ``engine.storage.checkpoints``); a ``Checkpointer`` does them all, holding the write lock."""
     conn.execute("PRAGMA busy_timeout=0")
-    conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
 
 
 def is_busy(exc: Exception) -> bool:
