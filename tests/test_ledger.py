@@ -519,3 +519,38 @@ def test_no_jobdeck_connection_checkpoints_on_its_own(tmp_path: Path) -> None:
         queue.storage.close()
         ledger.close()
 
+
+def test_a_writer_waits_for_another_connections_lock_and_gets_it_once_released(tmp_path: Path) -> None:
+    """``sqlite_begin_immediate`` yields, then polls, while another writer holds the lock; other errors pass."""
+    from engine.storage.database import sqlite_begin_immediate, tune_writer
+
+    path = tmp_path / "lock.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("CREATE TABLE t (n INTEGER)")
+    waiter = sqlite3.connect(path, isolation_level=None)
+    tune_writer(waiter)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO t VALUES (1)")
+    released = threading.Event()
+
+    def release_later() -> None:
+        time.sleep(0.2)
+        released.set()
+        holder.execute("COMMIT")
+
+    thread = threading.Thread(target=release_later)
+    thread.start()
+    try:
+        sqlite_begin_immediate(waiter.cursor())
+        assert released.is_set()  # it waited for the holder
+        waiter.execute("INSERT INTO t VALUES (2)")
+        waiter.execute("COMMIT")
+        assert waiter.execute("SELECT count(*) FROM t").fetchone()[0] == 2
+        waiter.execute("BEGIN")  # a transaction already open: not "busy", so no retrying
+        with pytest.raises(sqlite3.OperationalError, match="within a transaction"):
+            sqlite_begin_immediate(waiter.cursor())
+    finally:
+        thread.join()
+        holder.close()
+        waiter.close()
