@@ -286,8 +286,9 @@ async def test_progress_is_coalesced_and_not_stored(worker_factory: Callable[...
     from datetime import datetime
 
     ran_s = datetime.fromisoformat(finished_job["finished_at"]) - datetime.fromisoformat(finished_job["started_at"])
-    # 400 reports in the run; at most one event per 100 ms (+1 for the first one) reached the client
-    assert len(progress) <= ran_s.total_seconds() * 10 + 1
+    # 400 reports in the run; at most one event per 100 ms reached the client: +1 for the first one, +1 because the
+    # coalescer's clock runs behind the ledger's (its last event may go out after finished_at was taken)
+    assert len(progress) <= ran_s.total_seconds() * 10 + 2
     assert len(progress) < 400 / 4
     assert any(e["progress"]["rate"] for e in progress)
     assert [e["event"] for e in ledger_events(jobdeck_home)] == ["created", "started", "succeeded"]
