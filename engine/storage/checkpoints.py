@@ -18,8 +18,11 @@ SQLite's automatic checkpoints off):
   by some 20 KB per job (90 MB after 4,000 no-op jobs), and every commit and page read slowed down with it. A
   RESTART checkpoint also waits for readers to leave the log, so the next writer rewinds it.
 
-Writers wait while a checkpoint runs (in ``sqlite_begin_immediate``), so it may wait only ``WAIT_MS`` for the lock
-and the readers; if it cannot have them, it tries again on the next round.
+Writers wait while a checkpoint runs (in ``sqlite_begin_immediate``), and a checkpoint syncs the log and the database
+to disk: while moto's server spooled a 1 GiB upload, one took tens of milliseconds, and the upload's part threads,
+which record each part in the ledger, stalled behind it (bench/upload.py fell from ≈0.9 to ≈0.75 with a checkpoint
+every 0.1 s). So a checkpoint waits for ``BATCH_COMMITS`` commits of this process, or for its writes to pause for
+``IDLE_S``; and it may wait only ``WAIT_MS`` for the lock and the readers, else it tries again later.
 """
 
 from __future__ import annotations
@@ -31,14 +34,17 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-INTERVAL_S = 0.1  # after the first write of a burst; every 20 ms cost 10-20 % of bench/queue.py (writers wait)
+BATCH_COMMITS = 200  # commits by this process that make a checkpoint due at once
+IDLE_S = 0.25  # else, how long this process's writes must pause first
 WAIT_MS = 20  # how long a checkpoint may wait for writers and readers before it gives up until the next round
 
 
 class Checkpointer:
-    def __init__(self, path: Path | str, interval_s: float = INTERVAL_S) -> None:
+    def __init__(self, path: Path | str, idle_s: float = IDLE_S, batch_commits: int = BATCH_COMMITS) -> None:
         self.path = str(path)
-        self.interval_s = interval_s
+        self.idle_s = idle_s
+        self.batch_commits = batch_commits
+        self._commits = 0  # since the last checkpoint; a plain counter (a lost increment only delays one)
         self._dirty = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -50,6 +56,7 @@ class Checkpointer:
         """A write committed: checkpoint soon. Cheap enough to call after every commit."""
         if self._thread is None:
             self._start()
+        self._commits += 1
         if not self._dirty.is_set():  # a plain read; set() takes a lock every commit would contend on
             self._dirty.set()
 
@@ -72,9 +79,10 @@ class Checkpointer:
             conn.execute("PRAGMA wal_autocheckpoint=0")
             while True:
                 self._dirty.wait()
-                if self._stop.wait(self.interval_s):
+                if self._due():
                     break
                 self._dirty.clear()
+                self._commits = 0
                 if not self._checkpoint(conn):
                     self._dirty.set()  # the writes are still to be copied: try again next round
             self._checkpoint(conn)
@@ -82,6 +90,16 @@ class Checkpointer:
             log.warning("WAL checkpoints of %s stopped", self.path, exc_info=True)
         finally:
             conn.close()
+
+    def _due(self) -> bool:
+        """Wait until a checkpoint is due (see the module); True if the checkpointer was closed meanwhile."""
+        while self._commits < self.batch_commits:
+            seen = self._commits
+            if self._stop.wait(self.idle_s):
+                return True
+            if self._commits == seen:
+                return False
+        return self._stop.is_set()
 
     def _checkpoint(self, conn: sqlite3.Connection) -> bool:
         try:
