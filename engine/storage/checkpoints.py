@@ -19,10 +19,10 @@ SQLite's automatic checkpoints off):
   RESTART checkpoint also waits for readers to leave the log, so the next writer rewinds it.
 
 Writers wait while a checkpoint runs (in ``sqlite_begin_immediate``), and a checkpoint syncs the log and the database
-to disk: while moto's server spooled a 1 GiB upload, one took tens of milliseconds, and the upload's part threads,
-which record each part in the ledger, stalled behind it (bench/upload.py fell from ≈0.9 to ≈0.75 with a checkpoint
-every 0.1 s). So a checkpoint waits for ``BATCH_COMMITS`` commits of this process, or for its writes to pause for
-``IDLE_S``; and it may wait only ``WAIT_MS`` for the lock and the readers, else it tries again later.
+to disk, which takes longer while other files are being written (an upload's part threads record each part in the
+ledger while the S3 server spools the parts to disk). So a checkpoint is due only after ``BATCH_COMMITS`` commits of
+this process, or once its writes pause for ``IDLE_S``, not on a timer; and it may wait only ``WAIT_MS`` for the lock
+and the readers, else it tries again later.
 """
 
 from __future__ import annotations
