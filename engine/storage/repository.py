@@ -407,14 +407,7 @@ class Ledger(LedgerReads):
 
     def _rows_for_claim(self, job_ids: Sequence[int]) -> dict[int, Row]:
         """The rows of the jobs to claim, read before the write lock is taken: submitting processes wait for it."""
-        rows: dict[int, Row] = {}
-        for chunk in _chunks(list(dict.fromkeys(job_ids))):
-            params = {f"b_id{i}": job_id for i, job_id in enumerate(chunk)}
-            rows |= {
-                row["id"]: row
-                for row in self._read(f"claim-read:{len(chunk)}", partial(_claim_read, len(chunk)), params)
-            }
-        return rows
+        return _rows_by_id(job_ids, lambda n, params: self._read(f"claim-read:{n}", partial(_claim_read, n), params))
 
     def _read(self, key: str, build: Callable[[], Executable], params: dict[str, Any]) -> list[Row]:
         """A prepared read on a connection of its own, outside any write transaction."""
@@ -439,11 +432,9 @@ class Ledger(LedgerReads):
         """The claims as they stand with the write lock held: those whose guard held stay; the others are worked
         out again from their rows as they are now (locked, on PostgreSQL) and claimed if they still may be."""
         missed = [job_id for job_id in plan.versions if job_id not in claimed]
-        rows: dict[int, Row] = {}
-        for chunk in _chunks(missed):
-            params = {f"b_id{i}": job_id for i, job_id in enumerate(chunk)}
-            build = partial(_claim_read, len(chunk), lock=True)
-            rows |= {row["id"]: row for row in tx.run(f"claim-lock:{len(chunk)}", params, build)}
+        rows = _rows_by_id(
+            missed, lambda n, params: tx.run(f"claim-lock:{n}", params, partial(_claim_read, n, lock=True))
+        )
         again = _plan_claims(rows, missed, worker_id, now)
         if _run_bound(tx, self._bind_claim(worker_id, again.versions, now)) != set(again.versions):
             raise RuntimeError("a job changed while its row was locked")
@@ -669,6 +660,14 @@ def _ids(n: int) -> Any:
 def _update_jobs() -> Update:
     """Every UPDATE of a job starts here: it bumps the row's version (see ``Ledger.settle``)."""
     return update(JOBS).values(version=JOBS.c.version + 1)
+
+
+def _rows_by_id(job_ids: Sequence[int], read: Callable[[int, dict[str, Any]], list[Row]]) -> dict[int, Row]:
+    """Rows by id, ``read(n, params)`` running ``_claim_read(n)`` for each chunk of distinct ids."""
+    rows: dict[int, Row] = {}
+    for chunk in _chunks(list(dict.fromkeys(job_ids))):
+        rows |= {row["id"]: row for row in read(len(chunk), {f"b_id{i}": job_id for i, job_id in enumerate(chunk)})}
+    return rows
 
 
 def _claim_read(n: int, lock: bool = False) -> Executable:
