@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import jobtypes_noop  # noqa: F401 - registers the noop type
@@ -85,3 +86,28 @@ def test_a_broken_config_file_claims_nothing(ops: Any, dispatch: Dispatch) -> No
     assert ops.queue.pending_count() == 2
     ops.paths.config.write_text("{}")
     run_until(dispatch, ops, 2)
+
+
+def test_a_pass_with_idle_threads_pauses_while_jobs_arrive(
+    ops: Any, dispatch: Dispatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass that found fewer messages than idle threads pauses briefly, so the next one serves more jobs; a pass
+    that filled every thread does not, nor does one that found nothing (an idle worker takes new work at once)."""
+    from engine.worker import dispatch as module
+
+    pauses: list[float] = []
+    monkeypatch.setattr(module, "time", SimpleNamespace(sleep=pauses.append))  # the dispatcher's sleeps only
+    ops.create("noop", {})
+    dispatch.step()  # one message, three idle threads
+    assert pauses == [module.BUSY_PAUSE_S]
+    run_until(dispatch, ops, 1)
+    pauses.clear()
+    for _ in range(3):
+        ops.create("noop", {})
+    dispatch.step()  # a message for every thread
+    assert pauses == []
+    run_until(dispatch, ops, 4)
+    pauses.clear()
+    monkeypatch.setattr(ops.queue, "wait_for_work", lambda generation: None)
+    dispatch.step()  # nothing queued, nothing to record
+    assert pauses == []
