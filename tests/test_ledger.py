@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -452,6 +453,36 @@ def test_wal_checkpoints_run_off_the_commit_path_and_only_after_writes(tmp_path:
         assert checkpointer.checkpoints >= 1
     finally:
         ledger.close()
+
+
+def test_a_checkpoint_syncs_the_log_before_it_takes_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The log's pending writes go to disk first, without the lock, so that writers wait only for the copy (see
+    engine.storage.checkpoints); with no log file yet, the checkpoint alone runs."""
+    from engine.storage import checkpoints
+
+    path = tmp_path / "ledger.db"
+    steps: list[str] = []
+    real_fsync = checkpoints.os.fsync
+
+    def fsync(fd: int) -> None:
+        steps.append("fsync " + Path(os.readlink(f"/proc/self/fd/{fd}")).name)
+        real_fsync(fd)
+
+    monkeypatch.setattr(checkpoints.os, "fsync", fsync)
+    checkpointer = checkpoints.Checkpointer(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.set_trace_callback(lambda sql: steps.append(sql))
+    try:
+        assert checkpointer._checkpoint(conn)  # a plain database: no log to sync
+        assert steps == ["PRAGMA wal_checkpoint(RESTART)"]
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE t (x)")
+        conn.execute("INSERT INTO t VALUES (1)")
+        steps.clear()
+        assert checkpointer._checkpoint(conn)
+        assert steps == ["fsync ledger.db-wal", "PRAGMA wal_checkpoint(RESTART)"]
+    finally:
+        conn.close()
 
 
 _OTHER_WRITER = """

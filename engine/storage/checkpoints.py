@@ -24,11 +24,19 @@ ledger while the S3 server spools the parts to disk). So a checkpoint is due onl
 this process, or once its writes pause for ``IDLE_S``, not on a timer (bench/upload.py, alternating: 0.81 and 0.96
 with a 2 s pause against 0.70 and 0.77 with 0.25 s, when a gap between two parts was enough to start one); and it
 may wait only ``WAIT_MS`` for the lock and the readers, else it tries again later.
+
+Most of a checkpoint's time went on syncing the log: with ``synchronous=NORMAL`` no commit syncs, so the log's
+writes (some 35 KB per created job: a page for the table and for each index) wait in the page cache until the
+checkpoint's first fsync sends them all to disk, while writers wait. So the checkpointer syncs the log file itself
+first, without the lock, and the checkpoint's own sync finds little left to write: 200 creates' checkpoint held
+the lock 6–7 ms before and 1.1–1.3 ms after (the sync, 6 ms, moved out). Where a file opened for reading cannot be
+synced (Windows), the checkpoint syncs it all as before.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -108,6 +116,7 @@ class Checkpointer:
         return self._stop.is_set()
 
     def _checkpoint(self, conn: sqlite3.Connection) -> bool:
+        self._sync_log()
         try:
             busy = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
         except sqlite3.OperationalError:  # e.g. a moment of WAL recovery by another connection
@@ -118,3 +127,16 @@ class Checkpointer:
             return False
         self.checkpoints += 1
         return True
+
+    def _sync_log(self) -> None:
+        """Flush the log's pending writes to disk before the checkpoint takes the lock (see the module)."""
+        try:
+            fd = os.open(self.path + "-wal", os.O_RDONLY)
+        except OSError:  # no log yet (or not ours to open): the checkpoint does it all
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
