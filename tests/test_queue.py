@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,3 +53,26 @@ def test_a_paused_queue_gives_nothing_and_keeps_its_messages(tmp_path: Path) -> 
     assert queue.take(5) == []
     queue.storage.pause(False)
     assert queue.take(5) == [(1, 5)]
+
+
+def test_an_enqueue_is_one_statement_and_waits_out_another_writer(tmp_path: Path) -> None:
+    """An enqueue commits on its own (no BEGIN/COMMIT round trips), and while another connection holds the write
+    lock it waits for it rather than failing (the queue's connection has no busy timeout of SQLite's)."""
+    queue = JobQueue(tmp_path / "queue.db")
+    queue.enqueue(1, 5)
+    statements: list[str] = []
+    queue.storage.conn.set_trace_callback(statements.append)
+    queue.enqueue(2, 5)
+    assert [s.split()[0].upper() for s in statements] == ["INSERT"]
+    other = sqlite3.connect(tmp_path / "queue.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    releaser = threading.Timer(0.2, other.commit)
+    releaser.start()
+    try:
+        started = time.monotonic()
+        queue.enqueue(3, 5)
+        assert time.monotonic() - started >= 0.15  # it waited for the lock
+    finally:
+        releaser.join()
+        other.close()
+    assert [job_id for job_id, _ in queue.take(5)] == [1, 2, 3]

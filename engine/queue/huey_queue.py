@@ -20,7 +20,7 @@ from huey import SqliteHuey
 from huey.storage import SqliteStorage
 
 from engine.storage.checkpoints import Checkpointer
-from engine.storage.database import is_busy, sqlite_begin_immediate, tune_writer
+from engine.storage.database import is_busy, sqlite_begin_immediate, tune_writer, while_busy
 
 TASK_NAME = "jobdeck.run_job"  # stable: queued messages name it; never rename
 IDLE_POLL_S = 1.0  # the fallback for work enqueued by a process that could not wake us
@@ -122,7 +122,12 @@ class WakeableSqliteStorage(SqliteStorage):
             self._cond.notify_all()
 
     def enqueue(self, data: bytes, priority: int | None = None) -> None:
-        super().enqueue(data, priority)
+        """One INSERT that commits on its own (the connection is in autocommit mode): Huey's ran BEGIN, INSERT and
+        COMMIT, three calls that each give up the GIL and must win it back."""
+        with self.lock:
+            conn = self.conn
+            while_busy(lambda: conn.execute(_ENQUEUE, (self.name, self.to_blob(data), priority or 0)))
+        self._checkpointer.poke()
         self.wake()
 
     def add_to_schedule(self, data: bytes, ts: Any) -> None:
@@ -145,6 +150,7 @@ class WakeableSqliteStorage(SqliteStorage):
         self.wake()
 
 
+_ENQUEUE = "INSERT INTO task (queue, data, priority) VALUES (?, ?, ?)"
 _TAKE = (
     "DELETE FROM task WHERE id IN (SELECT id FROM task WHERE queue = ? ORDER BY priority DESC, id LIMIT ?) "
     "RETURNING priority, id, data"

@@ -9,12 +9,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.exc import OperationalError
+
+T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -76,7 +78,13 @@ def is_busy(exc: Exception) -> bool:
 
 
 def _begin_immediate(execute: Callable[[str], Any]) -> None:
-    """Take the write lock, retrying in short jittered steps.
+    """Take the write lock (see ``while_busy``)."""
+    while_busy(lambda: execute("BEGIN IMMEDIATE"))
+
+
+def while_busy(write: Callable[[], T]) -> T:
+    """``write()``, tried again while SQLite says the database is busy; for ``BEGIN IMMEDIATE``, or a single write
+    statement run on its own (autocommit), which takes and releases the lock itself.
 
     SQLite's lock has no queue: a process that waits must poll, and the holder usually wants it again soon. Its own
     busy handler sleeps 1, 2, 5, 10… ms between tries, which cut end-to-end throughput several-fold when the
@@ -92,8 +100,7 @@ def _begin_immediate(execute: Callable[[str], Any]) -> None:
     attempt = 0
     while True:
         try:
-            execute("BEGIN IMMEDIATE")
-            return
+            return write()
         except Exception as exc:
             if not is_busy(exc) or time.monotonic() >= deadline:
                 raise
