@@ -124,10 +124,8 @@ class WakeableSqliteStorage(SqliteStorage):
     def enqueue(self, data: bytes, priority: int | None = None) -> None:
         """One INSERT that commits on its own (the connection is in autocommit mode): Huey's ran BEGIN, INSERT and
         COMMIT, three calls that each give up the GIL and must win it back."""
-        with self.lock:
-            conn = self.conn
-            while_busy(lambda: conn.execute(_ENQUEUE, (self.name, self.to_blob(data), priority or 0)))
-        self._checkpointer.poke()
+        with self.db() as cursor:  # no ``commit``: no BEGIN
+            while_busy(lambda: cursor.execute(_ENQUEUE, (self.name, self.to_blob(data), priority or 0)))
         self.wake()
 
     def add_to_schedule(self, data: bytes, ts: Any) -> None:
