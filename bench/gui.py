@@ -83,17 +83,17 @@ def gui_phase(home: Path, feed_seconds: float, rate: int, t_start: float, profil
     import asyncio
     import cProfile
 
-    import qasync
     from PySide6.QtCore import QEvent, QObject, Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
+    from desktop.event_loop import GuiEventLoop
     from desktop.views.main_window import MainWindow
     from desktop.widgets.theme import apply_style
     from engine.config import Paths
 
     app = QApplication(sys.argv[:1])
     apply_style(app)
-    loop = qasync.QEventLoop(app)
+    loop = GuiEventLoop(app)
     asyncio.set_event_loop(loop)
     window = MainWindow(Paths(home), autostart=False)
     painted: list[float] = []

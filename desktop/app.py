@@ -1,4 +1,4 @@
-"""The desktop app's entry: QApplication with the qasync loop, the crash handler, and the main window."""
+"""The desktop app's entry: QApplication with its asyncio loop, the crash handler, and the main window."""
 
 from __future__ import annotations
 
@@ -62,8 +62,7 @@ def _install_crash_handler() -> None:
 
 def main(args: list[str] | None = None) -> int:
     started = time.perf_counter()
-    import qasync
-
+    from desktop.event_loop import GuiEventLoop
     from desktop.views.main_window import MainWindow
     from desktop.widgets.theme import apply_style
     from engine.logs import configure_logging
@@ -79,7 +78,7 @@ def main(args: list[str] | None = None) -> int:
     app.setQuitOnLastWindowClosed(False)  # closing to the tray must not quit; quitting is explicit
     apply_style(app)
     _install_crash_handler()
-    loop = qasync.QEventLoop(app)
+    loop = GuiEventLoop(app)
     asyncio.set_event_loop(loop)
     window = MainWindow(paths, autostart=not (options.no_worker or options.smoke_test))
     done = asyncio.Event()

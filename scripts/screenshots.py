@@ -159,10 +159,10 @@ def main() -> int:
         os.environ.pop(var, None)
     os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 
-    import qasync
     from PySide6.QtWidgets import QApplication
     from servers import S3Server, SmtpServer
 
+    from desktop.event_loop import GuiEventLoop
     from desktop.views.main_window import MainWindow
     from desktop.widgets.theme import apply_style
     from engine.config import Paths, save_settings
@@ -182,7 +182,7 @@ def main() -> int:
         apply_style(app)
         if args.dark:
             app.setPalette(dark_palette())
-        loop = qasync.QEventLoop(app)
+        loop = GuiEventLoop(app)
         asyncio.set_event_loop(loop)
         window = MainWindow(Paths(home), store=store)
         line = window.fontMetrics().height()

@@ -21,10 +21,10 @@ QT_LOG_IGNORE = pytest.mark.qt_log_ignore("This plugin does not support (propaga
 
 @pytest.fixture
 def aloop(qapp: Any) -> Iterator[asyncio.AbstractEventLoop]:
-    """An asyncio loop driven by Qt's (qasync), so qtbot.waitUntil also runs our coroutines."""
-    import qasync
+    """The app's asyncio loop driven by Qt's (qasync), so qtbot.waitUntil also runs our coroutines."""
+    from desktop.event_loop import GuiEventLoop
 
-    loop = qasync.QEventLoop(qapp, already_running=True)
+    loop = GuiEventLoop(qapp, already_running=True)
     asyncio.set_event_loop(loop)
     yield loop
     for task in asyncio.all_tasks(loop):
