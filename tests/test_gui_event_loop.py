@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -41,22 +42,32 @@ print("done")
 """
 
 
-def _scenario(loop: str) -> subprocess.CompletedProcess[str]:
+def _no_core_dump() -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _scenario(loop: str, folder: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-c", SCENARIO, loop], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", SCENARIO, loop],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_no_core_dump,  # the crash below is expected; it must not leave a core file
     )
 
 
-def test_a_closed_loop_freed_on_another_thread_leaves_no_timer_to_fire() -> None:
-    result = _scenario("gui")
+def test_a_closed_loop_freed_on_another_thread_leaves_no_timer_to_fire(tmp_path: Path) -> None:
+    result = _scenario("gui", tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["done"]
     assert "Timers cannot be stopped" not in result.stderr
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the crash's signal and message as seen on Linux")
-def test_the_scenario_does_crash_qasyncs_own_loop() -> None:
+def test_the_scenario_does_crash_qasyncs_own_loop(tmp_path: Path) -> None:
     """Keeps the test above honest: if qasync stopped leaving timers behind, GuiEventLoop could go."""
-    result = _scenario("qasync")
+    result = _scenario("qasync", tmp_path)
     assert result.returncode == -11 and "Timers cannot be stopped from another thread" in result.stderr
