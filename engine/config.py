@@ -17,6 +17,7 @@ from typing import Any, Literal
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy.engine import make_url
 
 from engine.errors import ValidationError
 
@@ -60,8 +61,13 @@ class Paths:
     def database(self) -> Path:
         return self.root / "jobdeck.db"
 
-    @cached_property
+    @property
     def queue(self) -> Path:
+        """The Huey queue's SQLite file: the ledger's own file when the ledger is SQLite, so that a job and its
+        message commit in one transaction (see ``Operations``); ``queue.db`` beside it with PostgreSQL."""
+        url = make_url(self.database_url())
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return Path(url.database)
         return self.root / "queue.db"
 
     @cached_property

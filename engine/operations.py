@@ -21,7 +21,7 @@ from engine.errors import ValidationError
 from engine.jobs import registry
 from engine.jobs.base import CleanupEnv, JobType, Params, remove_staged
 from engine.queue.huey_queue import JobQueue
-from engine.storage.repository import Ledger
+from engine.storage.repository import Ledger, Outbox, no_outbox
 from engine.storage.status import ALL_STATUSES, JobStatus
 
 MAX_LIST_LIMIT = 10_000
@@ -137,18 +137,30 @@ class Operations:
         self.queue = queue or JobQueue(self.paths.queue)
         self.credentials = Credentials(store or default_store())
         self.after_enqueue: Callable[[], None] | None = None  # the CLI wakes a running worker here
+        # A transactional outbox: when the queue lives in the ledger's SQLite file (the default: ``Paths.queue``),
+        # the transaction that makes a job runnable also writes its message, so that no crash can leave a job
+        # waiting for a message that was never written, and a create commits once rather than twice
+        # (bench/queue.py, alternating runs: 1,920–2,070 jobs/s against 1,670–1,730). With PostgreSQL the message
+        # follows the commit.
+        self._outbox: Outbox = self._write_message if self.queue.lives_in(self.ledger.sqlite_file) else no_outbox
 
     @property
     def settings(self) -> Settings:
         return load_settings(self.paths)
 
-    def _enqueue(self, job: dict[str, Any]) -> None:
-        eta = None
-        if job["status"] == JobStatus.SCHEDULED.value:
-            eta = datetime.fromisoformat(job["scheduled_time"])
-        self.queue.enqueue(job["id"], job["priority"], eta)
+    def _write_message(self, cursor: Any, job: dict[str, Any]) -> None:
+        self.queue.write(cursor, job["id"], job["priority"], _eta(job))
 
-    def _woke(self) -> None:
+    def _enqueued(self, jobs: Sequence[dict[str, Any]]) -> None:
+        """After the commit that made ``jobs`` runnable: their messages (unless the outbox wrote them), then wake
+        the worker."""
+        if not jobs:
+            return
+        if self._outbox is no_outbox:
+            for job in jobs:
+                self.queue.enqueue(job["id"], job["priority"], _eta(job))
+        else:
+            self.queue.wake()
         if self.after_enqueue is not None:
             self.after_enqueue()
 
@@ -206,13 +218,13 @@ class Operations:
                 retry_base_s=retry_base_s if retry_base_s is not None else kind.retry_base_s,
                 retry_cap_s=retry_cap_s if retry_cap_s is not None else kind.retry_cap_s,
                 staged_path=str(prepared.staged_path) if prepared.staged_path else None,
+                outbox=self._outbox,
             )
         except BaseException:
             if prepared.staged_path is not None:
                 remove_staged(prepared.staged_path)
             raise
-        self._enqueue(job)
-        self._woke()
+        self._enqueued([job])
         return job
 
     def upload(
@@ -267,18 +279,16 @@ class Operations:
                         max_retries=retries,
                         scheduled_time=when,
                         staged_path=str(p.staged_path) if p.staged_path else None,
+                        outbox=self._outbox,
                     )
                 )
         except BaseException:
             for p in prepared[len(jobs) :]:
                 if p.staged_path is not None:
                     remove_staged(p.staged_path)
-            for job in jobs:  # written before the failure: they must still run
-                self._enqueue(job)
+            self._enqueued(jobs)  # written before the failure: they must still run
             raise
-        for job in jobs:
-            self._enqueue(job)
-        self._woke()
+        self._enqueued(jobs)
         return jobs
 
     # ------------------------------------------------------------------ reads
@@ -395,27 +405,22 @@ class Operations:
             if kind is not None:
                 restaged = kind.restage(dict(row._mapping), self.settings, self.paths.spool)
         try:
-            job = self.ledger.retry(job_id, str(restaged) if restaged else None)
+            job = self.ledger.retry(job_id, str(restaged) if restaged else None, outbox=self._outbox)
         except BaseException:
             if restaged is not None:
                 remove_staged(restaged)
             raise
-        self._enqueue(job)
-        self._woke()
+        self._enqueued([job])
         return job
 
     def retry_all_failed(self) -> dict[str, Any]:
-        jobs = self.ledger.retry_all_failed()
-        for job in jobs:
-            self._enqueue(job)
-        if jobs:
-            self._woke()
+        jobs = self.ledger.retry_all_failed(outbox=self._outbox)
+        self._enqueued(jobs)
         return {"count": len(jobs), "ids": [j["id"] for j in jobs]}
 
     def run_now(self, job_id: Any) -> dict[str, Any]:
-        job = self.ledger.run_now(parse_id(job_id))
-        self._enqueue(job)
-        self._woke()
+        job = self.ledger.run_now(parse_id(job_id), outbox=self._outbox)
+        self._enqueued([job])
         return job
 
     def cleanup_uploads(self, bucket: str | None = None, older_than_hours: Any = 24) -> dict[str, Any]:
@@ -438,3 +443,10 @@ class Operations:
 
     def count_failed(self) -> int:
         return self.ledger.count(JobStatus.FAILED)
+
+
+def _eta(job: dict[str, Any]) -> datetime | None:
+    """When a job's message is due: its scheduled time while it is ``scheduled``, else now."""
+    if job["status"] == JobStatus.SCHEDULED.value:
+        return datetime.fromisoformat(job["scheduled_time"])
+    return None

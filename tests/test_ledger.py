@@ -455,6 +455,36 @@ def test_wal_checkpoints_run_off_the_commit_path_and_only_after_writes(tmp_path:
         ledger.close()
 
 
+def test_the_ledger_and_the_queue_on_one_file_share_one_checkpointer(tmp_path: Path) -> None:
+    """One checkpointer per database file in a process: it counts both's commits and stops with its last user."""
+    from engine.queue.huey_queue import JobQueue
+
+    path = tmp_path / "jobdeck.db"
+    ledger = Ledger(f"sqlite:///{path}")
+    queue = JobQueue(path)
+    other = JobQueue(tmp_path / "queue.db")
+    checkpointer = ledger._checkpointer
+    assert checkpointer is not None
+    try:
+        assert queue.storage._checkpointer is checkpointer
+        assert other.storage._checkpointer is not checkpointer
+        queue.enqueue(1, 5)
+        deadline = time.monotonic() + 1
+        while checkpointer._thread is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        thread = checkpointer._thread
+        assert thread is not None and thread.is_alive()  # started by the queue's commit
+        ledger.close()
+        ledger.close()  # a second close must not count as the queue's
+        assert thread.is_alive()
+        queue.enqueue(2, 5)
+    finally:
+        queue.storage.close()
+        other.storage.close()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
 def test_a_checkpoint_syncs_the_log_before_it_takes_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The log's pending writes go to disk first, without the lock, so that writers wait only for the copy (see
     engine.storage.checkpoints); with no log file yet, the checkpoint alone runs."""

@@ -7,8 +7,18 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from engine.queue.huey_queue import JobQueue
+
+EMAIL = {"recipient": "a@example.com", "subject": "Hi", "body": "Hello"}
+
+
+def task_rows(database: Path) -> int:
+    with sqlite3.connect(database) as conn:
+        return conn.execute("SELECT count(*) FROM task").fetchone()[0]
 
 
 def test_take_gives_highest_priority_first_then_fifo(tmp_path: Path) -> None:
@@ -76,3 +86,53 @@ def test_an_enqueue_is_one_statement_and_waits_out_another_writer(tmp_path: Path
         releaser.join()
         other.close()
     assert [job_id for job_id, _ in queue.take(5)] == [1, 2, 3]
+
+
+def test_a_job_and_its_message_commit_in_one_transaction(ops: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default queue lives in the ledger's SQLite file, and the transaction that makes a job runnable writes
+    its message: when the message's own statement fails, neither it nor the job (nor the job's event) is left."""
+    assert ops.paths.queue == ops.paths.database
+    first = ops.create("send_email", EMAIL)
+    assert task_rows(ops.paths.database) == 1
+    insert = ops.queue.storage.insert
+
+    def insert_then_fail(cursor: Any, data: bytes, priority: int | None) -> None:
+        insert(cursor, data, priority)
+        raise RuntimeError("the disk filled up")
+
+    monkeypatch.setattr(ops.queue.storage, "insert", insert_then_fail)
+    with pytest.raises(RuntimeError, match="disk filled up"):
+        ops.create("send_email", EMAIL)
+    assert [job["id"] for job in ops.list()["jobs"]] == [first["id"]]
+    assert ops.ledger.last_seq() == 1
+    assert task_rows(ops.paths.database) == 1
+    monkeypatch.undo()
+    assert ops.queue.take(5) == [(first["id"], 5)]
+
+
+def test_run_now_and_retry_write_their_message_with_the_transition(ops: Any) -> None:
+    scheduled = ops.create("send_email", EMAIL, scheduled_time=datetime.now(UTC) + timedelta(hours=1))
+    assert ops.queue.take(5) == [] and ops.queue.huey.scheduled_count() == 1  # its message waits for its time
+    ops.run_now(scheduled["id"])
+    assert ops.queue.take(5) == [(scheduled["id"], 5)]
+    ops.cancel(scheduled["id"])
+    ops.retry(scheduled["id"])
+    assert ops.queue.take(5) == [(scheduled["id"], 5)]
+
+
+def test_with_a_postgresql_ledger_the_queue_has_its_own_file(
+    jobdeck_home: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.config import Paths
+    from engine.credentials.store import MemoryStore
+    from engine.operations import Operations
+
+    monkeypatch.setenv("JOBDECK_DATABASE_URL", postgres_url)
+    ops = Operations(Paths(jobdeck_home), store=MemoryStore())
+    try:
+        assert ops.paths.queue == jobdeck_home / "queue.db"
+        job = ops.create("send_email", EMAIL, priority=7)
+        assert ops.queue.take(5) == [(job["id"], 7)]  # enqueued once the ledger had committed
+    finally:
+        ops.ledger.close()
+        ops.queue.storage.close()

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from huey import SqliteHuey
+from huey.api import Task
 from huey.storage import SqliteStorage
 
+from engine.storage import checkpoints
 from engine.storage.checkpoints import Checkpointer
 from engine.storage.database import is_busy, sqlite_begin_immediate, tune_writer, while_busy
 
@@ -35,7 +37,7 @@ class WakeableSqliteStorage(SqliteStorage):
     """
 
     def __init__(self, name: str = "huey", filename: str = "huey.db", **kwargs: Any) -> None:
-        self._checkpointer = Checkpointer(filename)  # before super(): creating the schema commits
+        self._checkpointer: Checkpointer | None = checkpoints.shared(filename)  # before super(): the schema commits
         super().__init__(name, filename, **kwargs)
         self._cond = threading.Condition()
         self._generation = 0
@@ -77,7 +79,7 @@ class WakeableSqliteStorage(SqliteStorage):
                 if close:
                     conn.close()
                     self._conn = None
-        if wrote:  # an idle worker's dequeues, which find nothing, start no checkpoint
+        if wrote and self._checkpointer is not None:  # an idle worker's dequeues, which find nothing, start none
             self._checkpointer.poke()
 
     def sql(self, query: str, params: Any = None, commit: bool = False, results: bool = False) -> Any:
@@ -113,7 +115,9 @@ class WakeableSqliteStorage(SqliteStorage):
                 self._cond.wait(timeout)
 
     def close(self) -> bool:
-        self._checkpointer.close()
+        checkpointer, self._checkpointer = self._checkpointer, None  # closed once: it may be the ledger's too
+        if checkpointer is not None:
+            checkpointer.close()
         return bool(super().close())
 
     def wake(self) -> None:
@@ -125,8 +129,12 @@ class WakeableSqliteStorage(SqliteStorage):
         """One INSERT that commits on its own (the connection is in autocommit mode): Huey's ran BEGIN, INSERT and
         COMMIT, three calls that each give up the GIL and must win it back."""
         with self.db() as cursor:  # no ``commit``: no BEGIN
-            while_busy(lambda: cursor.execute(_ENQUEUE, (self.name, self.to_blob(data), priority or 0)))
+            while_busy(lambda: self.insert(cursor, data, priority))
         self.wake()
+
+    def insert(self, cursor: Any, data: bytes, priority: int | None) -> None:
+        """The message's row, on ``cursor``: ours, or another connection's to this file inside its transaction."""
+        cursor.execute(_ENQUEUE, (self.name, self.to_blob(data), priority or 0))
 
     def add_to_schedule(self, data: bytes, ts: Any) -> None:
         super().add_to_schedule(data, ts)
@@ -159,6 +167,7 @@ class JobQueue:
     """Enqueue job ids; in the worker, take the ids that are due (see ``engine.worker.dispatch``)."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self.huey = SqliteHuey(
             "jobdeck", filename=str(path), storage_class=WakeableSqliteStorage, utc=True, results=False
         )
@@ -181,15 +190,24 @@ class JobQueue:
         return taken
 
     def enqueue(self, job_id: int, priority: int, eta: datetime | None = None) -> None:
-        """Priority 0–9, higher first (Huey's own priority order).
+        """Priority 0–9, higher first (Huey's own priority order)."""
+        self.huey.enqueue(self._message(job_id, priority, eta))
 
-        ``eta`` must stay aware: Huey converts a naive one with ``time.mktime``, which drops the microseconds
-        and would start a job up to a second early.
-        """
-        if eta is not None and eta > datetime.now(UTC):
-            self._task.schedule(args=(job_id,), eta=eta.astimezone(UTC), priority=priority)
-        else:
-            self.huey.enqueue(self._task.s(job_id, priority=priority))
+    def write(self, cursor: Any, job_id: int, priority: int, eta: datetime | None = None) -> None:
+        """``enqueue`` inside a transaction that another connection to this queue's file has open (the ledger's,
+        see ``Operations``): the message commits, or rolls back, with it. Wake the worker after the commit."""
+        message = self._message(job_id, priority, eta)
+        self.storage.insert(cursor, self.huey.serialize_task(message), message.priority)
+
+    def lives_in(self, database: Path | None) -> bool:
+        """Whether this queue's file is that SQLite database."""
+        return database is not None and self.path.resolve() == database.resolve()
+
+    def _message(self, job_id: int, priority: int, eta: datetime | None) -> Task:
+        """``eta`` must stay aware: Huey converts a naive one with ``time.mktime``, which drops the microseconds
+        and would start a job up to a second early."""
+        when = eta.astimezone(UTC) if eta is not None and eta > datetime.now(UTC) else None
+        return self._task.s(job_id, priority=priority, eta=when)
 
     def flush(self) -> None:
         """Drop every message and schedule entry; the worker rebuilds them from the ledger."""

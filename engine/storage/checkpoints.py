@@ -31,6 +31,9 @@ checkpoint's first fsync sends them all to disk, while writers wait. So the chec
 first, without the lock, and the checkpoint's own sync finds little left to write: 200 creates' checkpoint held
 the lock 6–7 ms before and 1.1–1.3 ms after (the sync, 6 ms, moved out). Where a file opened for reading cannot be
 synced (Windows), the checkpoint syncs it all as before.
+
+A process has one checkpointer per database file (``shared``): the ledger and the Huey queue live in one SQLite
+file, and two checkpointers of one process would each count only half its commits and take turns at the lock.
 """
 
 from __future__ import annotations
@@ -49,6 +52,22 @@ IDLE_S = 2.0  # else, how long this process's writes must pause first (an upload
 POLL_S = 0.05  # how often a checkpointer with writes to copy looks whether a checkpoint is due
 WAIT_MS = 20  # how long a checkpoint may wait for writers and readers before it gives up until the next round
 
+_shared: dict[str, Checkpointer] = {}
+_shared_lock = threading.Lock()
+
+
+def shared(path: Path | str) -> Checkpointer:
+    """This process's checkpointer of the database file at ``path``; ``close()`` it when done (the last user's
+    close stops it)."""
+    key = os.path.realpath(path)
+    with _shared_lock:
+        checkpointer = _shared.get(key)
+        if checkpointer is None:
+            checkpointer = _shared[key] = Checkpointer(key)
+        else:
+            checkpointer._users += 1
+        return checkpointer
+
 
 class Checkpointer:
     def __init__(self, path: Path | str, idle_s: float = IDLE_S, batch_commits: int = BATCH_COMMITS) -> None:
@@ -62,6 +81,7 @@ class Checkpointer:
         self._lock = threading.Lock()
         self.checkpoints = 0  # how many it ran to the end: for tests and diagnostics
         self.busy = 0  # how many gave up waiting for writers or readers
+        self._users = 1  # see ``shared``
 
     def poke(self) -> None:
         """A write committed: checkpoint soon. Cheap enough to call after every commit."""
@@ -78,6 +98,12 @@ class Checkpointer:
                 self._thread.start()
 
     def close(self) -> None:
+        with _shared_lock:
+            self._users -= 1
+            if self._users > 0:
+                return
+            if _shared.get(self.path) is self:
+                del _shared[self.path]
         self._stop.set()
         self._dirty.set()
         thread = self._thread

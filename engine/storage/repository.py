@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -32,7 +33,7 @@ from sqlalchemy import (
 )
 
 from engine.errors import InvalidTransition, NotFound
-from engine.storage.checkpoints import Checkpointer
+from engine.storage import checkpoints
 from engine.storage.database import open_engine, sqlite_begin_immediate, tune_writer
 from engine.storage.group_commit import Batch, GroupCommit
 from engine.storage.prepared import Prepared, status_in
@@ -49,6 +50,15 @@ __all__ = ["EVENTS", "JOBS", "JOB_FIELDS", "Claim", "Ledger", "iso", "job_to_dic
 _PG_EVENT_LOCK = 0x4A6F6264
 
 Listener = Callable[[list[dict[str, Any]]], None]
+# Writes a job's queue message on the cursor of the transaction that makes the job runnable (the queue and the
+# ledger share one SQLite file: see ``Operations``), so that the job and its message commit together.
+Outbox = Callable[[Any, dict[str, Any]], None]
+
+
+def no_outbox(_cursor: Any, _job: dict[str, Any]) -> None:
+    """The queue is elsewhere (PostgreSQL ledger): the caller enqueues once the transaction has committed."""
+
+
 T = TypeVar("T")
 Row = dict[str, Any]
 
@@ -140,9 +150,10 @@ class Ledger(LedgerReads):
         self._reader: Any = None  # for the worker's reads ahead of a write (``settle``)
         self._reader_lock = threading.Lock()
         database = self.engine.url.database
-        self._checkpointer = (
-            Checkpointer(database) if self.dialect == "sqlite" and database not in (None, "", ":memory:") else None
+        self.sqlite_file = (
+            Path(database) if self.dialect == "sqlite" and database not in (None, "", ":memory:") else None
         )
+        self._checkpointer = checkpoints.shared(self.sqlite_file) if self.sqlite_file is not None else None
 
     def close(self) -> None:
         with self._group.exclusive():
@@ -153,8 +164,9 @@ class Ledger(LedgerReads):
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
-        if self._checkpointer is not None:
-            self._checkpointer.close()
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.close()
         self.engine.dispose()
 
     # ---------------------------------------------------------------- observers
@@ -299,6 +311,7 @@ class Ledger(LedgerReads):
         values: dict[str, Any],
         kind: str,
         action: str,
+        outbox: Outbox = no_outbox,
         **extra: Any,
     ) -> dict[str, Any]:
         """Guarded update + event, or a clear InvalidTransition / NotFound naming the job's actual state."""
@@ -312,6 +325,7 @@ class Ledger(LedgerReads):
                     raise NotFound(job_id)
                 raise InvalidTransition(job_id, status, action, _or_list(allowed))
             self._record(tx, job, kind, **extra)
+            outbox(tx.cursor, job)
             return job
 
         return self._write(op)
@@ -328,6 +342,7 @@ class Ledger(LedgerReads):
         retry_base_s: float | None = None,
         retry_cap_s: float | None = None,
         staged_path: str | None = None,
+        outbox: Outbox = no_outbox,
     ) -> dict[str, Any]:
         status = JobStatus.SCHEDULED if scheduled_time else JobStatus.PENDING
         values = {
@@ -355,6 +370,7 @@ class Ledger(LedgerReads):
         def op(tx: Tx) -> dict[str, Any]:
             job = {**snapshot, "id": insert_job.execute_bound(tx.cursor, bound)[0]["id"]}
             self._record(tx, job, "created")
+            outbox(tx.cursor, job)
             return job
 
         return self._write(op)
@@ -559,13 +575,13 @@ class Ledger(LedgerReads):
         values = {"status": JobStatus.CANCELED.value, "finished_at": utcnow(), "next_attempt_at": None}
         return self._transition(job_id, CANCELABLE, values, "canceled", "cancel")
 
-    def retry(self, job_id: int, staged_path: str | None = None) -> dict[str, Any]:
+    def retry(self, job_id: int, staged_path: str | None = None, outbox: Outbox = no_outbox) -> dict[str, Any]:
         values = _RETRY_VALUES()
         if staged_path is not None:
             values["staged_path"] = staged_path
-        return self._transition(job_id, RETRYABLE, values, "retried", "retry")
+        return self._transition(job_id, RETRYABLE, values, "retried", "retry", outbox)
 
-    def retry_all_failed(self) -> list[dict[str, Any]]:
+    def retry_all_failed(self, outbox: Outbox = no_outbox) -> list[dict[str, Any]]:
 
         def op(tx: Tx) -> list[dict[str, Any]]:
             rows = tx.run(
@@ -577,13 +593,14 @@ class Ledger(LedgerReads):
             jobs = sorted((job_to_dict(r) for r in rows), key=lambda j: j["id"])
             for job in jobs:
                 self._record(tx, job, "retried")
+                outbox(tx.cursor, job)
             return jobs
 
         return self._write(op)
 
-    def run_now(self, job_id: int) -> dict[str, Any]:
+    def run_now(self, job_id: int, outbox: Outbox = no_outbox) -> dict[str, Any]:
         values = {"status": JobStatus.PENDING.value}
-        return self._transition(job_id, [JobStatus.SCHEDULED], values, "run_now", "run now")
+        return self._transition(job_id, [JobStatus.SCHEDULED], values, "run_now", "run now", outbox)
 
     def delete(self, job_id: int) -> tuple[dict[str, Any], str | None]:
         """Remove a job in any state but running; returns it with its staged file path for cleanup."""
