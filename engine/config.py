@@ -68,6 +68,12 @@ class Paths:
         url = make_url(self.database_url())
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             return Path(url.database)
+        return self.queue_alone
+
+    @property
+    def queue_alone(self) -> Path:
+        """The queue's file of its own: with PostgreSQL, and beside a SQLite ledger in versions before the queue
+        moved into it (the worker removes that one)."""
         return self.root / "queue.db"
 
     @cached_property

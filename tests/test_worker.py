@@ -154,13 +154,20 @@ def test_kill_9_mid_job_loses_nothing(waking_ops: Any, worker_factory: Callable[
 
 
 def test_waiting_jobs_survive_a_restart(waking_ops: Any, worker_factory: Callable[..., Any]) -> None:
-    """Jobs submitted while no worker runs (or whose queue messages were lost) run when one starts."""
+    """Jobs submitted while no worker runs (or whose queue messages were lost) run when one starts; the queue file
+    of an earlier version (before the queue moved into the ledger's file) is rebuilt from the ledger and removed."""
+    from engine.queue.huey_queue import JobQueue
+
     ops = waking_ops
     ids = [ops.create("noop", {})["id"] for _ in range(5)]
     ops.queue.flush()  # the queue is disposable: the ledger alone must be enough
+    earlier = JobQueue(ops.paths.root / "queue.db")
+    earlier.enqueue(ids[0], 5)
+    earlier.storage.close()
     worker_factory(NOOP_ENV)
     for job_id in ids:
         assert wait_for(ops, job_id, {"succeeded"})["attempts"] == 1
+    assert not list(ops.paths.root.glob("queue.db*"))
 
 
 def test_sigterm_lets_a_running_job_finish(waking_ops: Any, worker_factory: Callable[..., Any]) -> None:

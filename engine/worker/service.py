@@ -125,6 +125,10 @@ class WorkerService:
             if row.status == JobStatus.RETRYING.value:
                 eta = row.next_attempt_at
             self.queue.enqueue(row.id, row.priority, eta)
+        old = self.paths.queue_alone
+        if old != self.paths.queue:  # a queue file left by an earlier version: its messages were rebuilt above
+            for path in (old, old.with_name(old.name + "-wal"), old.with_name(old.name + "-shm")):
+                path.unlink(missing_ok=True)
 
     def _maintain(self) -> None:
         """Heartbeat our leases; sweep expired ones (ours if a thread wedged, others' on a shared database)."""
