@@ -138,10 +138,11 @@ class Operations:
         self.credentials = Credentials(store or default_store())
         self.after_enqueue: Callable[[], None] | None = None  # the CLI wakes a running worker here
         # A transactional outbox: when the queue lives in the ledger's SQLite file (the default: ``Paths.queue``),
-        # the transaction that makes a job runnable also writes its message, so that no crash can leave a job
-        # waiting for a message that was never written, and a create commits once rather than twice
-        # (bench/queue.py, alternating runs: 1,920–2,070 jobs/s against 1,670–1,730). With PostgreSQL the message
-        # follows the commit.
+        # the transaction that makes a job runnable also writes its message, so that no crash of this process
+        # (a CLI killed between the two commits, while the worker runs on) can leave a job waiting for a message
+        # that was never written; and a create commits once rather than twice, which bought end-to-end throughput
+        # only a few per cent (median of eight alternating pairs in bench/queue.py's shape). With PostgreSQL the
+        # message follows the commit.
         self._outbox: Outbox = self._write_message if self.queue.lives_in(self.ledger.sqlite_file) else no_outbox
 
     @property
