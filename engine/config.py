@@ -65,10 +65,7 @@ class Paths:
     def queue(self) -> Path:
         """The Huey queue's SQLite file: the ledger's own file when the ledger is SQLite, so that a job and its
         message commit in one transaction (see ``Operations``); ``queue.db`` beside it with PostgreSQL."""
-        url = make_url(self.database_url())
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            return Path(url.database)
-        return self.queue_alone
+        return sqlite_file(self.database_url()) or self.queue_alone
 
     @property
     def queue_alone(self) -> Path:
@@ -106,6 +103,14 @@ class Paths:
 
     def database_url(self) -> str:
         return os.environ.get("JOBDECK_DATABASE_URL") or f"sqlite:///{self.database}"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL; ``None`` for an in-memory database or another dialect."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return Path(parsed.database)
+    return None
 
 
 TlsMode = Literal["plain", "starttls", "ssl"]

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -32,6 +31,7 @@ from sqlalchemy import (
     update,
 )
 
+from engine.config import sqlite_file
 from engine.errors import InvalidTransition, NotFound
 from engine.storage import checkpoints
 from engine.storage.database import open_engine, sqlite_begin_immediate, tune_writer
@@ -149,10 +149,7 @@ class Ledger(LedgerReads):
         self._group = GroupCommit(self._open_batch, self._committed)
         self._reader: Any = None  # for the worker's reads ahead of a write (``settle``)
         self._reader_lock = threading.Lock()
-        database = self.engine.url.database
-        self.sqlite_file = (
-            Path(database) if self.dialect == "sqlite" and database not in (None, "", ":memory:") else None
-        )
+        self.sqlite_file = sqlite_file(url)
         self._checkpointer = checkpoints.shared(self.sqlite_file) if self.sqlite_file is not None else None
 
     def close(self) -> None:
