@@ -56,6 +56,31 @@ def test_a_message_for_later_goes_to_the_schedule_not_to_the_worker(tmp_path: Pa
     assert queue.pending_count() == 1
 
 
+def test_a_written_message_is_what_huey_would_have_pickled_with_a_fresh_id(tmp_path: Path) -> None:
+    """The outbox splices messages from a template; Huey must read them as its own, for any job id."""
+    queue = JobQueue(tmp_path / "queue.db")
+    conn = sqlite3.connect(tmp_path / "queue.db", isolation_level=None)
+    job_ids = [1, 255, 256, 65_535, 65_536, 2**31 - 1, 2**31, 2**40]
+    for n, job_id in enumerate(job_ids):
+        queue.write(conn.cursor(), job_id, n % 10)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    queue.write(conn.cursor(), 7, 3, later)
+    rows = conn.execute("SELECT data, priority FROM task ORDER BY id").fetchall()
+    tasks = [queue.huey.deserialize_task(data) for data, _ in rows]
+    expected = [(j, n % 10, None) for n, j in enumerate(job_ids)] + [(7, 3, later)]
+    message = queue.huey._registry.create_message
+    for task, (job_id, priority, eta) in zip(tasks, expected, strict=True):
+        assert task.args == (job_id,) and task.priority == priority
+        assert message(task)._replace(id="") == message(queue._message(job_id, priority, eta))._replace(id="")
+    assert tasks[-1].eta == later.astimezone(UTC).replace(tzinfo=None)  # Huey keeps UTC times naive
+    assert [priority for _, priority in rows] == [priority for _, priority, _ in expected]
+    assert len({task.id for task in tasks}) == len(tasks)
+    assert queue.take(20) == sorted(
+        [(j, n % 10) for n, j in enumerate(job_ids)], key=lambda taken: (-taken[1], job_ids.index(taken[0]))
+    )
+    conn.close()
+
+
 def test_a_paused_queue_gives_nothing_and_keeps_its_messages(tmp_path: Path) -> None:
     queue = JobQueue(tmp_path / "queue.db")
     queue.enqueue(1, 5)
