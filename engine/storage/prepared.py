@@ -23,6 +23,7 @@ from engine.storage.status import JobStatus
 
 _REQUIRED = object()
 Processor = Callable[[Any], Any] | None
+Bound = tuple[Any, ...] | dict[str, Any]  # parameters in the driver's form: positional or named
 
 
 def status_in(statuses: Iterable[JobStatus]) -> ColumnElement[bool]:
@@ -33,7 +34,7 @@ def status_in(statuses: Iterable[JobStatus]) -> ColumnElement[bool]:
 class Prepared:
     """One compiled statement: its SQL text, how to order and convert its parameters, how to convert its rows."""
 
-    __slots__ = ("_binds", "_columns", "_dialect", "_positional", "_types", "returns_rows", "sql")
+    __slots__ = ("_binds", "_columns", "_dialect", "_index", "_positional", "_types", "returns_rows", "sql")
 
     def __init__(self, stmt: Executable, dialect: Dialect, column_keys: list[str] | None = None) -> None:
         compiled: Compiled = stmt.compile(dialect=dialect, column_keys=column_keys)  # type: ignore[attr-defined]
@@ -46,13 +47,14 @@ class Prepared:
             bind = by_name[name]
             default = _REQUIRED if bind.required else bind.effective_value
             self._binds.append((name, default, bind.type.dialect_impl(dialect).bind_processor(dialect)))
+        self._index = {name: i for i, (name, _, _) in enumerate(self._binds)}
         columns = getattr(stmt, "exported_columns", None) or []
         self.returns_rows = bool(columns)
         self._dialect = dialect
         self._types = [(col.key, col.type.dialect_impl(dialect)) for col in columns]
         self._columns: list[tuple[str, Processor]] | None = None  # known once a cursor has described the rows
 
-    def parameters(self, params: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+    def parameters(self, params: Mapping[str, Any]) -> Bound:
         values: list[Any] = []
         for name, default, process in self._binds:
             value = params.get(name, default)
@@ -63,11 +65,24 @@ class Prepared:
             return tuple(values)
         return {name: value for (name, _, _), value in zip(self._binds, values, strict=True)}
 
+    def bound_value(self, bound: Bound, name: str) -> Any:
+        """One parameter of ``bound`` (as ``parameters`` made it), in the driver's form."""
+        return bound[self._index[name]] if self._positional else bound[name]  # type: ignore[call-overload]
+
+    def rebind(self, bound: Bound, values: Mapping[str, Any]) -> Bound:
+        """``bound`` with some parameters replaced by values already in the driver's form (nothing is converted)."""
+        if not self._positional:
+            return {**bound, **values}  # type: ignore[dict-item]
+        replaced = list(bound)  # type: ignore[arg-type]
+        for name, value in values.items():
+            replaced[self._index[name]] = value
+        return tuple(replaced)
+
     def execute(self, cursor: Any, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The rows it returned as dicts (empty for a statement without RETURNING; see ``rowcount``)."""
         return self.execute_bound(cursor, self.parameters(params))
 
-    def execute_bound(self, cursor: Any, bound: tuple[Any, ...] | dict[str, Any]) -> list[dict[str, Any]]:
+    def execute_bound(self, cursor: Any, bound: Bound) -> list[dict[str, Any]]:
         """``execute`` with parameters already converted by ``parameters`` (say, before a lock was taken)."""
         cursor.execute(self.sql, bound)
         if not self.returns_rows:

@@ -242,6 +242,17 @@ class Ledger(LedgerReads):
             chunks.append((prepared, prepared.parameters(params), chunk))
         return _BoundEvents(iso(at), chunks)
 
+    def _with_id(self, bound: _BoundEvents, job: dict[str, Any]) -> _BoundEvents:
+        """A new job's one event, bound for id ``_NO_ID`` before the job had its id, now for ``job``: the id goes
+        into the bound JSON as text, so that encoding the snapshot stays outside the write lock."""
+        ((prepared, params, ((_, kind, extra),)),) = bound.chunks
+        payload = prepared.bound_value(params, "p0")
+        if not (isinstance(payload, str) and payload.startswith(_NO_ID_JSON)):  # a driver that takes JSON as objects
+            return self._bind_events([(job, kind, extra)])
+        payload = f'{{"job": {{"id": {int(job["id"])},{payload[len(_NO_ID_JSON) :]}'
+        params = prepared.rebind(params, {"j0": job["id"], "p0": payload})
+        return _BoundEvents(bound.at, [(prepared, params, [(job, kind, extra)])])
+
     def _insert_events(self, tx: Tx, bound: _BoundEvents) -> list[dict[str, Any]]:
         if bound.chunks and self.dialect == "postgresql" and not tx.events:
             tx.run("pg-event-lock", {}, _pg_event_lock)
@@ -357,16 +368,18 @@ class Ledger(LedgerReads):
             "staged_path": staged_path,
         }
 
-        # Bound before the write lock is taken, and the snapshot made from the values, not read back: every
-        # public field is set here (or NULL), so only the id comes from the database.
+        # Bound before the write lock is taken, event included, and the snapshot made from the values, not read
+        # back: every public field is set here (or NULL), so only the id comes from the database.
         insert_job = self.prepare("insert-job", lambda: (insert(JOBS).returning(JOBS.c.id), list(values)))
         bound = insert_job.parameters(values)
         snapshot = job_to_dict({field: values.get(field) for field in JOB_FIELDS})
-        snapshot["parameters"] = json.loads(json.dumps(parameters))  # exactly what reading the row gives
+        stored = insert_job.bound_value(bound, "parameters")  # the JSON text, on SQLite
+        snapshot["parameters"] = json.loads(stored if isinstance(stored, str) else json.dumps(parameters))
+        created = self._bind_events([({**snapshot, "id": _NO_ID}, "created", {})])
 
         def op(tx: Tx) -> dict[str, Any]:
             job = {**snapshot, "id": insert_job.execute_bound(tx.cursor, bound)[0]["id"]}
-            self._record(tx, job, "created")
+            self._insert_events(tx, self._with_id(created, job))
             outbox(tx.cursor, job)
             return job
 
@@ -642,6 +655,8 @@ class Ledger(LedgerReads):
         self._write(lambda tx: tx.run(stmt))
 
 
+_NO_ID = 0  # SQLite and PostgreSQL number rows from 1
+_NO_ID_JSON = '{"job": {"id": 0,'  # how the JSON of an event's payload starts (the id is the snapshot's first field)
 EVENT_CHUNK = 16  # rows per multi-row statement: few statement shapes to compile, and far below SQLite's limits
 _RUNNING = (JobStatus.RUNNING,)
 _HELD_BY = JOBS.c.worker_id == bindparam("b_worker")
