@@ -227,6 +227,93 @@ def test_a_ledger_from_before_the_row_version_is_upgraded_in_place(tmp_path: Pat
         ledger.close()
 
 
+def test_the_leaner_schema_keeps_every_event_and_never_reuses_a_seq(tmp_path: Path) -> None:
+    """Revision 0003 rebuilds job_events without AUTOINCREMENT (SQLite) and merges the status indexes."""
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from engine.storage.database import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+
+    def migrate(revision: str, direction: str = "upgrade") -> None:
+        with engine.begin() as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            getattr(command, direction)(config, revision)
+
+    def schema() -> tuple[set[str], str]:
+        with engine.connect() as conn:
+            indexes = set(conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index'").scalars())
+            events = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'job_events'").scalar_one()
+        return {i for i in indexes if i.startswith("ix_")}, events
+
+    migrate("0002")
+    with engine.begin() as conn:  # (a Ledger would upgrade the file to the newest revision)
+        for job_id in (1, 2, 3):
+            conn.exec_driver_sql(
+                "INSERT INTO jobs (job_type, parameters, status, priority, max_retries, attempts, schedule_type,"
+                " created_at) VALUES ('send_email', '{}', 'pending', 5, 3, 0, 'immediate', '2026-11-01 10:00:00')"
+            )
+            for kind in ("created", "canceled"):
+                conn.exec_driver_sql(
+                    "INSERT INTO job_events (job_id, type, payload, at) VALUES (?, ?, ?, '2026-11-01 10:00:00')",
+                    (job_id, kind, f'{{"job": {{"id": {job_id}}}}}'),
+                )
+        conn.exec_driver_sql("UPDATE jobs SET status = 'canceled'")
+        conn.exec_driver_sql("DELETE FROM jobs WHERE id = 1")  # its events stay: the log is append-only
+    assert "AUTOINCREMENT" in schema()[1]
+
+    migrate("head")
+    indexes, events = schema()
+    assert indexes == {"ix_jobs_status_type", "ix_jobs_created_at", "ix_job_events_job_id"}
+    assert "AUTOINCREMENT" not in events
+    ledger = Ledger(url)
+    try:
+        before = ledger.events_since(0)
+        assert [(e["seq"], e["job_id"], e["job"]) for e in before] == [
+            (n + 1, n // 2 + 1, {"id": n // 2 + 1}) for n in range(6)
+        ]
+        job = make(ledger)
+        assert job["id"] == 4 and [e["seq"] for e in ledger.events_since(6)] == [7]
+        assert ledger.count(JobStatus.CANCELED) == 2 and ledger.list(job_type="send_email")[1] == 3
+        assert ledger.counts()[1] == {"send_email": {"canceled": 2, "pending": 1}}
+    finally:
+        ledger.close()
+
+    migrate("0002", "downgrade")
+    indexes, events = schema()
+    assert indexes == {"ix_jobs_status", "ix_jobs_type_status", "ix_jobs_created_at", "ix_job_events_job_id",
+                       "ix_job_events_type_at"}  # fmt: skip
+    assert "AUTOINCREMENT" in events
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM job_events").scalar_one() == len(before) + 1
+    engine.dispose()
+
+
+def test_finished_events_are_found_by_seq_though_their_times_may_trail(ledger: Ledger) -> None:
+    """A transition's time is taken before it waits for the lock, so seq order is time order only within a slack;
+    the statistics look events up by seq (no index on their time) and must still find each one."""
+    from engine.storage.reads import EVENT_TIME_SLACK
+
+    start = datetime(2026, 11, 1, 12, tzinfo=UTC)
+    offsets = [0, 5, 3, 30, 10, 31, 60, 45, 61, 120, 90, 121, 125, 600, 570, 601, 602, 3600, 3561, 3605]
+    kinds = ["succeeded", "failed", "started", "succeeded"]
+    rows = [
+        {"job_id": n + 1, "type": kinds[n % 4], "payload": {"job": {}}, "at": start + timedelta(seconds=s)}
+        for n, s in enumerate(offsets)
+    ]
+    assert all(rows[n]["at"] - max(r["at"] for r in rows[: n + 1]) > -EVENT_TIME_SLACK for n in range(len(rows)))
+    with ledger.engine.begin() as conn:
+        conn.execute(EVENTS.insert(), rows)
+    assert ledger.finished_events_since(start) == [(r["type"], r["at"]) for r in rows if r["type"] != "started"]
+    for cut in [0, 4, 6, 30, 31, 44, 46, 61, 100, 122, 580, 601, 3560, 3562, 3605, 3606]:
+        since = start + timedelta(seconds=cut)
+        expected = [(r["type"], r["at"]) for r in rows if r["type"] != "started" and r["at"] >= since]
+        assert ledger.finished_events_since(since) == expected, cut
+
+
 def test_retry_later_then_exhausted(ledger: Ledger) -> None:
     job = make(ledger, max_retries=1)
     ledger.claim(job["id"], "w1")

@@ -79,9 +79,8 @@ class Job(Base):
     version: Mapped[int] = mapped_column(Integer, server_default="0")
 
     __table_args__ = (
-        Index("ix_jobs_status", "status"),
+        Index("ix_jobs_status_type", "status", "job_type"),
         Index("ix_jobs_created_at", "created_at"),
-        Index("ix_jobs_type_status", "job_type", "status"),
     )
 
 
@@ -94,8 +93,4 @@ class JobEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     at: Mapped[datetime] = mapped_column(UtcDateTime)
 
-    __table_args__ = (
-        Index("ix_job_events_job_id", "job_id"),
-        Index("ix_job_events_type_at", "type", "at"),
-        {"sqlite_autoincrement": True},
-    )
+    __table_args__ = (Index("ix_job_events_job_id", "job_id"),)
