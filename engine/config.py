@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -202,14 +203,19 @@ def load_file(paths: Paths | None = None) -> dict[str, Any]:
 
 
 _cache: dict[Path, tuple[tuple[Any, ...], Settings]] = {}
+ENV_RECHECK_S = 1.0  # how long the environment's overrides are taken as unchanged (see ``load_settings``)
+_env_seen: tuple[float, tuple[str | None, ...]] = (-1.0, ())  # (until when, the overrides' values)
 
 
 def load_settings(paths: Paths | None = None) -> Settings:
     """File values, then environment overrides on top.
 
-    The worker reads settings for every job, so the parsed result is reused until the file or the environment
-    overrides change (a stat per call instead of a JSON parse and a validation).
+    Every job submitted and every pass of the worker reads settings, so the parsed result is reused until the file
+    or the environment overrides change: a stat per call instead of a JSON parse and a validation. The environment
+    is looked at once a second at most (ten lookups of mostly absent names cost as much as the stat): only this
+    process can change it, and nothing does so while it runs but tests.
     """
+    global _env_seen
     paths = paths or Paths()
     config = paths.config
     try:
@@ -217,7 +223,10 @@ def load_settings(paths: Paths | None = None) -> Settings:
         file_key: tuple[Any, ...] = (stat.st_mtime_ns, stat.st_size)
     except FileNotFoundError:
         file_key = ()
-    key = (file_key, tuple(map(os.environ.get, _ENV_NAMES)))
+    now = time.monotonic()
+    if now >= _env_seen[0]:
+        _env_seen = (now + ENV_RECHECK_S, tuple(map(os.environ.get, _ENV_NAMES)))
+    key = (file_key, _env_seen[1])
     cached = _cache.get(config)
     if cached is not None and cached[0] == key:
         return cached[1]
