@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -312,6 +313,18 @@ def test_finished_events_are_found_by_seq_though_their_times_may_trail(ledger: L
         since = start + timedelta(seconds=cut)
         expected = [(r["type"], r["at"]) for r in rows if r["type"] != "started" and r["at"] >= since]
         assert ledger.finished_events_since(since) == expected, cut
+
+
+def test_json_columns_keep_what_the_standard_library_kept(ledger: Ledger) -> None:
+    """orjson writes the JSON; what it cannot (integers beyond 64 bits) falls back, and all of it reads back."""
+    from engine.storage import json_text
+
+    values = {"big": 2**70, "keys": {1: "one"}, "text": "é ☃", "nested": [1.5, None, True, {"a": []}]}
+    assert json.loads(json_text.dumps(values)) == {**values, "keys": {"1": "one"}}
+    assert json_text.dumps({"nan": float("nan")}) == '{"nan":null}'  # NaN is not JSON; PostgreSQL refuses it
+    job = make(ledger, parameters=values)
+    assert job["parameters"] == ledger.get(job["id"])["parameters"] == {**values, "keys": {"1": "one"}}
+    assert [e["job"] for e in ledger.events_since(0) if e["job_id"] == job["id"]] == [job]
 
 
 def test_retry_later_then_exhausted(ledger: Ledger) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.exc import OperationalError
 
 from engine.config import sqlite_file
+from engine.storage import json_text
 
 T = TypeVar("T")
 
@@ -129,10 +130,12 @@ def open_engine(url: str) -> Engine:
         db_file = sqlite_file(url)
         if db_file is not None:
             db_file.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, json_serializer=json_text.dumps
+        )
         _tune_sqlite(engine)
     else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=json_text.dumps)
     upgrade(engine)
     return engine
 

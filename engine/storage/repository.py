@@ -33,7 +33,7 @@ from sqlalchemy import (
 
 from engine.config import sqlite_file
 from engine.errors import InvalidTransition, NotFound
-from engine.storage import checkpoints
+from engine.storage import checkpoints, json_text
 from engine.storage.database import open_engine, sqlite_begin_immediate, tune_writer
 from engine.storage.group_commit import Batch, GroupCommit
 from engine.storage.prepared import Prepared, status_in
@@ -249,7 +249,7 @@ class Ledger(LedgerReads):
         payload = prepared.bound_value(params, "p0")
         if not (isinstance(payload, str) and payload.startswith(_NO_ID_JSON)):  # a driver that takes JSON as objects
             return self._bind_events([(job, kind, extra)])
-        payload = f'{{"job": {{"id": {int(job["id"])},{payload[len(_NO_ID_JSON) :]}'
+        payload = _id_json(job["id"]) + payload[len(_NO_ID_JSON) - 1 :]
         params = prepared.rebind(params, {"j0": job["id"], "p0": payload})
         return _BoundEvents(bound.at, [(prepared, params, [(job, kind, extra)])])
 
@@ -374,7 +374,7 @@ class Ledger(LedgerReads):
         bound = insert_job.parameters(values)
         snapshot = job_to_dict({field: values.get(field) for field in JOB_FIELDS})
         stored = insert_job.bound_value(bound, "parameters")  # the JSON text, on SQLite
-        snapshot["parameters"] = json.loads(stored if isinstance(stored, str) else json.dumps(parameters))
+        snapshot["parameters"] = json.loads(stored if isinstance(stored, str) else json_text.dumps(parameters))
         created = self._bind_events([({**snapshot, "id": _NO_ID}, "created", {})])
 
         def op(tx: Tx) -> dict[str, Any]:
@@ -655,8 +655,13 @@ class Ledger(LedgerReads):
         self._write(lambda tx: tx.run(stmt))
 
 
+def _id_json(job_id: int) -> str:
+    """How the JSON of a job's event payload starts, up to its id (the snapshot's first field)."""
+    return json_text.dumps({"job": {"id": int(job_id)}})[:-2]
+
+
 _NO_ID = 0  # SQLite and PostgreSQL number rows from 1
-_NO_ID_JSON = '{"job": {"id": 0,'  # how the JSON of an event's payload starts (the id is the snapshot's first field)
+_NO_ID_JSON = _id_json(_NO_ID) + ","  # then the snapshot's next field
 EVENT_CHUNK = 16  # rows per multi-row statement: few statement shapes to compile, and far below SQLite's limits
 _RUNNING = (JobStatus.RUNNING,)
 _HELD_BY = JOBS.c.worker_id == bindparam("b_worker")
