@@ -327,6 +327,25 @@ def test_json_columns_keep_what_the_standard_library_kept(ledger: Ledger) -> Non
     assert [e["job"] for e in ledger.events_since(0) if e["job_id"] == job["id"]] == [job]
 
 
+def test_a_new_ledger_file_has_small_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    from engine.storage.database import SQLITE_PAGE_SIZE
+
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:  # a file an earlier version made: SQLite's default pages, in WAL mode
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("PRAGMA journal_mode=WAL")
+    for path, size in ((tmp_path / "new.db", SQLITE_PAGE_SIZE), (old, 4096)):
+        ledger = Ledger(f"sqlite:///{path}")
+        try:
+            job = make(ledger)
+            assert ledger.get(job["id"])["status"] == "pending"
+        finally:
+            ledger.close()
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA page_size").fetchone()[0] == size
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 def test_retry_later_then_exhausted(ledger: Ledger) -> None:
     job = make(ledger, max_retries=1)
     ledger.claim(job["id"], "w1")

@@ -22,6 +22,13 @@ from engine.storage import json_text
 T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# A new ledger file's page size (an existing file keeps its own: WAL mode cannot change it). Every page a
+# transaction changes goes to the WAL whole at its commit, and a commit of the other process empties this one's
+# page cache, so that the next transaction reads each page it needs again. A create changes seven pages, a worker's
+# settle some ten, each holding a few ledger rows at most; with 2 KiB pages instead of SQLite's default 4 KiB they
+# copy half the bytes. Alternating in bench/queue.py's shape, six rounds: the create's write lock held 86-105 µs
+# against 97-119, end to end +9 % (mean round ratio 0.80 against 0.74).
+SQLITE_PAGE_SIZE = 2048
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READER_BUSY_TIMEOUT_MS = 5_000
 SPIN_FOR_S = 0.0003  # how long a writer waiting for another process's lock only yields the CPU between tries
@@ -38,6 +45,7 @@ def _tune_sqlite(engine: Engine) -> None:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
         cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")  # before WAL: it sizes a new file's pages, or nothing
         cur.execute("PRAGMA journal_mode=WAL")
         # Writers wait in _begin_immediate; this covers the rare busy reader (WAL recovery).
         cur.execute(f"PRAGMA busy_timeout={READER_BUSY_TIMEOUT_MS}")
