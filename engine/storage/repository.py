@@ -249,7 +249,7 @@ class Ledger(LedgerReads):
         payload = prepared.bound_value(params, "p0")
         if not (isinstance(payload, str) and payload.startswith(_NO_ID_JSON)):  # a driver that takes JSON as objects
             return self._bind_events([(job, kind, extra)])
-        payload = _id_json(job["id"]) + payload[len(_NO_ID_JSON) - 1 :]
+        payload = f"{_ID_JSON_HEAD}{int(job['id'])}{payload[len(_NO_ID_JSON) - 1 :]}"
         params = prepared.rebind(params, {"j0": job["id"], "p0": payload})
         return _BoundEvents(bound.at, [(prepared, params, [(job, kind, extra)])])
 
@@ -655,13 +655,10 @@ class Ledger(LedgerReads):
         self._write(lambda tx: tx.run(stmt))
 
 
-def _id_json(job_id: int) -> str:
-    """How the JSON of a job's event payload starts, up to its id (the snapshot's first field)."""
-    return json_text.dumps({"job": {"id": int(job_id)}})[:-2]
-
-
 _NO_ID = 0  # SQLite and PostgreSQL number rows from 1
-_NO_ID_JSON = _id_json(_NO_ID) + ","  # then the snapshot's next field
+# How the JSON of a job's event payload starts: its snapshot's first field is the id, then comes the next field.
+_NO_ID_JSON = json_text.dumps({"job": {"id": _NO_ID, "": 0}}).partition('""')[0]
+_ID_JSON_HEAD = _NO_ID_JSON.removesuffix(f"{_NO_ID},")
 EVENT_CHUNK = 16  # rows per multi-row statement: few statement shapes to compile, and far below SQLite's limits
 _RUNNING = (JobStatus.RUNNING,)
 _HELD_BY = JOBS.c.worker_id == bindparam("b_worker")
