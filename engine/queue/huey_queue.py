@@ -185,12 +185,13 @@ class JobQueue:
         """(job id, priority) of up to ``limit`` due messages, highest priority first. A message with a later ETA
         goes to Huey's schedule instead, as Huey's own worker does with it."""
         taken = []
+        now = self.huey._get_timestamp()
         for data in self.storage.take(limit):
-            task = self.huey.deserialize_task(data)
-            if self.huey.ready_to_run(task):
-                taken.append((int(task.args[0]), int(task.priority or 0)))
+            message = self.huey.serializer.deserialize(data)  # Huey's Message; a Task is made only for the schedule
+            if message.eta is None or message.eta <= now:
+                taken.append((int(message.args[0]), int(message.priority or 0)))
             else:
-                self.huey.add_schedule(task)
+                self.huey.add_schedule(self.huey._registry.create_task(message))
         return taken
 
     def enqueue(self, job_id: int, priority: int, eta: datetime | None = None) -> None:
