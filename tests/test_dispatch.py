@@ -46,9 +46,28 @@ def test_jobs_share_transactions(ops: Any, dispatch: Dispatch) -> None:
     assert max(commits) >= 3
 
 
+def test_a_pass_is_one_write_transaction_when_the_queue_is_in_the_ledger(ops: Any, dispatch: Dispatch) -> None:
+    """The messages leave the queue in the transaction that claims their jobs, not in one of their own."""
+    assert ops.queue.lives_in(ops.ledger.sqlite_file)
+    jobs = [ops.create("noop", {}) for _ in range(3)]
+    queue_writes: list[str] = []
+    ops.queue.storage.conn.set_trace_callback(
+        lambda sql: queue_writes.append(sql) if sql.lstrip().upper().startswith(("BEGIN", "DELETE")) else None
+    )
+    try:
+        dispatch.step()
+    finally:
+        ops.queue.storage.conn.set_trace_callback(None)
+    assert queue_writes == []
+    assert ops.queue.pending_count() == 0
+    assert sorted(dispatch.running()) == [job["id"] for job in jobs]
+    run_until(dispatch, ops, 3)
+
+
 def test_a_failed_pass_loses_nothing(ops: Any, dispatch: Dispatch, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The ledger refuses one pass (say, the database was unreachable): the messages Huey already gave up go back
-    on the queue, the successes waiting to be recorded are kept, and every job still succeeds once."""
+    """The ledger refuses one pass (say, the database was unreachable): the pass's messages stay on the queue (they
+    leave it only with the claims' commit), the successes waiting to be recorded are kept, and every job still
+    succeeds once."""
     jobs = [ops.create("noop", {}) for _ in range(3)]
     dispatch.step()  # claims all three; the job threads run them
     deadline = time.monotonic() + WAIT_S
@@ -67,9 +86,9 @@ def test_a_failed_pass_loses_nothing(ops: Any, dispatch: Dispatch, monkeypatch: 
 
     monkeypatch.setattr(ops.ledger, "settle", failing_once)
     dispatch.step()  # logs the failure, pauses briefly
-    _, succeeded, to_claim = calls[0]
+    _, succeeded, to_claim, *_ = calls[0]
     assert (sorted(job["id"] for job, _ in succeeded), to_claim) == ([j["id"] for j in jobs], [j["id"] for j in more])
-    assert ops.queue.pending_count() == 2  # the two taken messages are back
+    assert ops.queue.pending_count() == 2  # the two messages are still queued
     run_until(dispatch, ops, 5)
     for job in jobs + more:
         current = ops.get(job["id"])

@@ -81,6 +81,28 @@ def test_a_written_message_is_what_huey_would_have_pickled_with_a_fresh_id(tmp_p
     conn.close()
 
 
+def test_peeked_messages_leave_the_queue_only_with_the_transaction_that_removes_them(tmp_path: Path) -> None:
+    queue = JobQueue(tmp_path / "queue.db")
+    for job_id, priority in ((1, 1), (2, 9), (3, 5)):
+        queue.enqueue(job_id, priority)
+    queue.enqueue(4, 9, datetime.now(UTC) + timedelta(hours=1))  # early: Huey's schedule takes it once removed
+    peeked = queue.peek(3)
+    assert peeked.due == [(2, 9), (3, 5)] and [task.args for task in peeked.later] == [(4,)]
+    assert task_rows(tmp_path / "queue.db") == 4  # only looked at
+    conn = sqlite3.connect(tmp_path / "queue.db", isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    queue.remove(peeked, conn.cursor())
+    conn.execute("ROLLBACK")
+    assert task_rows(tmp_path / "queue.db") == 4 and queue.peek(3) == peeked
+    conn.execute("BEGIN IMMEDIATE")
+    queue.remove(peeked, conn.cursor())
+    conn.execute("COMMIT")
+    queue.schedule(peeked.later)
+    assert queue.take(5) == [(1, 1)]
+    assert queue.huey.scheduled_count() == 1
+    conn.close()
+
+
 def test_a_paused_queue_gives_nothing_and_keeps_its_messages(tmp_path: Path) -> None:
     queue = JobQueue(tmp_path / "queue.db")
     queue.enqueue(1, 5)

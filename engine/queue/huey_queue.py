@@ -14,7 +14,8 @@ import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,17 @@ class WakeableSqliteStorage(SqliteStorage):
         rows.sort(key=lambda row: (-row[0], row[1]))  # RETURNING keeps no order
         return [row[2] for row in rows]
 
+    def peek(self, limit: int) -> list[tuple[int, bytes]]:
+        """(row id, message) of the messages ``take`` would take, left in the queue: a read, without the write lock.
+        Nothing while paused."""
+        if self.paused or limit <= 0:
+            return []
+        return [(row_id, data) for row_id, data in self.sql(_PEEK, (self.name, limit), results=True)]
+
+    def remove(self, cursor: Any, row_ids: Sequence[int]) -> None:
+        """Delete these messages on ``cursor``: another connection's to this file, inside its transaction."""
+        cursor.execute(_REMOVE.format(", ".join("?" * len(row_ids))), tuple(row_ids))
+
     @property
     def generation(self) -> int:
         """Bumped by every ``wake``: read it before looking for work, then ``wait_for_work`` with it."""
@@ -160,10 +172,21 @@ class WakeableSqliteStorage(SqliteStorage):
 
 
 _ENQUEUE = "INSERT INTO task (queue, data, priority) VALUES (?, ?, ?)"
+_PEEK = "SELECT id, data FROM task WHERE queue = ? ORDER BY priority DESC, id LIMIT ?"
+_REMOVE = "DELETE FROM task WHERE id IN ({})"
 _TAKE = (
     "DELETE FROM task WHERE id IN (SELECT id FROM task WHERE queue = ? ORDER BY priority DESC, id LIMIT ?) "
     "RETURNING priority, id, data"
 )
+
+
+@dataclass(frozen=True)
+class Peeked:
+    """Messages looked at but not yet taken (see ``JobQueue.peek``)."""
+
+    due: list[tuple[int, int]]  # (job id, priority), highest priority first
+    later: list[Task]  # for Huey's schedule once removed
+    row_ids: list[int]  # every message's row, due or later
 
 
 class JobQueue:
@@ -182,17 +205,41 @@ class JobQueue:
         return self.huey.storage  # type: ignore[return-value]
 
     def take(self, limit: int) -> list[tuple[int, int]]:
-        """(job id, priority) of up to ``limit`` due messages, highest priority first. A message with a later ETA
-        goes to Huey's schedule instead, as Huey's own worker does with it."""
-        taken = []
+        """(job id, priority) of up to ``limit`` due messages, highest priority first, taken in a transaction of
+        their own. A message with a later ETA goes to Huey's schedule instead, as Huey's own worker does with it."""
+        due, later = self._sort_out(self.storage.take(limit))
+        self.schedule(later)
+        return due
+
+    def peek(self, limit: int) -> Peeked:
+        """What ``take`` would take, left in the queue for ``remove`` to delete inside a ledger transaction (when
+        the queue lives in the ledger's file): the worker's claims and the messages' removal then commit together,
+        and a pass that fails leaves the messages where they were."""
+        rows = self.storage.peek(limit)
+        due, later = self._sort_out([data for _, data in rows])
+        return Peeked(due, later, [row_id for row_id, _ in rows])
+
+    def remove(self, peeked: Peeked, cursor: Any) -> None:
+        """Delete ``peeked``'s messages on ``cursor`` (the ledger's, in the transaction that claims their jobs);
+        once that has committed, ``schedule(peeked.later)``."""
+        self.storage.remove(cursor, peeked.row_ids)
+
+    def schedule(self, later: Sequence[Task]) -> None:
+        """Messages taken before their ETA: into Huey's schedule, which puts them back in the queue when due."""
+        for task in later:
+            self.huey.add_schedule(task)
+
+    def _sort_out(self, messages: Sequence[bytes]) -> tuple[list[tuple[int, int]], list[Task]]:
+        """(job id, priority) of the due messages, in order, and the others as Huey Tasks (made only for those)."""
+        due, later = [], []
         now = self.huey._get_timestamp()
-        for data in self.storage.take(limit):
-            message = self.huey.serializer.deserialize(data)  # Huey's Message; a Task is made only for the schedule
+        for data in messages:
+            message = self.huey.serializer.deserialize(data)  # Huey's Message tuple
             if message.eta is None or message.eta <= now:
-                taken.append((int(message.args[0]), int(message.priority or 0)))
+                due.append((int(message.args[0]), int(message.priority or 0)))
             else:
-                self.huey.add_schedule(self.huey._registry.create_task(message))
-        return taken
+                later.append(self.huey._registry.create_task(message))
+        return due, later
 
     def enqueue(self, job_id: int, priority: int, eta: datetime | None = None) -> None:
         """Priority 0–9, higher first (Huey's own priority order)."""

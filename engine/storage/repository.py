@@ -399,9 +399,11 @@ class Ledger(LedgerReads):
         worker_id: str,
         succeeded: Sequence[tuple[dict[str, Any], dict[str, Any] | None]],
         to_claim: Sequence[int],
+        first: Callable[[Any], None] | None = None,
     ) -> tuple[list[dict[str, Any] | None], list[Claim]]:
         """A worker's bookkeeping for many jobs in one transaction: ``succeed`` each (job as claimed, result), then
-        ``claim`` each job id (an id given twice is claimed once).
+        ``claim`` each job id (an id given twice is claimed once). ``first(cursor)`` runs at the start of that
+        transaction, on its cursor (the worker removes the claimed jobs' queue messages there: see ``Dispatch``).
 
         The worker holds the write lock that a submitting process waits for, so everything is prepared before
         the lock is taken: the jobs to claim are read first and their claims worked out from those rows; every
@@ -418,6 +420,8 @@ class Ledger(LedgerReads):
         events = self._bind_events(_settle_events(list(finishing.values()), plan.started, worker_id))
 
         def op(tx: Tx) -> tuple[list[dict[str, Any] | None], list[Claim]]:
+            if first is not None:
+                first(tx.cursor)
             held = _run_bound(tx, succeed)
             claimed = _run_bound(tx, claim)
             settled, final = plan, events
