@@ -3,7 +3,8 @@
 One thread (the Huey consumer's worker, see ``engine.queue.consumer``) does the worker's routine ledger writes,
 and the job threads only run jobs. Each pass takes as many messages as there are idle job threads and, in one
 ledger transaction, records the jobs that succeeded since the last pass and claims the new ones
-(``Ledger.settle``). When every job thread took its own message, claimed its job and recorded its outcome, a
+(``Ledger.settle``). With the queue in the ledger's SQLite file (the default), the messages are only looked at
+first and leave the queue in that same transaction (see ``Dispatch.__init__``). When every job thread took its own message, claimed its job and recorded its outcome, a
 no-op job cost three transactions and the threads spent much of their time handing each other the GIL and the
 write lock; here a commit serves every job that finished or started since the last one.
 
