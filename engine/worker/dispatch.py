@@ -1,12 +1,12 @@
 """Feeding the job threads: take due messages, claim their jobs, record successes, many jobs per transaction.
 
-One thread (the Huey consumer's worker, see ``engine.queue.consumer``) does the worker's routine ledger writes,
-and the job threads only run jobs. Each pass takes as many messages as there are idle job threads and, in one
-ledger transaction, records the jobs that succeeded since the last pass and claims the new ones
-(``Ledger.settle``). With the queue in the ledger's SQLite file (the default), the messages are only looked at
-first and leave the queue in that same transaction (see ``Dispatch.__init__``). When every job thread took its own message, claimed its job and recorded its outcome, a
-no-op job cost three transactions and the threads spent much of their time handing each other the GIL and the
-write lock; here a commit serves every job that finished or started since the last one.
+One thread (the Huey consumer's worker, see ``engine.queue.consumer``) does the worker's routine ledger writes, and
+the job threads only run jobs. Each pass takes as many messages as there are idle job threads and, in one ledger
+transaction, records the jobs that succeeded since the last pass and claims the new ones (``Ledger.settle``). With
+the queue in the ledger's SQLite file (the default), the messages are only looked at first and leave the queue in
+that same transaction (see ``Dispatch.__init__``). When every job thread took its own message, claimed its job and
+recorded its outcome, a no-op job cost three transactions and the threads spent much of their time handing each
+other the GIL and the write lock; here a commit serves every job that finished or started since the last one.
 
 A success waits in memory until the next pass commits it, a few milliseconds: a worker killed in between runs
 the job again once its lease lapses, exactly as if it had been killed while the job ran.
@@ -29,7 +29,7 @@ from functools import partial
 from queue import SimpleQueue
 
 from engine.config import Settings
-from engine.queue.huey_queue import JobQueue, Peeked
+from engine.queue.huey_queue import JobQueue
 from engine.storage.repository import Claim, Ledger
 from engine.worker.executor import Executor, Success
 
@@ -104,11 +104,11 @@ class Dispatch:
             succeeded, self._succeeded = self._succeeded, []
             idle = 0 if self._closing else self.concurrency - self._busy
         peeked = None
-        if self._in_ledger:
-            peeked = self.queue.peek(idle) if idle > 0 else Peeked([], [], [])
+        if self._in_ledger:  # (neither looks at the queue for a limit of 0)
+            peeked = self.queue.peek(idle)
             taken = peeked.due
         else:
-            taken = self.queue.take(idle) if idle > 0 else []
+            taken = self.queue.take(idle)
         if not succeeded and not taken and not (peeked and peeked.row_ids):
             self.queue.wait_for_work(generation)
             return
