@@ -106,22 +106,27 @@ def while_busy(write: Callable[[], T]) -> T:
     50 ms, and a longer wait backs off to 5 ms steps, so that waiting for a long transaction costs no CPU to speak
     of.
     """
+    try:
+        return write()  # the usual case, with no clock read: the lock was free
+    except Exception as exc:
+        if not is_busy(exc):
+            raise
     start = time.monotonic()
     deadline = start + SQLITE_BUSY_TIMEOUT_MS / 1000
     attempt = 0
     while True:
+        attempt += 1
+        waited = time.monotonic() - start
+        if waited < SPIN_FOR_S:
+            _yield_cpu()
+        else:
+            cap = FAST_POLL_CAP_S if waited < FAST_POLL_FOR_S else 0.005
+            time.sleep(random.uniform(0.5, 1.0) * min(cap, 0.00005 * 2 ** min(attempt, 8)))
         try:
             return write()
         except Exception as exc:
             if not is_busy(exc) or time.monotonic() >= deadline:
                 raise
-        attempt += 1
-        waited = time.monotonic() - start
-        if waited < SPIN_FOR_S:
-            _yield_cpu()
-            continue
-        cap = FAST_POLL_CAP_S if waited < FAST_POLL_FOR_S else 0.005
-        time.sleep(random.uniform(0.5, 1.0) * min(cap, 0.00005 * 2 ** min(attempt, 8)))
 
 
 def _yield_cpu() -> None:
