@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -113,6 +114,24 @@ def test_settle_records_successes_then_claims_in_one_transaction(ledger: Ledger)
         (waiting[1]["id"], "started"),
     ]
     assert [e["seq"] for e in heard[0]] == sorted(e["seq"] for e in heard[0])
+
+
+def test_one_row_inserts_announce_the_keys_the_database_gave(ledger: Ledger) -> None:
+    """A create's job id and the seq of each one-row event come from the cursor's lastrowid on SQLite and from
+    RETURNING on PostgreSQL: what is announced and returned must be what was stored, in a shared transaction too."""
+    heard: list[dict] = []
+    ledger.add_listener(heard.extend)
+    jobs = [make(ledger) for _ in range(3)]
+    canceled = ledger.cancel(jobs.pop(1)["id"])
+    with ThreadPoolExecutor(4) as pool:  # writers that may share one transaction (group commit)
+        jobs += pool.map(lambda _: make(ledger), range(8))
+    assert len({job["id"] for job in jobs} | {canceled["id"]}) == len(jobs) + 1
+    for job in [*jobs, canceled]:
+        assert job == job_to_dict(ledger.get_row(job["id"]))
+    assert [(e["seq"], e["job_id"], e["type"]) for e in heard] == [
+        (e["seq"], e["job_id"], e["type"]) for e in ledger.events_since(0, 1000)
+    ]
+    assert [e["type"] for e in heard].count("canceled") == 1 and len(heard) == len(jobs) + 2  # and its create
 
 
 def test_settle_in_several_statements_and_a_duplicate_message(ledger: Ledger) -> None:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     ClauseElement,
     Executable,
+    Insert,
     Update,
     and_,
     bindparam,
@@ -36,7 +37,7 @@ from engine.errors import InvalidTransition, NotFound
 from engine.storage import checkpoints, json_text
 from engine.storage.database import open_engine, sqlite_begin_immediate, tune_writer
 from engine.storage.group_commit import Batch, GroupCommit
-from engine.storage.prepared import Prepared, status_in
+from engine.storage.prepared import Bound, Prepared, status_in
 from engine.storage.reads import LedgerReads
 from engine.storage.rows import EVENTS, JOB_FIELDS, JOBS, iso, job_to_dict, utcnow
 from engine.storage.status import CANCELABLE, CLAIMABLE, RETRYABLE, JobStatus, ScheduleType
@@ -100,7 +101,8 @@ class _WriteBatch(Batch):
         self.ledger = ledger
 
     def __enter__(self) -> _WriteBatch:
-        self.raw = self.ledger._connection()
+        # The DBAPI connection itself: SQLAlchemy's pool proxy in front of it only forwards, at some µs a call.
+        self.raw = self.ledger._connection().dbapi_connection
         self.changes = self._changes()
         try:
             self.cursor = self.raw.cursor()
@@ -130,7 +132,7 @@ class _WriteBatch(Batch):
         return Tx(self.ledger, self.cursor)
 
     def _changes(self) -> int:
-        return getattr(self.raw.driver_connection, "total_changes", 0)  # SQLite's count of rows written
+        return getattr(self.raw, "total_changes", 0)  # SQLite's count of rows written
 
 
 class Ledger(LedgerReads):
@@ -238,7 +240,7 @@ class Ledger(LedgerReads):
             params: dict[str, Any] = {}
             for i, (job, kind, extra) in enumerate(chunk):
                 params |= {f"j{i}": job["id"], f"t{i}": kind, f"p{i}": {"job": job, **extra}, f"a{i}": at}
-            prepared = self.prepare(f"insert-events:{len(chunk)}", partial(_events_insert, len(chunk)))
+            prepared = self.prepare(f"insert-events:{len(chunk)}", partial(self._events_insert, len(chunk)))
             chunks.append((prepared, prepared.parameters(params), chunk))
         return _BoundEvents(iso(at), chunks)
 
@@ -253,13 +255,34 @@ class Ledger(LedgerReads):
         params = prepared.rebind(params, {"j0": job["id"], "p0": payload})
         return _BoundEvents(bound.at, [(prepared, params, [(job, kind, extra)])])
 
+    def _events_insert(self, n: int) -> Executable:
+        stmt = insert(EVENTS).values(_event_rows(n))
+        if n == 1:
+            return self._returning_key(stmt, EVENTS.c.seq, EVENTS.c.job_id, EVENTS.c.type)
+        return stmt.returning(EVENTS.c.seq, EVENTS.c.job_id, EVENTS.c.type)
+
+    def _returning_key(self, stmt: Insert, *columns: Any) -> Insert:
+        """A one-row INSERT that returns the new row's key, except on SQLite: there the cursor's ``lastrowid`` is
+        that key (see ``_insert_one``), and a RETURNING row cost more to step and fetch than the INSERT itself."""
+        return stmt if self.dialect == "sqlite" else stmt.returning(*columns)
+
+    @staticmethod
+    def _insert_one(cursor: Any, prepared: Prepared, bound: Bound, key: str) -> int:
+        """Run a one-row INSERT made by ``_returning_key``; the new row's ``key``."""
+        rows = prepared.execute_bound(cursor, bound)
+        return int(rows[0][key]) if prepared.returns_rows else cursor.lastrowid
+
     def _insert_events(self, tx: Tx, bound: _BoundEvents) -> list[dict[str, Any]]:
         if bound.chunks and self.dialect == "postgresql" and not tx.events:
             tx.run("pg-event-lock", {}, _pg_event_lock)
         events = []
         for prepared, params, chunk in bound.chunks:
-            rows = prepared.execute_bound(tx.cursor, params)
-            seqs = {(row["job_id"], row["type"]): row["seq"] for row in rows}  # RETURNING keeps no order
+            if prepared.returns_rows:
+                rows = prepared.execute_bound(tx.cursor, params)
+                seqs = {(row["job_id"], row["type"]): row["seq"] for row in rows}  # RETURNING keeps no order
+            else:
+                ((job, kind, _),) = chunk
+                seqs = {(job["id"], kind): self._insert_one(tx.cursor, prepared, params, "seq")}
             for job, kind, extra in chunk:
                 seq = seqs[(job["id"], kind)]
                 events.append({"seq": seq, "job_id": job["id"], "type": kind, "at": bound.at, "job": job, **extra})
@@ -370,7 +393,7 @@ class Ledger(LedgerReads):
 
         # Bound before the write lock is taken, event included, and the snapshot made from the values, not read
         # back: every public field is set here (or NULL), so only the id comes from the database.
-        insert_job = self.prepare("insert-job", lambda: (insert(JOBS).returning(JOBS.c.id), list(values)))
+        insert_job = self.prepare("insert-job", lambda: (self._returning_key(insert(JOBS), JOBS.c.id), list(values)))
         bound = insert_job.parameters(values)
         snapshot = job_to_dict({field: values.get(field) for field in JOB_FIELDS})
         stored = insert_job.bound_value(bound, "parameters")  # the JSON text, on SQLite
@@ -378,7 +401,7 @@ class Ledger(LedgerReads):
         created = self._bind_events([({**snapshot, "id": _NO_ID}, "created", {})])
 
         def op(tx: Tx) -> dict[str, Any]:
-            job = {**snapshot, "id": insert_job.execute_bound(tx.cursor, bound)[0]["id"]}
+            job = {**snapshot, "id": self._insert_one(tx.cursor, insert_job, bound, "id")}
             self._insert_events(tx, self._with_id(created, job))
             outbox(tx.cursor, job)
             return job
@@ -669,8 +692,8 @@ _HELD_BY = JOBS.c.worker_id == bindparam("b_worker")
 _CLAIMABLE = frozenset(status.value for status in CLAIMABLE)
 
 
-def _events_insert(n: int) -> Executable:
-    rows = [
+def _event_rows(n: int) -> list[dict[str, Any]]:
+    return [
         {
             "job_id": bindparam(f"j{i}", type_=EVENTS.c.job_id.type),
             "type": bindparam(f"t{i}", type_=EVENTS.c.type.type),
@@ -679,7 +702,6 @@ def _events_insert(n: int) -> Executable:
         }
         for i in range(n)
     ]
-    return insert(EVENTS).values(rows).returning(EVENTS.c.seq, EVENTS.c.job_id, EVENTS.c.type)
 
 
 def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
