@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -571,6 +571,14 @@ def test_times_are_stored_as_sortable_utc_text_on_sqlite(tmp_path: Path) -> None
             conn.commit()
         assert raw == "2036-02-27 12:00:00.000000"
         assert ledger.get(job["id"])["created_at"] == "2026-03-01T12:00:00+00:00"
+        east = timezone(timedelta(hours=2))  # another offset is stored as its UTC time
+        other = make(ledger, scheduled_time=datetime(2036, 2, 27, 14, 0, 0, 5, tzinfo=east))
+        with ledger.engine.connect() as conn:
+            sql = "SELECT scheduled_time FROM jobs WHERE id = ?"
+            assert conn.exec_driver_sql(sql, (other["id"],)).scalar_one() == "2036-02-27 12:00:00.000005"
+        with pytest.raises(ValueError, match="naive datetime"):
+            make(ledger, scheduled_time=datetime(2036, 2, 27, 12, 0, 0))
+        assert ledger.count(JobStatus.SCHEDULED) == 2  # the refused one wrote nothing
     finally:
         ledger.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,15 +28,21 @@ class UtcDateTime(TypeDecorator[datetime]):
             return dialect.type_descriptor(String())
         return dialect.type_descriptor(self.impl)
 
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """On SQLite, ``sqlite_text`` itself: the generic wrapper that a TypeDecorator puts around
+        ``process_bind_param`` cost as much again as the conversion (4 µs in all), and a create binds two times."""
+        if dialect.name == "sqlite":
+            return sqlite_text
+        return super().bind_processor(dialect)
+
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | str | None:
+        if dialect.name == "sqlite":
+            return sqlite_text(value)
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the ledger")
-        value = value.astimezone(UTC)
-        if dialect.name == "sqlite":
-            return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-        return value
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | str | None, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -43,6 +50,17 @@ class UtcDateTime(TypeDecorator[datetime]):
         if isinstance(value, str):
             value = datetime.fromisoformat(value)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def sqlite_text(value: datetime | None) -> str | None:
+    """An aware datetime as the ledger's SQLite text, in UTC: ``YYYY-MM-DD HH:MM:SS.ffffff``."""
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger")
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]  # without its offset, always +00:00
 
 
 class Base(DeclarativeBase):
