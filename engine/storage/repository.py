@@ -257,9 +257,8 @@ class Ledger(LedgerReads):
 
     def _events_insert(self, n: int) -> Executable:
         stmt = insert(EVENTS).values(_event_rows(n))
-        if n == 1:
-            return self._returning_key(stmt, EVENTS.c.seq, EVENTS.c.job_id, EVENTS.c.type)
-        return stmt.returning(EVENTS.c.seq, EVENTS.c.job_id, EVENTS.c.type)
+        columns = (EVENTS.c.seq, EVENTS.c.job_id, EVENTS.c.type)
+        return self._returning_key(stmt, *columns) if n == 1 else stmt.returning(*columns)
 
     def _returning_key(self, stmt: Insert, *columns: Any) -> Insert:
         """A one-row INSERT that returns the new row's key, except on SQLite: there the cursor's ``lastrowid`` is

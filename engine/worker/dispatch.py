@@ -109,7 +109,8 @@ class Dispatch:
             taken = peeked.due
         else:
             taken = self.queue.take(idle)
-        if not succeeded and not taken and not (peeked and peeked.row_ids):
+        remove = partial(self.queue.remove, peeked) if peeked is not None and peeked.row_ids else None
+        if not succeeded and not taken and remove is None:
             self.queue.wait_for_work(generation)
             return
         try:
@@ -118,7 +119,7 @@ class Dispatch:
                 self.worker_id,
                 [(s.job, s.result) for s in succeeded],
                 [job_id for job_id, _ in taken],
-                partial(self.queue.remove, peeked) if peeked and peeked.row_ids else None,
+                remove,
             )
         except Exception:
             with self._lock:
