@@ -71,7 +71,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The long fault-injection runs only when asked for by marker (`-m long`); every CI run has their short twins.
+    run_long = "long" in (config.getoption("markexpr", "") or "").replace("not long", "")
     for item in items:
+        if not run_long and item.get_closest_marker("long"):
+            item.add_marker(pytest.mark.skip(reason="long fault-injection run: select it with -m long"))
         for fixture, marker in _FIXTURE_MARKERS.items():
             if fixture in getattr(item, "fixturenames", ()):
                 item.add_marker(marker)
