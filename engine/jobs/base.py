@@ -38,6 +38,7 @@ class JobContext:
     stop_requested: threading.Event = field(default_factory=threading.Event)
     _report: Callable[[int, dict[str, Any]], None] | None = None
     _save_checkpoint: Callable[[int, dict[str, Any] | None], None] | None = None
+    _delivered: Callable[[dict[str, Any] | None], None] | None = None
     made_temp_dir: bool = field(default=False, init=False)
 
     @property
@@ -59,6 +60,16 @@ class JobContext:
         """Live progress (not stored); the event server coalesces it to 10 a second per job."""
         if self._report is not None:
             self._report(self.job_id, {"done": done, "total": total, **extra})
+
+    def delivered(self, result: dict[str, Any] | None) -> None:
+        """The job's effect has happened and cannot be taken back (the SMTP server answered 250): record its success
+        now, before any teardown (QUIT, closing sockets), so that a crash from here on does not repeat the effect.
+
+        ``run`` then returns (its return value and any later error are ignored: the job has succeeded). Without a
+        ledger behind the context (a unit test), this does nothing and ``run``'s return value counts.
+        """
+        if self._delivered is not None:
+            self._delivered(result)
 
     def save_checkpoint(self, data: dict[str, Any] | None) -> None:
         """Persist resumable state so the next attempt, even after a crash, continues from here."""
@@ -117,6 +128,23 @@ class JobType:
         """
         if staged_path is not None and reason != "failed":
             remove_staged(staged_path)
+
+    def completed_result(
+        self,
+        job: dict[str, Any],
+        staged_path: Path | None,
+        env: CleanupEnv,
+        *,
+        checkpoint: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """Whether an attempt that lost its worker had already done the job's work; asked when a lease lapses.
+
+        Return the job's result if the work is known to be complete (e.g. the upload's object is at the server, tagged
+        with this job's id, with the expected size and checksum): the job then succeeds instead of being retried or
+        failed. ``None`` means "not known" (the default): the lost attempt counts, with backoff, as ``worker lost``.
+        May do network I/O; an exception counts as "not known".
+        """
+        return None
 
     def restage(self, job: dict[str, Any], settings: Settings, spool: Path) -> Path | None:
         """A retry of a job whose staged input was released: stage it again (default: nothing to stage)."""

@@ -89,6 +89,14 @@ class SendEmail(JobType):
                 if settings.smtp_user and password:
                     client.login(settings.smtp_user, password)
                 refused = client.send_message(message, to_addrs=recipients)
+                result = {
+                    "message_id": message["Message-ID"],
+                    "recipients": [r for r in recipients if r not in refused],
+                    "refused": sorted(refused),
+                }
+                # The server has the message: recorded now, before QUIT's round trip, so a crash from here on
+                # does not send it again (SMTP is at least once; this keeps the window to one commit).
+                ctx.delivered(result)
         except smtplib.SMTPAuthenticationError as exc:
             raise PermanentJobError(
                 f"SMTP authentication refused for user {settings.smtp_user!r}: {exc.smtp_code} {_text(exc.smtp_error)}"
@@ -108,11 +116,7 @@ class SendEmail(JobType):
             raise JobError(
                 f"could not deliver via {settings.smtp_host}:{settings.smtp_port}: {exc.__class__.__name__}: {exc}"
             ) from None
-        return {
-            "message_id": message["Message-ID"],
-            "recipients": [r for r in recipients if r not in refused],
-            "refused": sorted(refused),
-        }
+        return result
 
     @staticmethod
     def _connect(host: str, port: int, tls: str, timeout: float) -> smtplib.SMTP:

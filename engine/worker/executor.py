@@ -3,7 +3,10 @@
 This is the single decision point of the retry policy (``compute_backoff`` is the pure part). Unexpected
 exceptions are retried like ``JobError``; only ``PermanentJobError`` fails at once. A failure is recorded here
 at once (its cleanup may be slow, e.g. aborting a multipart upload); a success is handed back as a ``Success``
-for the dispatcher to record together with other jobs' bookkeeping (see ``engine.worker.dispatch``).
+for the dispatcher to record together with other jobs' bookkeeping (see ``engine.worker.dispatch``), unless the
+job reported it through ``ctx.delivered``: an effect that a second run would repeat (an email the server has
+accepted) is recorded the moment it happened, on this thread, so that a worker killed afterwards does not repeat
+it. Emails are at least once by nature; this leaves only the commit itself between the server's 250 and the ledger.
 """
 
 from __future__ import annotations
@@ -43,6 +46,27 @@ class Success:
     staged: Path | None
     checkpoint: dict[str, Any] | None
     settings: Settings
+
+
+class _Delivery:
+    """``ctx.delivered`` for one run: commits the job's success at once (see the module)."""
+
+    def __init__(self, executor: Executor, job: dict[str, Any]) -> None:
+        self.executor = executor
+        self.claimed = job
+        self.done = False
+        self.job: dict[str, Any] | None = None  # as committed; None if this worker had lost the job meanwhile
+        self.pending: tuple[dict[str, Any] | None] | None = None  # the result, if the commit failed
+
+    def __call__(self, result: dict[str, Any] | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            self.job = self.executor.ledger.succeed(self.claimed, self.executor.worker_id, result)
+        except Exception:
+            log.exception("job %s: could not record its delivery at once; the next pass records it", self.claimed["id"])
+            self.pending = (result,)
 
 
 class Executor:
@@ -93,26 +117,47 @@ class Executor:
             _report=self.progress,
             _save_checkpoint=self.ledger.save_checkpoint,
         )
+        delivery = _Delivery(self, job)
+        ctx._delivered = delivery
         with self._lock:
             self._contexts[job_id] = ctx
         try:
             params = kind.Params.model_validate(job["parameters"])
             result = kind.run(ctx, params)
-        except PermanentJobError as exc:
-            done = self._fail(job, self.credentials.redact(str(exc)), None)
-            self._cleanup(kind, done, staged, "failed", settings, ctx.checkpoint)
         except Exception as exc:
-            message = self.credentials.redact(str(exc) if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}")
-            tb = None if isinstance(exc, JobError) else self.credentials.redact(traceback.format_exc())
-            done = self._retry_or_fail(job, message, tb, settings)
-            if done is not None and done["status"] == JobStatus.FAILED.value:
-                self._cleanup(kind, done, staged, "failed", settings, ctx.checkpoint)
-        else:
-            return Success(job, result, kind, staged, ctx.checkpoint, settings)
+            if not delivery.done:
+                return self._failed(kind, job, staged, settings, ctx, exc)
+            log.warning("job %s: error after its delivery was recorded (ignored): %s", job_id, exc)
         finally:
             with self._lock:
                 self._contexts.pop(job_id, None)
             ctx.remove_temp_dir()
+        if delivery.pending is not None:  # its immediate commit failed: record it with the others
+            return Success(job, delivery.pending[0], kind, staged, ctx.checkpoint, settings)
+        if delivery.done:
+            self._cleanup(kind, delivery.job, staged, "succeeded", settings, ctx.checkpoint)
+            return None
+        return Success(job, result, kind, staged, ctx.checkpoint, settings)
+
+    def _failed(
+        self,
+        kind: JobType,
+        job: dict[str, Any],
+        staged: Path | None,
+        settings: Settings,
+        ctx: JobContext,
+        exc: Exception,
+    ) -> None:
+        """Record a run that raised: a permanent error fails the job, any other one goes to the retry decision."""
+        if isinstance(exc, PermanentJobError):
+            done = self._fail(job, self.credentials.redact(str(exc)), None)
+            self._cleanup(kind, done, staged, "failed", settings, ctx.checkpoint)
+            return None
+        message = self.credentials.redact(str(exc) if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}")
+        tb = None if isinstance(exc, JobError) else self.credentials.redact(traceback.format_exc())
+        done = self._retry_or_fail(job, message, tb, settings)
+        if done is not None and done["status"] == JobStatus.FAILED.value:
+            self._cleanup(kind, done, staged, "failed", settings, ctx.checkpoint)
         return None
 
     def succeeded(self, success: Success, job: dict[str, Any] | None) -> None:
