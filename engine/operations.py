@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from engine.errors import ValidationError
 from engine.jobs import registry
 from engine.jobs.base import CleanupEnv, JobType, Params, remove_staged
 from engine.queue.huey_queue import JobQueue
+from engine.storage.reads import SORT_KEYS, JobQuery
 from engine.storage.repository import Ledger, Outbox, no_outbox
 from engine.storage.status import ALL_STATUSES, JobStatus
 
@@ -293,7 +295,7 @@ class Operations:
         return jobs
 
     # ------------------------------------------------------------------ reads
-    def list(
+    def query(
         self,
         *,
         status: Any = None,
@@ -301,22 +303,53 @@ class Operations:
         search: str | None = None,
         created_after: Any = None,
         created_before: Any = None,
-        limit: Any = 100,
-        offset: Any = 0,
-    ) -> dict[str, Any]:
-        statuses = parse_statuses(status)
+        ids: Any = None,
+        max_id: Any = None,
+    ) -> JobQuery:
+        """The jobs a view, a selection or a bulk action means, checked as every front end's input is."""
         if job_type:
             registry.get(job_type)
-        after = parse_time("created_after", created_after, future=False) if created_after else None
-        before = parse_time("created_before", created_before, future=False) if created_before else None
+        if ids is not None and not isinstance(ids, list | tuple):
+            raise ValidationError("ids", "must be a list of job ids")
+        return JobQuery(
+            statuses=tuple(parse_statuses(status)),
+            job_type=job_type or None,
+            search=search or None,
+            created_after=parse_time("created_after", created_after, future=False) if created_after else None,
+            created_before=parse_time("created_before", created_before, future=False) if created_before else None,
+            ids=tuple(parse_id(i) for i in ids) if ids is not None else None,
+            max_id=parse_int("max_id", max_id, 0, 2**63 - 1, "a job id") if max_id is not None else None,
+        )
+
+    def list(
+        self,
+        *,
+        sort: str = "id",
+        descending: bool = True,
+        limit: Any = 100,
+        offset: Any = 0,
+        count: bool = True,
+        **filters: Any,
+    ) -> dict[str, Any]:
+        """A page of the jobs the filters match, in ``sort`` order; ``max_id`` is the newest job when it was read
+        (a view passes it back with its later pages so that jobs created meanwhile do not shift them)."""
+        query = self.query(**filters)
+        if sort not in SORT_KEYS:
+            raise ValidationError("sort", f"unknown sort key {sort!r}; allowed: {', '.join(SORT_KEYS)}")
         lim = parse_int("limit", limit, 1, MAX_LIST_LIMIT, f"an integer from 1 to {MAX_LIST_LIMIT}")
         off = parse_int("offset", offset, 0, 2**62, "a non-negative integer")
         seq = self.ledger.last_seq()  # read before the query: replaying from it can only repeat, never miss
+        newest = self.ledger.max_id() if query.max_id is None else query.max_id
         jobs, total = self.ledger.list(
-            status=statuses, job_type=job_type or None, search=search or None,
-            created_after=after, created_before=before, limit=lim, offset=off,
+            replace(query, max_id=newest), sort=sort, descending=bool(descending), limit=lim, offset=off,
+            count=bool(count),
         )  # fmt: skip
-        return {"jobs": jobs, "total": total, "limit": lim, "offset": off, "seq": seq}
+        return {"jobs": jobs, "total": total, "limit": lim, "offset": off, "seq": seq, "max_id": newest}
+
+    def status_counts(self, **filters: Any) -> dict[str, Any]:
+        """The filter buttons' counts: jobs in each status among those the other filters match."""
+        by_status = self.ledger.status_counts(self.query(**filters))
+        return {"by_status": by_status, "total": sum(by_status.values())}
 
     def get(self, job_id: Any) -> dict[str, Any]:
         job = self.ledger.get(parse_id(job_id))

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 OPERATIONS: dict[str, str] = {
     "create": "create",
     "list": "list",
+    "status_counts": "status_counts",
     "get": "get",
     "delete": "delete",
     "retry": "retry",

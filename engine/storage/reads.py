@@ -6,14 +6,86 @@ A mixin of ``Ledger``: reads never change state, so they live apart from the tra
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Text, and_, bindparam, cast, func, or_, select, text
+from sqlalchemy import ColumnElement, Connection, Engine, Row, Text, and_, bindparam, cast, func, or_, select, true
 
 from engine.errors import NotFound
 from engine.storage.rows import EVENTS, JOBS, iso, job_to_dict
 from engine.storage.status import CLAIMABLE, JobStatus
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """Which jobs a view, a bulk action or the CLI means: the filter, plus the ids a selection names and the
+    highest id a view had seen (so that "all matching" is what the operator saw, not what arrived since)."""
+
+    statuses: tuple[str, ...] = ()
+    job_type: str | None = None
+    search: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    ids: tuple[int, ...] | None = None
+    max_id: int | None = None
+
+    @classmethod
+    def of(cls, *, status: Sequence[str] | None = None, ids: Sequence[int] | None = None, **rest: Any) -> JobQuery:
+        return cls(statuses=tuple(status or ()), ids=tuple(ids) if ids is not None else None, **rest)
+
+    def where(self) -> ColumnElement[bool]:
+        conditions: list[ColumnElement[bool]] = []
+        if self.statuses:
+            conditions.append(JOBS.c.status.in_(list(self.statuses)))
+        if self.job_type:
+            conditions.append(JOBS.c.job_type == self.job_type)
+        if self.search:
+            pattern = f"%{_escape_like(self.search.lower())}%"
+            conditions.append(
+                or_(
+                    *(
+                        func.lower(cast(col, Text)).like(pattern, escape="\\")
+                        for col in (JOBS.c.parameters, JOBS.c.result, JOBS.c.error)
+                    )
+                )
+            )
+        if self.created_after:
+            conditions.append(JOBS.c.created_at >= self.created_after)
+        if self.created_before:
+            conditions.append(JOBS.c.created_at < self.created_before)
+        if self.ids is not None:
+            conditions.append(JOBS.c.id.in_(list(self.ids)))
+        if self.max_id is not None:
+            conditions.append(JOBS.c.id <= self.max_id)
+        return and_(true(), *conditions)
+
+
+# The orders a view may ask for: name → the expression it sorts by. Revision 0004 indexes each as (expression, id),
+# so that the first page of any order, and a page deep inside it, is an index walk. The outcome sorts by the
+# error's first 100 characters (an index entry must stay small); the summary is made from parameters in Python and
+# has no order of its own.
+def _sort_expression(key: str, dialect: str) -> ColumnElement[Any]:
+    if key == "when":
+        return func.coalesce(JOBS.c.next_attempt_at, JOBS.c.scheduled_time)
+    if key == "duration":
+        if dialect == "sqlite":
+            # in whole milliseconds: differences of Julian days carry rounding noise that would split ties
+            return func.round((func.julianday(JOBS.c.finished_at) - func.julianday(JOBS.c.started_at)) * 86_400_000)
+        return JOBS.c.finished_at - JOBS.c.started_at
+    if key == "outcome":
+        return func.substr(JOBS.c.error, 1, 100)
+    return JOBS.c[key]
+
+
+SORT_KEYS = ("id", "job_type", "status", "priority", "attempts", "when", "created_at", "duration", "outcome")
+
+
+def sort_keys(key: str, dialect: str, descending: bool) -> list[ColumnElement[Any]]:
+    if key not in SORT_KEYS:
+        raise ValueError(f"unknown sort key {key!r}")
+    columns = [JOBS.c.id] if key == "id" else [_sort_expression(key, dialect), JOBS.c.id]
+    return [c.desc() if descending else c.asc() for c in columns]
 
 
 class LedgerReads:
@@ -52,39 +124,43 @@ class LedgerReads:
 
     def list(
         self,
+        query: JobQuery | None = None,
         *,
-        status: Sequence[str] | None = None,
-        job_type: str | None = None,
-        search: str | None = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
+        sort: str = "id",
+        descending: bool = True,
         limit: int = 100,
         offset: int = 0,
-    ) -> tuple[list[dict[str, Any]], int]:
-        conditions = []
-        if status:
-            conditions.append(JOBS.c.status.in_(list(status)))
-        if job_type:
-            conditions.append(JOBS.c.job_type == job_type)
-        if search:
-            pattern = f"%{_escape_like(search.lower())}%"
-            conditions.append(
-                or_(
-                    *(
-                        func.lower(cast(col, Text)).like(pattern, escape="\\")
-                        for col in (JOBS.c.parameters, JOBS.c.result, JOBS.c.error)
-                    )
-                )
-            )
-        if created_after:
-            conditions.append(JOBS.c.created_at >= created_after)
-        if created_before:
-            conditions.append(JOBS.c.created_at < created_before)
-        where = and_(*conditions) if conditions else text("1=1")
+        count: bool = True,
+        **filters: Any,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of the jobs ``query`` matches, in the order of ``sort`` (ties by id, in the same direction),
+        and how many match (``None`` when ``count`` is false: a page of a view that already knows its total).
+
+        The page's ids come from an inner query that an index on the sort key (see ``SORT_KEYS``) answers on
+        its own, so a page deep in a million rows skips index entries, not table rows."""
+        where = (query or JobQuery.of(**filters)).where()
+        keys = sort_keys(sort, self.engine.dialect.name, descending)
+        page = select(JOBS.c.id).where(where).order_by(*keys).limit(limit).offset(offset)
         with self.engine.connect() as conn:
-            total = conn.execute(select(func.count()).select_from(JOBS).where(where)).scalar_one()
-            rows = conn.execute(select(JOBS).where(where).order_by(JOBS.c.id.desc()).limit(limit).offset(offset)).all()
+            total = conn.execute(select(func.count()).select_from(JOBS).where(where)).scalar_one() if count else None
+            rows = conn.execute(select(JOBS).where(JOBS.c.id.in_(page.scalar_subquery())).order_by(*keys)).all()
         return [job_to_dict(r) for r in rows], total
+
+    def matching(self, query: JobQuery) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(JOBS).where(query.where())).scalar_one()
+
+    def status_counts(self, query: JobQuery) -> dict[str, int]:
+        """How many jobs ``query`` matches in each status (its own status condition left out): the filter's
+        counts for each status button."""
+        where = replace(query, statuses=()).where()
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(JOBS.c.status, func.count()).where(where).group_by(JOBS.c.status)).all()
+        return {s.value: 0 for s in JobStatus} | {status: n for status, n in rows}
+
+    def max_id(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.coalesce(func.max(JOBS.c.id), 0))).scalar_one()
 
     def waiting(self) -> list[Row[Any]]:
         """Jobs that should have a queue message: what the worker re-enqueues at start-up."""

@@ -98,7 +98,7 @@ class Job(Base):
 
     __table_args__ = (
         Index("ix_jobs_status_type", "status", "job_type"),
-        Index("ix_jobs_created_at", "created_at"),
+        # and the sort indexes of revision 0004, (key, id) for each of ``reads.SORT_KEYS``
     )
 
 

@@ -1,0 +1,94 @@
+"""What a view of the ledger asks for, on SQLite and on PostgreSQL: pages in any order, counts under a filter."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+from test_ledger import ledger, make  # noqa: F401  (the fixture, on both databases)
+
+from engine.storage.reads import SORT_KEYS, JobQuery
+from engine.storage.repository import JOBS, Ledger
+
+T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
+
+
+def seed(ledger: Ledger, n: int = 40) -> None:  # noqa: F811
+    """Jobs with repeated and missing values in every sortable field, so ties and NULLs are exercised."""
+    rng = random.Random(7)
+    for i in range(n):
+        job = make(ledger, job_type=rng.choice(["send_email", "upload_file"]), priority=rng.randint(0, 2),
+                   parameters={"recipient": f"user{i}@example.com"})  # fmt: skip
+        started = T0 + timedelta(seconds=rng.randint(0, 5)) if i % 3 else None
+        values: dict[str, Any] = {
+            "status": rng.choice(["pending", "failed", "succeeded", "canceled"]),
+            "attempts": rng.randint(0, 2),
+            "created_at": T0 + timedelta(seconds=rng.randint(0, 3)),
+            "started_at": started,
+            "finished_at": started + timedelta(seconds=rng.choice([1, 2, 2])) if started else None,
+            "next_attempt_at": T0 + timedelta(minutes=rng.randint(0, 2)) if i % 4 == 0 else None,
+            "scheduled_time": T0 + timedelta(minutes=rng.randint(0, 2)) if i % 5 == 0 else None,
+            "error": rng.choice([None, "boom", "refused", "a" * 150 + str(i)]),
+        }
+        with ledger.engine.begin() as conn:
+            conn.execute(update(JOBS).where(JOBS.c.id == job["id"]).values(**values))
+
+
+def expected_key(job: dict[str, Any], key: str) -> Any:
+    def t(v: str | None) -> datetime | None:
+        return datetime.fromisoformat(v) if v else None
+
+    if key == "when":
+        return t(job["next_attempt_at"]) or t(job["scheduled_time"])
+    if key == "duration":
+        start, end = t(job["started_at"]), t(job["finished_at"])
+        return round((end - start).total_seconds(), 3) if start and end else None
+    if key == "outcome":
+        return job["error"][:100] if job["error"] else None
+    if key == "created_at":
+        return t(job["created_at"])
+    return job[key]
+
+
+def expected_order(jobs: list[dict[str, Any]], key: str, descending: bool, dialect: str) -> list[int]:
+    """SQLite puts NULL before every value, PostgreSQL after: each database's own ascending order."""
+    nulls_low = dialect == "sqlite"
+
+    def sort_key(job: dict[str, Any]) -> tuple[Any, ...]:
+        value = expected_key(job, key)
+        missing = value is None
+        return (missing != nulls_low, value if not missing else 0, job["id"])
+
+    return [j["id"] for j in sorted(jobs, key=sort_key, reverse=descending)]
+
+
+@pytest.mark.parametrize("key", SORT_KEYS)
+def test_every_sort_key_orders_and_pages_in_the_ledger(ledger: Ledger, key: str) -> None:  # noqa: F811
+    seed(ledger)
+    everything, total = ledger.list(limit=1000)
+    assert total == 40
+    for descending in (False, True):
+        want = expected_order(everything, key, descending, ledger.dialect)
+        got = [j["id"] for j in ledger.list(sort=key, descending=descending, limit=1000, count=False)[0]]
+        assert got == want, (key, descending)
+        pages = [ledger.list(sort=key, descending=descending, limit=7, offset=o)[0] for o in range(0, 40, 7)]
+        assert [j["id"] for page in pages for j in page] == want
+        # the last rows, read as the first rows of the reversed order (how a view jumps to its end)
+        tail = ledger.list(sort=key, descending=not descending, limit=5, count=False)[0]
+        assert [j["id"] for j in reversed(tail)] == want[-5:]
+
+
+def test_a_view_bound_ignores_newer_jobs_and_counts_follow_type_and_search(ledger: Ledger) -> None:  # noqa: F811
+    seed(ledger, 12)
+    newest = ledger.max_id()
+    make(ledger, parameters={"recipient": "late@example.com"})
+    everything, total = ledger.list(JobQuery(max_id=newest), limit=100)
+    assert total == 12 and max(j["id"] for j in everything) == newest
+    query = JobQuery(job_type="send_email", search="USER")
+    counts = ledger.status_counts(JobQuery(statuses=("failed",), job_type="send_email", search="USER"))
+    jobs = [j for j in everything if j["job_type"] == "send_email"]
+    assert sum(counts.values()) == len(jobs) == ledger.matching(query) > 0
+    assert counts["failed"] == sum(1 for j in jobs if j["status"] == "failed")
