@@ -64,17 +64,22 @@ def _parser() -> argparse.ArgumentParser:
     sh.add_argument("id")
     sh.add_argument("--json", action="store_true")
 
-    r = sub.add_parser("retry", help="retry a failed or canceled job")
-    g = r.add_mutually_exclusive_group(required=True)
-    g.add_argument("id", nargs="?")
-    g.add_argument("--all-failed", action="store_true")
     for name, text in (
-        ("cancel", "cancel a pending, scheduled or retrying job"),
-        ("run-now", "start a scheduled job now"),
-        ("delete", "delete a job (not while running)"),
+        ("retry", "retry a failed or canceled job, or all jobs a filter matches"),
+        ("cancel", "cancel a pending, scheduled or retrying job, or all jobs a filter matches"),
+        ("run-now", "start a scheduled job now, or all jobs a filter matches"),
+        ("delete", "delete a job (not while running), or all jobs a filter matches"),
     ):
         c = sub.add_parser(name, help=text)
-        c.add_argument("id")
+        g = c.add_mutually_exclusive_group(required=True)
+        g.add_argument("id", nargs="?")
+        g.add_argument("--status", metavar="S", help=f"every job in these statuses ({', '.join(ALL_STATUSES)})")
+        if name == "retry":
+            g.add_argument("--all-failed", action="store_true")
+        c.add_argument("--type", dest="job_type", metavar="T", help="with --status: only this job type")
+        c.add_argument("--search", metavar="TEXT", help="with --status: only jobs whose parameters, result or error "
+                       "contain TEXT")  # fmt: skip
+        c.add_argument("--dry-run", action="store_true", help="with --status: count, change nothing")
 
     st = sub.add_parser("stats", help="counts, success rate, durations")
     st.add_argument("--json", action="store_true")
@@ -261,6 +266,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif cmd == "show":
         job = ops.get(args.id)
         _print_json(job) if args.json else _print_job(job)
+    elif cmd in ("retry", "cancel", "run-now", "delete") and args.status:
+        _bulk(ops, cmd.replace("-", "_"), args)
     elif cmd == "retry":
         if args.all_failed:
             print(f"retrying {ops.retry_all_failed()['count']} failed job(s)")
@@ -287,6 +294,20 @@ def _dispatch(args: argparse.Namespace) -> int:
     else:
         _parser().print_help()
     return 0
+
+
+def _bulk(ops: Any, action: str, args: argparse.Namespace) -> None:
+    """An action on all jobs a filter matches: the count first, then (unless a dry run) what was done."""
+    target = {"status": args.status, "job_type": args.job_type, "search": args.search}
+    counted = ops.bulk(action, dry_run=True, **target)
+    verb = action.replace("_", " ")
+    print(f"{counted['matched']} job(s) match; {verb} applies to {counted['applicable']}")
+    if args.dry_run or not counted["applicable"]:
+        return
+    report = ops.bulk(action, max_id=ops.ledger.max_id(), **target)
+    print(f"{verb}: {report['done']} job(s) done")
+    for error in report.get("errors", []):
+        print(error, file=sys.stderr)
 
 
 def _uploads_cleanup(ops: Any, bucket: str | None, older_than: float, as_json: bool) -> None:

@@ -18,15 +18,16 @@ from pydantic import ValidationError as PydanticValidationError
 
 from engine.config import DEFAULT_PRIORITY, Paths, Settings, load_settings
 from engine.credentials.store import Credentials, CredentialStore, default_store
-from engine.errors import ValidationError
+from engine.errors import JobdeckError, ValidationError
 from engine.jobs import registry
 from engine.jobs.base import CleanupEnv, JobType, Params, remove_staged
 from engine.queue.huey_queue import JobQueue
 from engine.storage.reads import SORT_KEYS, JobQuery
-from engine.storage.repository import Ledger, Outbox, no_outbox
+from engine.storage.repository import ACTIONS, Ledger, Outbox, job_to_dict, no_outbox
 from engine.storage.status import ALL_STATUSES, JobStatus
 
 MAX_LIST_LIMIT = 10_000
+MAX_IDS = 30_000  # ids one request may name (SQLite binds at most 32,766 values in a statement)
 
 
 # ------------------------------------------------------------------ input checks shared by every front end
@@ -309,8 +310,8 @@ class Operations:
         """The jobs a view, a selection or a bulk action means, checked as every front end's input is."""
         if job_type:
             registry.get(job_type)
-        if ids is not None and not isinstance(ids, list | tuple):
-            raise ValidationError("ids", "must be a list of job ids")
+        if ids is not None and (not isinstance(ids, list | tuple) or len(ids) > MAX_IDS):
+            raise ValidationError("ids", f"must be a list of at most {MAX_IDS:,} job ids (else act on a filter)")
         return JobQuery(
             statuses=tuple(parse_statuses(status)),
             job_type=job_type or None,
@@ -456,6 +457,50 @@ class Operations:
         job = self.ledger.run_now(parse_id(job_id), outbox=self._outbox)
         self._enqueued([job])
         return job
+
+    def rules(self) -> dict[str, list[str]]:
+        """The states each operator action applies to: front ends ask rather than keep their own copy."""
+        return {action: [s.value for s in statuses] for action, statuses in ACTIONS.items()}
+
+    def bulk(self, action: str, *, dry_run: bool = False, **target: Any) -> dict[str, Any]:
+        """One operator action on many jobs (the ``ids`` given, or all the filter matches up to ``max_id``),
+        evaluated in the ledger a batch per transaction. ``matched`` is how many the target holds, ``applicable``
+        how many are in a state the action applies to; a dry run only counts."""
+        if action not in ACTIONS:
+            raise ValidationError("action", f"unknown action {action!r}; allowed: {', '.join(ACTIONS)}")
+        query = self.query(**target)
+        allowed = [s.value for s in ACTIONS[action]]
+        statuses = tuple(s for s in query.statuses or allowed if s in allowed)
+        matched = self.ledger.matching(query)
+        applicable = self.ledger.matching(replace(query, statuses=statuses)) if statuses else 0
+        report = {"action": action, "matched": matched, "applicable": applicable, "done": 0, "dry_run": bool(dry_run)}
+        if dry_run or not applicable:
+            return report
+        # A type that stages its input again on retry (see ``JobType.restage``) is retried one job at a time.
+        restaged = []
+        if action == "retry":
+            restaged = [name for name, kind in registry.load().items() if type(kind).restage is not JobType.restage]
+        rows = self.ledger.act_on(query, action, outbox=self._outbox, skip_types=restaged)
+        jobs = [job_to_dict(row) for row in rows]
+        for row, job in zip(rows, jobs, strict=True):
+            if action in ("cancel", "delete") and (row["staged_path"] or row["checkpoint"]):
+                reason = "canceled" if action == "cancel" else "deleted"
+                self.release(job, row["staged_path"], reason, row["checkpoint"])
+                if action == "cancel" and row["staged_path"]:
+                    self.ledger.clear_staged(job["id"])
+        if action in ("retry", "run_now"):
+            self._enqueued(jobs)
+        done = len(jobs)
+        for name in restaged if query.job_type in (None, *restaged) else ():
+            page, _ = self.ledger.list(replace(query, statuses=statuses, job_type=name), limit=MAX_LIST_LIMIT,
+                                       count=False)  # fmt: skip
+            for job in page:
+                try:
+                    self.retry(job["id"])
+                    done += 1
+                except JobdeckError as exc:
+                    report.setdefault("errors", []).append(f"job {job['id']}: {exc}")
+        return {**report, "done": done}
 
     def cleanup_uploads(self, bucket: str | None = None, older_than_hours: Any = 24) -> dict[str, Any]:
         """Abort stale multipart uploads in the bucket, sparing those that unfinished upload jobs will resume."""

@@ -22,7 +22,7 @@ def select(window: Any, *job_ids: int) -> None:
     selection = window.table.selectionModel()
     selection.clearSelection()
     for job_id in job_ids:
-        index = window.proxy.mapFromSource(window.model.index(window.model.row_of(job_id), 0))
+        index = window.model.index(window.model.row_of(job_id), 0)
         selection.select(index, QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows)
 
 

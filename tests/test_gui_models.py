@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtCore import Qt
 
 from desktop.models.drop import DropModel, expand
-from desktop.models.jobs import Col, Filter, JobTableModel, Role
-from desktop.models.proxy import JobSortProxy
+from desktop.models.jobs import PAGE, Col, Filter, JobTableModel, Role
 
 
 def job(job_id: int, status: str = "pending", **extra: Any) -> dict[str, Any]:
@@ -30,14 +29,13 @@ def event(seq: int, j: dict[str, Any], kind: str = "job.updated", name: str = "s
 
 def test_jobs_model_passes_qtmodeltester(qtmodeltester: Any) -> None:
     model = JobTableModel()
-    model.reset([job(i) for i in range(10, 0, -1)], seq=5, page_size=100)
+    model.reset([job(i) for i in range(10, 0, -1)], seq=5)
     qtmodeltester.check(model)
     model.apply_events([event(6, job(11), "job.created", "created"), event(7, job(3, "running"))])
     qtmodeltester.check(model)
-    proxy = JobSortProxy()
-    proxy.setSourceModel(model)
-    proxy.sort(Col.PRIORITY, Qt.SortOrder.AscendingOrder)
-    qtmodeltester.check(proxy)
+    big = JobTableModel()  # more rows than loaded: the others are asked for, not invented
+    big.reset([job(i) for i in range(3 * PAGE, 2 * PAGE, -1)], seq=0, total=3 * PAGE, max_id=3 * PAGE)
+    qtmodeltester.check(big)
 
 
 def test_drop_model_passes_qtmodeltester(qtmodeltester: Any, tmp_path: Path) -> None:
@@ -48,9 +46,9 @@ def test_drop_model_passes_qtmodeltester(qtmodeltester: Any, tmp_path: Path) -> 
     qtmodeltester.check(model)
 
 
-def test_events_insert_update_and_remove_rows_in_place() -> None:
+def test_events_update_rows_in_place_add_new_ones_on_top_and_dim_deleted_ones() -> None:
     model = JobTableModel()
-    model.reset([job(2), job(1)], seq=10, page_size=100)
+    model.reset([job(2), job(1)], seq=10)
     resets: list[int] = []
     model.modelReset.connect(lambda: resets.append(1))
     # an event already in the snapshot is ignored; newer ones apply
@@ -60,13 +58,14 @@ def test_events_insert_update_and_remove_rows_in_place() -> None:
     assert [model.index(r, Col.ID).data() for r in range(3)] == ["3", "2", "1"]
     assert model.index(2, Col.STATUS).data() == "Running"
     model.apply_events([event(13, job(2), "job.deleted", "deleted")])
-    assert [model.index(r, 0).data(Role.ID) for r in range(model.rowCount())] == [3, 1]
-    assert not resets
+    assert [model.index(r, 0).data(Role.ID) for r in range(model.rowCount())] == [3, 2, 1]  # no row moves…
+    assert [model.index(r, 0).data(Role.STALE) for r in range(3)] == [False, True, False]  # …it is dimmed
+    assert model.stale and not resets
 
 
 def test_coalesced_batch_keeps_the_latest_state_of_each_job() -> None:
     model = JobTableModel()
-    model.reset([], seq=0, page_size=100)
+    model.reset([], seq=0)
     model.apply_events([
         event(1, job(1), "job.created", "created"),
         event(2, job(1, "running"), name="started"),
@@ -77,37 +76,57 @@ def test_coalesced_batch_keeps_the_latest_state_of_each_job() -> None:
     assert model.index(0, Col.OUTCOME).data() == "sent to 1 recipient(s)"
 
 
-def test_filtered_view_drops_jobs_that_leave_the_filter_and_adds_those_that_enter() -> None:
+def test_a_job_leaving_the_filter_is_dimmed_and_one_entering_it_makes_the_view_stale() -> None:
     model = JobTableModel()
-    model.reset([job(5, "failed")], seq=1, page_size=100, filt=Filter(statuses=("failed",)))
-    model.apply_events([event(2, job(5, "pending"), name="retried"), event(3, job(4, "failed"), name="failed")])
-    assert [model.index(r, 0).data(Role.ID) for r in range(model.rowCount())] == [4]
+    model.reset([job(5, "failed")], seq=1, filt=Filter(statuses=("failed",)))
+    stale: list[int] = []
+    model.stale_changed.connect(lambda: stale.append(1))
+    model.apply_events([event(2, job(5, "pending"), name="retried")])
+    assert model.rowCount() == 1 and model.index(0, 0).data(Role.STALE) and stale == [1]
+    model.apply_events([event(3, job(4, "failed"), name="failed")])  # below max_id: its place is the ledger's
+    assert model.job(4) is None and stale == [1]
 
 
-def test_paging_appends_older_rows_and_skips_duplicates() -> None:
+def test_rows_anywhere_are_fetched_a_page_at_a_time_and_the_far_end_from_the_end() -> None:
     model = JobTableModel()
-    model.reset([job(i) for i in range(10, 5, -1)], seq=0, page_size=5)
-    assert model.canFetchMore(QModelIndex())
-    offsets: list[int] = []
-    model.fetch_requested.connect(offsets.append)
-    model.fetchMore(QModelIndex())
-    assert offsets == [5]
-    assert not model.canFetchMore(QModelIndex())  # one request at a time
-    model.append_page([job(6), job(5), job(4)], page_size=5)  # 6 repeats (a new job shifted the offset)
-    assert [model.index(r, 0).data(Role.ID) for r in range(model.rowCount())] == [10, 9, 8, 7, 6, 5, 4]
-    assert not model.canFetchMore(QModelIndex())  # a short page: the end
+    total = 1_000_000
+    model.reset([job(i) for i in range(total, total - PAGE, -1)], seq=0, total=total, max_id=total)
+    wanted: list[int] = []
+    model.fetch_requested.connect(wanted.append)
+    assert model.rowCount() == total and model.index(total - 1, Col.ID).data() == ""
+    model.index(total - 1, Col.SUMMARY).data()  # the same page again: asked once
+    last_page = (total - 1) // PAGE
+    assert wanted == [last_page]
+    query = model.page_query(last_page)
+    assert query["descending"] is False and query["offset"] == 0 and query["reverse"] and query["max_id"] == total
+    model.set_page(last_page, [job(i) for i in range(PAGE, 0, -1)])
+    assert model.index(total - 1, Col.ID).data() == "1" and model.row_of(1) == total - 1
+    assert model.page_query(3) == {**Filter().list_args(), "max_id": total, "count": False, "limit": PAGE,
+                                   "offset": 3 * PAGE}  # fmt: skip
+
+
+def test_new_jobs_wait_above_a_view_scrolled_away_and_appear_on_return() -> None:
+    model = JobTableModel()
+    model.reset([job(2), job(1)], seq=0)
+    counts: list[int] = []
+    model.new_jobs_changed.connect(counts.append)
+    model.set_following(False)
+    model.apply_events([event(1, job(3), "job.created", "created"), event(2, job(4), "job.created", "created")])
+    assert model.rowCount() == 2 and counts == [2]  # the rows in view do not move
+    model.set_following(True)
+    assert [model.index(r, 0).data(Role.ID) for r in range(4)] == [4, 3, 2, 1] and counts[-1] == 0
 
 
 def test_jobs_older_than_the_loaded_range_wait_for_their_page() -> None:
     model = JobTableModel()
-    model.reset([job(i) for i in range(10, 5, -1)], seq=0, page_size=5)
+    model.reset([job(i) for i in range(10, 5, -1)], seq=0)
     model.apply_events([event(1, job(2, "running"))])
     assert model.job(2) is None
 
 
 def test_progress_is_shown_only_for_running_jobs() -> None:
     model = JobTableModel()
-    model.reset([job(1, "running")], seq=0, page_size=10)
+    model.reset([job(1, "running")], seq=0)
     model.apply_progress({1: {"done": 50, "total": 100, "rate": 10.0, "eta_s": 5.0}})
     assert model.index(0, Col.OUTCOME).data(Role.PROGRESS)["done"] == 50
     model.apply_events([event(1, job(1, "succeeded"), name="succeeded")])
@@ -119,26 +138,24 @@ def test_none_refcount_is_stable_across_10000_model_updates() -> None:
     if sys.version_info >= (3, 12):
         pytest.skip("None is immortal from Python 3.12; the bug cannot show")
     model = JobTableModel()
-    model.reset([job(i) for i in range(50, 0, -1)], seq=0, page_size=100)
-    proxy = JobSortProxy()
-    proxy.setSourceModel(model)
-    # Calls go through C++ (QModelIndex.data, the proxy, signal emission) into our Python overrides.
+    model.reset([job(i) for i in range(50, 0, -1)], seq=0)
+    # Calls go through C++ (QModelIndex.data, signal emission) into our Python overrides.
     for _ in range(100):  # warm caches
-        proxy.index(0, Col.ID).data(Qt.ItemDataRole.DecorationRole)
+        model.index(0, Col.ID).data(Qt.ItemDataRole.DecorationRole)
     before = sys.getrefcount(None)
     for n in range(10_000):
         job_id = n % 50 + 1
         model.apply_events([event(n + 1, job(job_id, "running" if n % 2 else "pending"))])  # emits dataChanged
         model.index(model.row_of(job_id) or 0, Col.ID).data(Qt.ItemDataRole.DecorationRole)  # data() → None
-        proxy.index(0, Col.SUMMARY).data(Qt.ItemDataRole.DecorationRole)
-        proxy.headerData(99, Qt.Orientation.Horizontal)  # → None
+        model.index(0, Col.SUMMARY).data(Qt.ItemDataRole.DecorationRole)
+        model.headerData(99, Qt.Orientation.Horizontal)  # → None
     drift = sys.getrefcount(None) - before
     assert abs(drift) < 500, f"refcount of None drifted by {drift} over 10,000 updates"
 
 
-def test_a_batch_is_announced_in_row_ranges_and_removed_in_blocks(qtmodeltester: Any) -> None:
+def test_a_batch_is_announced_in_row_ranges(qtmodeltester: Any) -> None:
     model = JobTableModel()
-    model.reset([job(i) for i in range(40, 0, -1)], seq=0, page_size=100, filt=Filter(statuses=("pending",)))
+    model.reset([job(i) for i in range(40, 0, -1)], seq=0, filt=Filter(statuses=("pending",)))
     changes: list[tuple[int, int]] = []
     removals: list[tuple[int, int]] = []
     model.dataChanged.connect(lambda a, b, _roles: changes.append((a.row(), b.row())))
@@ -148,17 +165,17 @@ def test_a_batch_is_announced_in_row_ranges_and_removed_in_blocks(qtmodeltester:
     batch += [event(100 + i, job(i, "running")) for i in range(20, 10, -1)]
     batch += [event(200, job(30, "pending", priority=2)), event(201, job(30, "pending", priority=3))]
     model.apply_events(batch)
-    assert removals == [(20, 29)]
-    assert changes == [(0, 10), (25, 25)]  # rows 0-10 (40..30) as one range; job 5 moved up to row 25
-    assert model.job(30)["priority"] == 3
-    assert model.rowCount() == 30
+    assert removals == []  # rows leaving the filter are dimmed where they are
+    assert changes == [(0, 10), (20, 29), (35, 35)]  # rows 0-10 (40..30) as one range
+    assert model.job(30)["priority"] == 3 and model.index(25, 0).data(Role.STALE)
+    assert model.rowCount() == 40
     qtmodeltester.check(model)
 
 
 def test_long_results_and_errors_and_running_uploads_have_tooltips() -> None:
     error = "could not deliver: " + "x" * 300 + "\nTraceback line"
     model = JobTableModel()
-    model.reset([job(2, "failed", error=error), job(1, "running", job_type="upload_file")], seq=0, page_size=10)
+    model.reset([job(2, "failed", error=error), job(1, "running", job_type="upload_file")], seq=0)
     tooltip = Qt.ItemDataRole.ToolTipRole
     assert model.index(0, Col.OUTCOME).data() == error.splitlines()[0]
     assert model.index(0, Col.OUTCOME).data(tooltip) == error
@@ -203,7 +220,7 @@ def test_a_burst_reaches_the_model_in_bounded_slices_coalesced_per_job(
     connection = WorkerConnection(Paths(tmp_path))
     model = JobTableModel()
     feed = live.LiveJobs(connection, model)
-    model.reset([], seq=0, page_size=100)
+    model.reset([], seq=0)
     feed.loaded_once = True
     feed.counts.reset({"total": 0, "by_status": {}, "by_type": {}})
     announced: list[int] = []

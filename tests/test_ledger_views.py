@@ -12,6 +12,7 @@ from test_ledger import ledger, make  # noqa: F401  (the fixture, on both databa
 
 from engine.storage.reads import SORT_KEYS, JobQuery
 from engine.storage.repository import JOBS, Ledger
+from engine.storage.status import JobStatus
 
 T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
 
@@ -92,3 +93,45 @@ def test_a_view_bound_ignores_newer_jobs_and_counts_follow_type_and_search(ledge
     jobs = [j for j in everything if j["job_type"] == "send_email"]
     assert sum(counts.values()) == len(jobs) == ledger.matching(query) > 0
     assert counts["failed"] == sum(1 for j in jobs if j["status"] == "failed")
+
+
+def test_a_bulk_action_changes_what_it_applies_to_a_batch_a_transaction(
+    ledger: Ledger,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from engine.storage import repository
+
+    monkeypatch.setattr(repository, "BULK_BATCH", 4)
+    jobs = [make(ledger, parameters={"recipient": f"r{i}@example.com"}) for i in range(11)]
+    for job in jobs[:9]:
+        ledger.cancel(job["id"])
+    heard: list[int] = []
+    ledger.add_listener(lambda events: heard.append(len(events)))
+    before = ledger.last_seq()
+    # "r1" matches r1 (canceled: retried) and r10 (pending: retry does not apply to it)
+    done = ledger.act_on(JobQuery(statuses=("canceled", "pending"), search="R1"), "retry")
+    assert [r["id"] for r in done] == [jobs[1]["id"]] and ledger.get(jobs[10]["id"])["status"] == "pending"
+    done = ledger.act_on(JobQuery(ids=tuple(j["id"] for j in jobs)), "delete")
+    assert len(done) == 11 and ledger.list()[1] == 0
+    events = ledger.events_since(before)
+    assert [e["type"] for e in events] == ["retried"] + ["deleted"] * 11
+    assert heard == [1, 4, 4, 3]  # one commit (and one notification) per batch of at most 4
+
+
+def test_bulk_counts_first_and_acts_on_a_filter_once(ops: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import run as main
+
+    jobs = [ops.create("send_email", {"recipient": f"b{i}@example.com", "subject": "s", "body": "b"},
+                       scheduled_time="2099-01-01T00:00") for i in range(5)]  # fmt: skip
+    ops.cancel(jobs[0]["id"])
+    assert ops.rules()["run_now"] == ["scheduled"]
+    dry = ops.bulk("cancel", dry_run=True, status=["scheduled", "canceled"])
+    assert (dry["matched"], dry["applicable"], dry["done"]) == (5, 4, 0)
+    assert ops.ledger.count(JobStatus.CANCELED) == 1  # a dry run changes nothing
+    assert main(["cancel", "--status", "scheduled", "--search", "B1@", "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "1 job(s) match; cancel applies to 1"
+    assert main(["cancel", "--status", "scheduled,canceled"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["5 job(s) match; cancel applies to 4", "cancel: 4 job(s) done"]
+    report = ops.bulk("retry", ids=[jobs[0]["id"], jobs[1]["id"]])
+    assert (report["matched"], report["applicable"], report["done"]) == (2, 2, 2)
+    assert ops.ledger.count(JobStatus.PENDING) == 2

@@ -1,16 +1,17 @@
-"""Status and type counts kept current from job events, so live counts need no query per batch."""
+"""Status counts under the type and search filters, kept current from job events without a query per batch."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from desktop.models.format import STATUS_ORDER
+from desktop.models.jobs import Filter
 
 _SEEN_LIMIT = 200_000  # ids whose last status we remember; past it we forget and let the server reconcile
 
 
 class LiveCounts:
-    """The ``stats`` counts (total, by_status, by_type: type → status → n), moved by each event we can account for.
+    """The ``status_counts`` of the jobs ``others`` matches (total, by_status), moved by each event we can account for.
 
     A job's previous status is known when this client saw the job before (in a snapshot, a page or an event) or the
     event creates it. An update of a job we never saw cannot be counted honestly; ``apply`` then says so and the
@@ -19,7 +20,19 @@ class LiveCounts:
 
     def __init__(self) -> None:
         self.stats: dict[str, Any] | None = None
-        self._seen: dict[int, tuple[str, str]] = {}  # id → (status, job_type)
+        self._seen: dict[int, tuple[str, str] | None] = {}  # id → (status, job_type), None if ``others`` missed it
+        self.others = Filter()  # the filter the counts are under (its statuses are what is counted)
+
+    def follow(self, others: Filter) -> None:
+        """Count under another type and search filter: forget what is known until the server answers."""
+        self.others = others
+        self.stats = None
+        self._seen.clear()
+
+    def _key(self, job: dict[str, Any]) -> tuple[str, str] | None:
+        if not self.others.matches_others(job):
+            return None
+        return str(job.get("status", "")), str(job.get("job_type", ""))
 
     def reset(self, stats: dict[str, Any]) -> None:
         """Counts from the server (the truth at the time it answered)."""
@@ -32,7 +45,7 @@ class LiveCounts:
         if len(self._seen) > _SEEN_LIMIT:
             self._seen.clear()
         for job in jobs:
-            self._seen[int(job["id"])] = (str(job.get("status", "")), str(job.get("job_type", "")))
+            self._seen[int(job["id"])] = self._key(job)
 
     def apply(self, events: list[dict[str, Any]]) -> bool:
         """Move the counts by these events (in seq order); False when one of them could not be accounted for."""
@@ -43,21 +56,22 @@ class LiveCounts:
             if "id" not in job:
                 continue
             job_id = int(job["id"])
+            known = job_id in self._seen
             before = self._seen.get(job_id)
-            now = (str(job.get("status", "")), str(job.get("job_type", "")))
+            now = self._key(job)
             deleted = event.get("type") == "job.deleted"
             if deleted:
                 self._seen.pop(job_id, None)
             else:
                 self._seen[job_id] = now
-            if before is None and event.get("type") != "job.created":
+            if not known and event.get("type") != "job.created":
                 exact = False
                 continue
             if stats is None:
                 continue
             if before is not None:
                 self._move(stats, before, -1)
-            if not deleted:
+            if now is not None and not deleted:
                 self._move(stats, now, +1)
         return exact
 

@@ -1,4 +1,4 @@
-"""The live jobs table: an adapter over job dicts, kept newest first, changed only by snapshots and events."""
+"""The live jobs table: a window on the ledger's ordered, filtered jobs, paged in as rows come into view."""
 
 from __future__ import annotations
 
@@ -36,34 +36,60 @@ class Role(IntEnum):
     ID = Qt.ItemDataRole.UserRole + 2
     STATUS = Qt.ItemDataRole.UserRole + 3
     PROGRESS = Qt.ItemDataRole.UserRole + 4  # latest job.progress payload of a running job, or None
-    SORT = Qt.ItemDataRole.UserRole + 5  # a value that sorts naturally (numbers, ISO times)
+    STALE = Qt.ItemDataRole.UserRole + 5  # the job no longer matches the view (shown dimmed until a refresh)
 
 
 _DISPLAY = int(Qt.ItemDataRole.DisplayRole.value)
 _TOOLTIP = int(Qt.ItemDataRole.ToolTipRole.value)
 _ALIGN = int(Qt.ItemDataRole.TextAlignmentRole.value)
 _RIGHT = int((Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter).value)
-_JOB, _ID, _STATUS, _PROGRESS, _SORT = (int(r) for r in (Role.JOB, Role.ID, Role.STATUS, Role.PROGRESS, Role.SORT))
+_JOB, _ID, _STATUS, _PROGRESS, _STALE = (int(r) for r in (Role.JOB, Role.ID, Role.STATUS, Role.PROGRESS, Role.STALE))
 
 TYPE_LABELS = {"send_email": "Email", "upload_file": "Upload"}
 
 
-@dataclass
+# The ledger's order for each column (``engine.storage.reads.SORT_KEYS``); the summary is made from parameters here
+# and has no order in the ledger.
+SORT_KEY_OF: dict[int, str] = {Col.ID: "id", Col.TYPE: "job_type", Col.STATUS: "status", Col.PRIORITY: "priority",
+                               Col.ATTEMPTS: "attempts", Col.WHEN: "when", Col.CREATED: "created_at",
+                               Col.DURATION: "duration", Col.OUTCOME: "outcome"}  # fmt: skip
+PAGE = 200  # rows a page request brings
+MAX_PAGES = 60  # pages kept; the farthest from the last one wanted are dropped beyond this
+MAX_WAITING_NEW = 10_000  # new jobs held while the view is scrolled away; past this the view reloads on return
+
+
+@dataclass(frozen=True)
 class Filter:
-    """What the table shows; the server applies it to snapshots, ``matches`` applies it to events."""
+    """What the table shows and in which order; the ledger applies it to pages, ``matches`` applies it to events."""
 
     statuses: tuple[str, ...] = ()
     job_type: str = ""
     search: str = ""
+    sort: str = "id"
+    descending: bool = True
 
     def matches(self, job: dict[str, Any]) -> bool:
         if self.statuses and job.get("status") not in self.statuses:
             return False
+        return self.matches_others(job)
+
+    def matches_others(self, job: dict[str, Any]) -> bool:
+        """The filter without its status: what the status buttons' counts follow."""
         if self.job_type and job.get("job_type") != self.job_type:
             return False
         return not self.search or fmt.matches_search(job, self.search)
 
-    def list_args(self) -> dict[str, Any]:
+    @property
+    def narrowed(self) -> bool:
+        return bool(self.statuses or self.job_type or self.search)
+
+    @property
+    def newest_first(self) -> bool:
+        """The ledger's own order: new jobs belong at the top, so they can be shown as they arrive."""
+        return self.sort == "id" and self.descending
+
+    def query_args(self) -> dict[str, Any]:
+        """The filter as the engine's query arguments (for lists, counts and bulk actions)."""
         args: dict[str, Any] = {}
         if self.statuses:
             args["status"] = list(self.statuses)
@@ -73,35 +99,52 @@ class Filter:
             args["search"] = self.search
         return args
 
+    def list_args(self) -> dict[str, Any]:
+        return {**self.query_args(), "sort": self.sort, "descending": self.descending}
+
 
 @dataclass
 class _Row:
     job: dict[str, Any]
     cells: list[str] | None = field(default=None)  # display strings, computed on first paint
+    stale: bool = False  # the job no longer matches (or was deleted) since it was read: shown dimmed
 
 
 class JobTableModel(QAbstractTableModel):
-    """Rows are jobs matching the current filter with id ≥ the oldest loaded one, newest first.
+    """A window on the ledger's ordered result: ``rowCount`` is every matching job, rows arrive a page at a time.
 
-    Keeping exactly that set (events insert jobs entering the filter and remove jobs leaving it) means the row
-    count is also the server-side offset of the next page, so offset paging stays correct while events arrive.
+    The rows are the snapshot the view took (jobs up to ``max_id`` matching the filter, ``total`` of them, in the
+    filter's order, paged by offset in the ledger) plus, in the newest-first order, the jobs created since, on
+    top. A page is asked for (``fetch_requested``) when a row of it is first painted, so dragging the scroll bar
+    anywhere or pressing End fetches only the rows in view. Events update loaded rows in place; a job that stops
+    matching is dimmed rather than removed (rows never shift under the reader); new jobs are inserted on top while
+    the view follows the top, and only counted ("N new jobs") while it is scrolled away.
     """
 
-    fetch_requested = Signal(int)  # offset of the next page; the owner fetches it and calls append_page
+    fetch_requested = Signal(int)  # a page number; the owner fetches it and calls set_page
+    new_jobs_changed = Signal(int)  # new jobs waiting above a view scrolled away from the top
+    stale_changed = Signal()  # some loaded row no longer matches or sorts elsewhere: a refresh would fix it
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
-        self._keys: list[int] = []  # -id, ascending == id descending
-        self._rows: dict[int, _Row] = {}
+        self._top: list[_Row] = []  # jobs created after the snapshot, oldest first (row 0 is the last)
+        self._top_at: dict[int, int] = {}  # job id → its place in _top
+        self._pages: dict[int, list[_Row]] = {}
+        self._where: dict[int, int] = {}  # job id → snapshot row, for loaded rows
+        self._asked: set[int] = set()
+        self._waiting: dict[int, dict[str, Any]] = {}  # new jobs not shown yet (view scrolled away)
         self._progress: dict[int, dict[str, Any]] = {}
         self.filter = Filter()
+        self.total = 0
+        self.max_id = 0
         self.base_seq = 0  # events at or below this seq are already in the snapshot
-        self._exhausted = True
-        self._fetching = False
+        self.following = True  # the view shows its first row
+        self.stale = False
+        self.loaded = False
 
     # ------------------------------------------------------------------ Qt model API
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._keys)
+        return 0 if parent.isValid() else len(self._top) + self.total
 
     def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(HEADERS)
@@ -115,13 +158,29 @@ class JobTableModel(QAbstractTableModel):
             return HEADERS[section]
         return None
 
+    def _row(self, row_no: int) -> _Row | None:
+        """The row's job if its page is here; otherwise asks for the page and returns None."""
+        top = len(self._top)
+        if row_no < top:
+            return self._top[top - 1 - row_no]
+        page_no, at = divmod(row_no - top, PAGE)
+        page = self._pages.get(page_no)
+        if page is None:
+            if page_no not in self._asked:
+                self._asked.add(page_no)
+                self.fetch_requested.emit(page_no)
+            return None
+        return page[at] if at < len(page) else None
+
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         # Called for every visible cell on every repaint: compare plain ints, return early.
         row_no = index.row()
-        if not 0 <= row_no < len(self._keys) or not index.isValid():
+        if not 0 <= row_no < self.rowCount() or not index.isValid():
             return None
-        job_id = -self._keys[row_no]
-        row = self._rows[job_id]
+        row = self._row(row_no)
+        if row is None:
+            return "" if role == _DISPLAY else None
+        job_id = int(row.job["id"])
         col = index.column()
         if role == _DISPLAY:
             if row.cells is None:
@@ -137,23 +196,31 @@ class JobTableModel(QAbstractTableModel):
             return job_id
         if role == _JOB:
             return row.job
-        if role == _SORT:
-            return _sort_value(row.job, col)
+        if role == _STALE:
+            return row.stale
         if role == _ALIGN and col in (Col.ID, Col.PRIORITY, Col.ATTEMPTS, Col.DURATION):
             return _RIGHT
         return None
 
     def cell(self, row_no: int, col: int) -> str:
         """The display text of a cell without a trip through Qt: the table's delegates paint from this."""
-        row = self._rows[-self._keys[row_no]]
+        row = self._row(row_no)
+        if row is None:
+            return ""
         if row.cells is None:
             row.cells = _cells(row.job)
         return row.cells[col]
 
+    def is_stale(self, row_no: int) -> bool:
+        row = self._row(row_no)
+        return row is not None and row.stale
+
     def progress_at(self, row_no: int) -> dict[str, Any] | None:
         """The latest progress of the job in this row while it runs, else None."""
-        job_id = -self._keys[row_no]
-        return self._progress.get(job_id) if self._rows[job_id].job.get("status") == "running" else None
+        row = self._row(row_no)
+        if row is None or row.job.get("status") != "running":
+            return None
+        return self._progress.get(int(row.job["id"]))
 
     def _tooltip(self, job_id: int, row: _Row, col: int) -> str | None:
         if col == Col.OUTCOME and row.job.get("status") == "running" and job_id in self._progress:
@@ -166,57 +233,90 @@ class JobTableModel(QAbstractTableModel):
             return row.cells[col] or None
         return None
 
-    def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008
-        return not parent.isValid() and not self._exhausted and not self._fetching
-
-    def fetchMore(self, parent: Index = QModelIndex()) -> None:  # noqa: B008
-        if self.canFetchMore(parent):
-            self._fetching = True
-            self.fetch_requested.emit(len(self._keys))
-
     # ------------------------------------------------------------------ loading
-    def reset(self, jobs: list[dict[str, Any]], *, seq: int, page_size: int, filt: Filter | None = None) -> None:
-        """A fresh snapshot (first load or filter change)."""
+    def reset(
+        self,
+        jobs: list[dict[str, Any]],
+        *,
+        seq: int,
+        total: int | None = None,
+        max_id: int | None = None,
+        filt: Filter | None = None,
+    ) -> None:
+        """A fresh snapshot (first load, filter or sort change, refresh): its first page, its size and bound."""
         self.beginResetModel()
         if filt is not None:
             self.filter = filt
-        self._rows = {int(j["id"]): _Row(j) for j in jobs}
-        self._keys = sorted(-i for i in self._rows)
-        self._progress = {k: v for k, v in self._progress.items() if k in self._rows}
+        self.total = len(jobs) if total is None else total
+        self.max_id = max((int(j["id"]) for j in jobs), default=0) if max_id is None else max_id
+        self._top = []
+        self._top_at = {}
+        self._pages = {}
+        self._where = {}
+        self._asked = set()
+        self._waiting = {}
+        self._store(0, jobs)
+        self._progress = {k: v for k, v in self._progress.items() if k in self._where}
         self.base_seq = seq
-        self._exhausted = len(jobs) < page_size
-        self._fetching = False
+        self.stale = False
+        self.loaded = True
         self.endResetModel()
+        self.new_jobs_changed.emit(0)
 
-    def append_page(self, jobs: list[dict[str, Any]], page_size: int) -> None:
-        """An older page from offset paging; rows already present (moved by events) are skipped."""
-        self._fetching = False
-        fresh = [j for j in jobs if int(j["id"]) not in self._rows]
-        if len(jobs) < page_size:
-            self._exhausted = True
-        if not fresh:
+    def set_page(self, page_no: int, jobs: list[dict[str, Any]]) -> None:
+        """A page the view asked for (``jobs`` in the filter's order, read under ``max_id``)."""
+        self._asked.discard(page_no)
+        if page_no in self._pages or page_no * PAGE >= self.total:
             return
-        oldest = -self._keys[-1] if self._keys else None
-        tail = [j for j in fresh if oldest is None or int(j["id"]) < oldest]
-        if oldest is not None:
-            self._insert_jobs([j for j in fresh if int(j["id"]) > oldest])
-        if tail:
-            first = len(self._keys)
-            self.beginInsertRows(QModelIndex(), first, first + len(tail) - 1)
-            for job in sorted(tail, key=lambda j: -int(j["id"])):
-                self._rows[int(job["id"])] = _Row(job)
-                self._keys.append(-int(job["id"]))
-            self.endInsertRows()
+        self._store(page_no, jobs)
+        self._forget_far_pages(page_no)
+        first = len(self._top) + page_no * PAGE
+        last = min(first + PAGE, self.rowCount()) - 1
+        if last >= first:
+            self.dataChanged.emit(self.index(first, 0), self.index(last, len(HEADERS) - 1), [])
 
-    def fetch_failed(self) -> None:
-        self._fetching = False
+    def fetch_failed(self, page_no: int) -> None:
+        self._asked.discard(page_no)
+
+    def _store(self, page_no: int, jobs: list[dict[str, Any]]) -> None:
+        rows = [_Row(j) for j in jobs[: max(0, min(PAGE, self.total - page_no * PAGE))]]
+        self._pages[page_no] = rows
+        for at, row in enumerate(rows):
+            self._where[int(row.job["id"])] = page_no * PAGE + at
+
+    def _forget_far_pages(self, near: int) -> None:
+        if len(self._pages) <= MAX_PAGES:
+            return
+        for page_no in sorted(self._pages, key=lambda p: -abs(p - near))[: len(self._pages) - MAX_PAGES]:
+            if page_no == 0:
+                continue  # the top stays: the view returns there most
+            for row in self._pages.pop(page_no):
+                self._where.pop(int(row.job["id"]), None)
+
+    def page_query(self, page_no: int) -> dict[str, Any]:
+        """The list arguments for one page: from the far end in reverse when that is nearer, so the last rows of
+        a million cost what the first rows cost."""
+        offset = page_no * PAGE
+        limit = max(1, min(PAGE, self.total - offset))
+        args = {**self.filter.list_args(), "max_id": self.max_id, "count": False, "limit": limit}
+        if offset > self.total // 2:
+            return {**args, "descending": not self.filter.descending, "offset": self.total - offset - limit,
+                    "reverse": True}  # fmt: skip
+        return {**args, "offset": offset}
 
     # ------------------------------------------------------------------ live updates
+    def set_following(self, following: bool) -> None:
+        """Whether the view shows its first row; on return to the top the waiting new jobs are shown."""
+        self.following = following
+        if following and self._waiting:
+            self._show_new(list(self._waiting.values()))
+            self._waiting = {}
+            self.new_jobs_changed.emit(0)
+
     def apply_events(self, events: list[dict[str, Any]]) -> set[int]:
         """Apply a batch of job events (coalesced per job); returns the ids that changed.
 
-        Rows are removed and inserted in contiguous blocks and updates are announced as a few row ranges, not
-        one signal per event: every signal costs the proxy and the view work proportional to the loaded rows.
+        Updates are announced as a few row ranges, not one signal per event: every signal costs the view work.
         """
         latest: dict[int, dict[str, Any]] = {}
         for event in events:
@@ -225,28 +325,76 @@ class JobTableModel(QAbstractTableModel):
             job = event.get("job") or {}
             if "id" in job:
                 latest[int(job["id"])] = event
-        gone: list[int] = []
         changed: list[int] = []
-        later: list[dict[str, Any]] = []
+        fresh: list[dict[str, Any]] = []
+        stale = False
         for job_id, event in latest.items():
             job = event["job"]
-            existing = self._rows.get(job_id)
-            if event.get("type") == "job.deleted" or not self.filter.matches(job):
-                self._progress.pop(job_id, None)
-                if existing is not None:
-                    gone.append(job_id)
-            elif existing is not None:
-                existing.job = job
-                existing.cells = None
+            deleted = event.get("type") == "job.deleted"
+            row_no = self.row_of(job_id)
+            if row_no is not None:
+                row = self._row(row_no)
+                assert row is not None
+                gone = deleted or not self.filter.matches(job)
+                moved = not gone and self.filter.sort != "id" and _sort_key(row.job, self.filter.sort) != _sort_key(
+                    job, self.filter.sort)  # fmt: skip
+                stale = stale or gone or moved
+                row.job, row.cells, row.stale = job, None, gone
                 if job.get("status") != "running":
                     self._progress.pop(job_id, None)
-                changed.append(job_id)
+                changed.append(row_no)
+            elif job_id in self._waiting:
+                if deleted or not self.filter.matches(job):
+                    del self._waiting[job_id]
+                else:
+                    self._waiting[job_id] = job
+            elif not deleted and self.filter.matches(job):
+                if job_id > self.max_id and self.filter.newest_first:
+                    fresh.append(job)
+                else:
+                    stale = True  # it belongs somewhere in the snapshot (or in another order): a refresh places it
+        self._announce_changed(changed)
+        if fresh:
+            if self.following:
+                self._show_new(fresh)
             else:
-                later.append(job)
-        self._remove_rows(gone)
-        self._announce_changed([row for job_id in changed if (row := self.row_of(job_id)) is not None])
-        self._insert_jobs(later)
+                for job in fresh:
+                    self._waiting[int(job["id"])] = job
+                if len(self._waiting) > MAX_WAITING_NEW:
+                    stale = True
+                self.new_jobs_changed.emit(len(self._waiting))
+        if stale and not self.stale:
+            self.stale = True
+            self.stale_changed.emit()
         return set(latest)
+
+    def _show_new(self, jobs: list[dict[str, Any]]) -> None:
+        newest = int(self._top[-1].job["id"]) if self._top else self.max_id
+        on_top = sorted((j for j in jobs if int(j["id"]) > newest), key=lambda j: int(j["id"]))
+        for job in jobs:  # one that arrived after a newer one (rare): at its place among the new rows
+            job_id = int(job["id"])
+            if job_id <= newest and job_id not in self._top_at:
+                at = bisect.bisect_left([int(r.job["id"]) for r in self._top], job_id)
+                row_no = len(self._top) - at
+                self.beginInsertRows(QModelIndex(), row_no, row_no)
+                self._top.insert(at, _Row(job))
+                self._top_at = {int(r.job["id"]): i for i, r in enumerate(self._top)}
+                self.endInsertRows()
+        if on_top:
+            self.beginInsertRows(QModelIndex(), 0, len(on_top) - 1)
+            for job in on_top:
+                self._top_at[int(job["id"])] = len(self._top)
+                self._top.append(_Row(job))
+            self.endInsertRows()
+
+    @property
+    def newest_id(self) -> int:
+        """The newest job the view holds: what "all matching" means for an action on it."""
+        return int(self._top[-1].job["id"]) if self._top else self.max_id
+
+    @property
+    def waiting_new(self) -> int:
+        return len(self._waiting)
 
     def apply_progress(self, updates: dict[int, dict[str, Any]]) -> None:
         rows = []
@@ -257,38 +405,6 @@ class JobTableModel(QAbstractTableModel):
                 rows.append(row)
         self._announce_changed(rows, Col.OUTCOME, [Role.PROGRESS])
 
-    def _insert_jobs(self, jobs: list[dict[str, Any]]) -> None:
-        """New rows: those above the newest loaded one in one block, the others at their place."""
-        newest = -self._keys[0] if self._keys else 0
-        on_top = sorted((j for j in jobs if int(j["id"]) > newest), key=lambda j: -int(j["id"]))
-        for job in jobs:
-            job_id = int(job["id"])
-            if job_id > newest:
-                continue
-            if self._keys and not self._exhausted and job_id < -self._keys[-1]:
-                continue  # older than what is loaded: it will arrive with its page
-            pos = bisect.bisect_left(self._keys, -job_id)
-            self.beginInsertRows(QModelIndex(), pos, pos)
-            self._keys.insert(pos, -job_id)
-            self._rows[job_id] = _Row(job)
-            self.endInsertRows()
-        if on_top:
-            self.beginInsertRows(QModelIndex(), 0, len(on_top) - 1)
-            self._keys[0:0] = [-int(j["id"]) for j in on_top]
-            for job in on_top:
-                self._rows[int(job["id"])] = _Row(job)
-            self.endInsertRows()
-
-    def _remove_rows(self, job_ids: list[int]) -> None:
-        """Remove rows in contiguous runs, bottom up so the earlier row numbers stay valid."""
-        rows = [r for job_id in job_ids if (r := self.row_of(job_id)) is not None]
-        for first, last in reversed(_runs(sorted(rows))):
-            self.beginRemoveRows(QModelIndex(), first, last)
-            for key in self._keys[first : last + 1]:
-                del self._rows[-key]
-            del self._keys[first : last + 1]
-            self.endRemoveRows()
-
     def _announce_changed(self, rows: list[int], column: int | None = None, roles: list[int] | None = None) -> None:
         if not rows:
             return
@@ -298,20 +414,40 @@ class JobTableModel(QAbstractTableModel):
 
     # ------------------------------------------------------------------ lookups
     def row_of(self, job_id: int) -> int | None:
-        if job_id not in self._rows:
-            return None
-        return bisect.bisect_left(self._keys, -job_id)
+        """The row of a loaded job, else None."""
+        snapshot_row = self._where.get(job_id)
+        if snapshot_row is not None:
+            return len(self._top) + snapshot_row
+        at = self._top_at.get(job_id)
+        return None if at is None else len(self._top) - 1 - at
 
     def job(self, job_id: int) -> dict[str, Any] | None:
-        row = self._rows.get(job_id)
+        row_no = self.row_of(job_id)
+        row = self._row(row_no) if row_no is not None else None
         return row.job if row is not None else None
 
-    def job_at(self, row: int) -> dict[str, Any]:
-        return self._rows[-self._keys[row]].job
+    def job_at(self, row_no: int) -> dict[str, Any]:
+        """The job in a row, or an empty dict while its page is on its way."""
+        row = self._row(row_no)
+        return row.job if row is not None else {}
+
+    def loaded_rows(self, first: int, last: int) -> list[int]:
+        """The loaded rows among ``first``…``last``, found page by page (a range may span a million rows)."""
+        top = len(self._top)
+        rows = list(range(first, min(last, top - 1) + 1))
+        for page_no, page in self._pages.items():
+            start = top + page_no * PAGE
+            lo, hi = max(first, start), min(last, start + len(page) - 1)
+            rows.extend(range(lo, hi + 1))
+        return rows
+
+    def loaded_ids(self, rows: list[int]) -> list[int]:
+        """The ids of those rows that are loaded."""
+        return [int(job["id"]) for r in rows if (job := self.job_at(r))]
 
     @property
     def exhausted(self) -> bool:
-        return self._exhausted
+        return True
 
 
 def _runs(rows: list[int]) -> list[tuple[int, int]]:
@@ -340,19 +476,12 @@ def _cells(job: dict[str, Any]) -> list[str]:
     ]
 
 
-def _sort_value(job: dict[str, Any], col: int) -> Any:
-    if col == Col.ID:
-        return int(job["id"])
-    if col == Col.PRIORITY:
-        return int(job.get("priority", 0))
-    if col == Col.ATTEMPTS:
-        return int(job.get("attempts", 0))
-    if col == Col.DURATION:
-        return fmt.job_duration(job) or 0.0
-    if col == Col.STATUS:
-        return fmt.STATUS_ORDER.index(job["status"]) if job.get("status") in fmt.STATUS_ORDER else 99
-    if col == Col.CREATED:
-        return job.get("created_at") or ""
-    if col == Col.WHEN:
-        return job.get("next_attempt_at") or job.get("scheduled_time") or ""
-    return _cells(job)[col]
+def _sort_key(job: dict[str, Any], key: str) -> Any:
+    """The value a job sorts by in the ledger's ``key`` order, compared only to see whether a job moved."""
+    if key == "when":
+        return job.get("next_attempt_at") or job.get("scheduled_time")
+    if key == "duration":
+        return fmt.job_duration(job)
+    if key == "outcome":
+        return (job.get("error") or "")[:100]
+    return job.get(key)

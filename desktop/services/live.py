@@ -11,14 +11,13 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from desktop.models.counts import LiveCounts
-from desktop.models.jobs import Filter, JobTableModel
+from desktop.models.jobs import PAGE, Filter, JobTableModel
 from desktop.services.connection import WorkerConnection
 from engine.errors import JobdeckError
 
 log = logging.getLogger(__name__)
 
-FIRST_PAGE = 200
-MORE_PAGE = 500
+REFRESH_QUIET_MS = 1000  # a view at the top whose rows went stale is read again once changes pause this long
 FLUSH_MS = 50  # at most ~20 model updates (and so redraws) a second, however fast events arrive
 FLUSH_BUDGET_S = 0.005  # model work per flush; the rest waits for the next one, so the GUI thread never stalls
 FLUSH_SLICE = 250  # events applied between two looks at the clock
@@ -65,7 +64,12 @@ class LiveJobs(QObject):
         self._counts_emit_timer.timeout.connect(self._on_counts_emit_timer_timeout)
         connection.job_events.connect(self._on_job_events)
         connection.progress.connect(self._on_progress)
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(REFRESH_QUIET_MS)
+        self._refresh_timer.timeout.connect(self._on_refresh_timer_timeout)
         model.fetch_requested.connect(self._on_fetch_requested)
+        model.stale_changed.connect(self.refresh_if_following)
 
     def _keep(self, task: asyncio.Future[Any]) -> None:
         self._tasks.add(task)
@@ -84,7 +88,7 @@ class LiveJobs(QObject):
         generation = self._generation
         self._set_loading(True)
         try:
-            result = await self.connection.request("list", limit=FIRST_PAGE, **filt.list_args())
+            result = await self.connection.request("list", limit=PAGE, **filt.list_args())
         except (JobdeckError, OSError, TimeoutError) as exc:
             if generation == self._generation:
                 self._set_loading(False)
@@ -92,13 +96,17 @@ class LiveJobs(QObject):
             return False
         if generation != self._generation:
             return False  # a newer filter superseded this one
-        self.model.reset(result["jobs"], seq=int(result.get("seq") or 0), page_size=FIRST_PAGE, filt=filt)
+        seq = int(result.get("seq") or 0)
+        self.model.reset(result["jobs"], seq=seq, total=int(result["total"]), max_id=int(result["max_id"]), filt=filt)
         self.counts.remember(result["jobs"])
         self.loaded_once = True
         self._set_loading(False)
-        self.connection.start_stream(int(result.get("seq") or 0))
+        self.connection.start_stream(seq)
+        others = Filter(job_type=filt.job_type, search=filt.search)
+        if others != self.counts.others or self.counts.stats is None:
+            self.counts.follow(others)
+            self._schedule_counts(immediately=True)
         self._flush()
-        self._schedule_counts(immediately=True)
         return True
 
     def _set_loading(self, loading: bool) -> None:
@@ -106,21 +114,33 @@ class LiveJobs(QObject):
             self.loading = loading
             self.loading_changed.emit(loading)
 
-    def _on_fetch_requested(self, offset: int) -> None:
-        self._keep(asyncio.ensure_future(self._fetch(offset, self._generation)))
+    def _on_fetch_requested(self, page_no: int) -> None:
+        self._keep(asyncio.ensure_future(self._fetch(page_no, self._generation)))
 
-    async def _fetch(self, offset: int, generation: int) -> None:
+    async def _fetch(self, page_no: int, generation: int) -> None:
+        args = self.model.page_query(page_no)
+        reverse = args.pop("reverse", False)
         try:
-            result = await self.connection.request(
-                "list", limit=MORE_PAGE, offset=offset, **self.model.filter.list_args()
-            )
+            result = await self.connection.request("list", **args)
         except (JobdeckError, OSError, TimeoutError) as exc:
-            self.model.fetch_failed()
-            self.failed.emit(f"Could not load more jobs: {exc}")
+            if generation == self._generation:
+                self.model.fetch_failed(page_no)
+                self.failed.emit(f"Could not load jobs: {exc}")
             return
         if generation == self._generation:
-            self.model.append_page(result["jobs"], MORE_PAGE)
-            self.counts.remember(result["jobs"])
+            jobs = result["jobs"][::-1] if reverse else result["jobs"]
+            self.model.set_page(page_no, jobs)
+            self.counts.remember(jobs)
+
+    def refresh_if_following(self) -> None:
+        """Read a stale view again once changes pause, if it shows its top (a view scrolled away keeps its rows,
+        dimmed where they no longer match, until the operator returns or asks)."""
+        if self.model.stale and self.model.following:
+            self._refresh_timer.start()
+
+    def _on_refresh_timer_timeout(self) -> None:
+        if self.model.stale and self.model.following and not self.loading:
+            self._keep(asyncio.ensure_future(self.load()))
 
     # ------------------------------------------------------------------ events
     @property
@@ -209,7 +229,7 @@ class LiveJobs(QObject):
     async def refresh_counts(self) -> None:
         self._counting = True
         try:
-            stats = await self.connection.request("stats")
+            stats = await self.connection.request("status_counts", **self.counts.others.query_args())
         except (JobdeckError, OSError, TimeoutError):
             return
         finally:

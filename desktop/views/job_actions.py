@@ -10,15 +10,9 @@ from PySide6.QtCore import QModelIndex, QObject, QPoint, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QMenu, QTableView, QWidget
 
-from engine.errors import JobdeckError
-
 if TYPE_CHECKING:
     from desktop.views.job_dialog import JobDialog
     from desktop.views.main_window import MainWindow
-
-RETRYABLE = {"failed", "canceled"}
-WAITING = {"pending", "scheduled", "retrying"}
-DELETABLE = WAITING | {"succeeded", "failed", "canceled"}
 
 
 def window_action(window: QWidget, text: str, slot: Callable[[], Any], shortcut: Any = None, tip: str = "") -> QAction:
@@ -50,6 +44,7 @@ class JobActions(QObject):
         self.copy_id = a("Copy id", self.copy_ids, "Ctrl+Shift+C", "Copy the selected job ids")
         self.open_link = a("Open result link", self.open_result_link, "Ctrl+O")
         self.selection = (self.retry, self.cancel, self.run_now, self.delete, self.clone, self.copy_id, self.open_link)
+        self.rules: dict[str, list[str]] = {}  # action → the statuses it applies to, as the engine says
 
     def _action(self, text: str, slot: Callable[[], Any], shortcut: Any = None, tip: str = "") -> QAction:
         return window_action(self.window, text, slot, shortcut, tip)
@@ -61,54 +56,77 @@ class JobActions(QObject):
         table.doubleClicked.connect(self._on_table_double_clicked)
 
     def update_enabled(self) -> None:
-        jobs = self.window.selected_jobs()
-        statuses = {j.get("status") for j in jobs}
-        self.retry.setEnabled(bool(statuses & RETRYABLE))
-        self.cancel.setEnabled(bool(statuses & WAITING))
-        self.run_now.setEnabled(bool(statuses & WAITING))
-        self.delete.setEnabled(bool(statuses - {"running"}))
+        """An action is enabled when a selected job is in a state it applies to; with every matching job selected
+        (most of them not loaded) the count before the confirmation says how many it applies to."""
+        everything = self.window.table.all_selected()
+        jobs = [] if everything else self.window.selected_jobs()
+        statuses = {str(j.get("status")) for j in jobs}
+        for action, name in ((self.retry, "retry"), (self.cancel, "cancel"), (self.run_now, "run_now"),
+                             (self.delete, "delete")):  # fmt: skip
+            applies = set(self.rules.get(name, ()))
+            action.setEnabled(bool(applies) and (everything or bool(statuses & applies)))
         self.clone.setEnabled(len(jobs) == 1)
         self.copy_id.setEnabled(bool(jobs))
         self.open_link.setEnabled(any(isinstance(j.get("result"), dict) and j["result"].get("file_url")
                                       for j in jobs))  # fmt: skip
 
     # ------------------------------------------------------------------ running them
-    def _apply_to(self, op: str, jobs: list[dict[str, Any]], allowed: set[str]) -> asyncio.Future[Any] | None:
-        ids = [int(j["id"]) for j in jobs if j.get("status") in allowed]
-        if not ids:
-            return None
-        return self.window.spawn(self._run_each(op, ids))
+    def _act(self, action: str) -> asyncio.Future[Any] | None:
+        table = self.window.table
+        if table.all_selected():
+            model = self.window.model
+            target: dict[str, Any] = {**model.filter.query_args(), "max_id": model.newest_id}
+        else:
+            ids = table.selected_ids()
+            if not ids:
+                return None
+            target = {"ids": ids}
+        return self.window.spawn(self._act_on(action, target))
 
-    async def _run_each(self, op: str, ids: list[int]) -> list[str]:
-        errors: list[str] = []
-        for job_id in ids:
-            try:
-                await self.window.connection.request(op, job_id=job_id)
-            except JobdeckError as exc:
-                errors.append(f"{job_id}: {exc}")
-        verb = op.replace("_", " ")
-        done = len(ids) - len(errors)
+    async def _act_on(self, action: str, target: dict[str, Any]) -> dict[str, Any] | None:
+        """One request for the whole selection, evaluated in the ledger. The operator is asked first (with the
+        exact count, and how many the action applies to) when it deletes, covers every matching job or
+        includes jobs it does not apply to."""
+        request = self.window.connection.request
+        verb = action.replace("_", " ")
+        ids = target.get("ids")
+        local = [self.window.model.job(i) for i in ids] if ids is not None else []
+        applies = set(self.rules.get(action, ()))
+        if action == "delete" or ids is None or any(job is None or job.get("status") not in applies for job in local):
+            counted = await request("bulk", action=action, dry_run=True, **target)
+            matched, applicable = int(counted["matched"]), int(counted["applicable"])
+            if not applicable:
+                self.window.tell(f"{verb.capitalize()} applies to none of the {matched:,} selected jobs.")
+                return None
+            question = f"{verb.capitalize()} {applicable:,} of {matched:,} selected"
+            if applicable < matched:
+                question += f" — {matched - applicable:,} are not {_or_list(self.rules.get(action, []))}"
+            if not await self.ask(f"{verb.capitalize()} jobs", question + "?"):
+                return None
+        result = await request("bulk", timeout=600.0, action=action, **target)
+        done = int(result["done"])
+        errors = result.get("errors") or []
         self.window.tell(f"{verb}: {done:,} job{'s' if done != 1 else ''} done" + (
             f"; {'; '.join(errors[:3])}" if errors else ""))  # fmt: skip
-        return errors
+        return dict(result)
+
+    async def ask(self, title: str, question: str) -> bool:
+        """The operator's answer, asked from the loop (a nested Qt loop inside a task would re-enter asyncio)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        QTimer.singleShot(0, lambda: future.set_result(self.window.confirm(title, question)))
+        return await future
 
     def retry_selected(self) -> asyncio.Future[Any] | None:
-        return self._apply_to("retry", self.window.selected_jobs(), RETRYABLE)
+        return self._act("retry")
 
     def cancel_selected(self) -> asyncio.Future[Any] | None:
-        return self._apply_to("cancel", self.window.selected_jobs(), WAITING)
+        return self._act("cancel")
 
     def run_now_selected(self) -> asyncio.Future[Any] | None:
-        return self._apply_to("run_now", self.window.selected_jobs(), WAITING)
+        return self._act("run_now")
 
     def delete_selected(self) -> asyncio.Future[Any] | None:
-        jobs = [j for j in self.window.selected_jobs() if j.get("status") != "running"]
-        if not jobs:
-            return None
-        what = f"job {jobs[0]['id']}" if len(jobs) == 1 else f"{len(jobs):,} jobs"
-        if not self.window.confirm("Delete jobs", f"Delete {what}? This cannot be undone."):
-            return None
-        return self._apply_to("delete", jobs, DELETABLE)
+        return self._act("delete")
 
     def retry_all_failed(self) -> asyncio.Future[Any]:
         return self.window.spawn(self._retry_all_failed())
@@ -118,11 +136,7 @@ class JobActions(QObject):
         if count == 0:
             self.window.tell("There are no failed jobs to retry.")
             return 0
-        # The question must not run inside this task (a nested Qt loop would re-enter asyncio): ask on the loop.
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        question = f"Retry {count:,} failed jobs?"
-        QTimer.singleShot(0, lambda: future.set_result(self.window.confirm("Retry failed jobs", question)))
-        if not await future:
+        if not await self.ask("Retry failed jobs", f"Retry {count:,} failed jobs?"):
             return 0
         result = await self.window.connection.request("retry_all_failed")
         self.window.tell(f"Retrying {result['count']:,} failed jobs.")
@@ -162,3 +176,7 @@ class JobActions(QObject):
             else:
                 menu.addAction(action)
         menu.popup(self.table.viewport().mapToGlobal(pos))
+
+
+def _or_list(statuses: list[str]) -> str:
+    return statuses[0] if len(statuses) == 1 else ", ".join(statuses[:-1]) + " or " + statuses[-1]

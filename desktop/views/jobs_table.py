@@ -1,27 +1,30 @@
-"""The jobs table view: delegates, column widths, sorting, the selection by job id and the empty-state hint."""
+"""The jobs table view: delegates, column widths, sorting in the ledger, keys that reach every row, the selection
+by job id, the "new jobs" banner and the empty-state hint."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelectionModel, Qt
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, Qt, Signal
 from PySide6.QtGui import QResizeEvent
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableView, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QPushButton, QTableView, QWidget
 
-from desktop.models.jobs import HEADERS, Col, JobTableModel, Role
-from desktop.models.proxy import JobSortProxy
+from desktop.models.jobs import HEADERS, SORT_KEY_OF, Col, JobTableModel
 from desktop.widgets.delegates import ProgressDelegate, StatusBadgeDelegate, TextCellDelegate
 
 EMPTY_HINT = "Drop files here to upload them, or create a job (Ctrl+N)."
 EMPTY_FILTERED = "No jobs match these filters."
+_Move = QAbstractItemView.CursorAction
 
 
 class JobsTable(QTableView):
-    """Shows the sort proxy over the jobs model; knows jobs by id, the model knows them by row."""
+    """Shows the jobs model; knows jobs by id, the model knows them by row. Sorting asks the ledger (``sort_changed``)
+    instead of sorting loaded rows."""
 
-    def __init__(self, model: JobTableModel, proxy: JobSortProxy, parent: QWidget | None = None) -> None:
+    sort_changed = Signal(str, bool)  # ledger sort key, descending
+
+    def __init__(self, model: JobTableModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.jobs = model
-        self.proxy = proxy
-        self.setModel(proxy)
+        self.setModel(model)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -29,15 +32,18 @@ class JobsTable(QTableView):
         self.setAlternatingRowColors(True)
         self.setWordWrap(False)
         self.verticalHeader().hide()
+        # Every row has one height: the view places a million rows without asking each for its size.
+        self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         self.verticalHeader().setDefaultSectionSize(int(self.fontMetrics().height() * 1.7))
-        self.setItemDelegate(TextCellDelegate(model, proxy, self))
-        self.setItemDelegateForColumn(Col.STATUS, StatusBadgeDelegate(model, proxy, self))
-        self.setItemDelegateForColumn(Col.OUTCOME, ProgressDelegate(model, proxy, self))
+        self.setItemDelegate(TextCellDelegate(model, self))
+        self.setItemDelegateForColumn(Col.STATUS, StatusBadgeDelegate(model, self))
+        self.setItemDelegateForColumn(Col.OUTCOME, ProgressDelegate(model, self))
         header = self.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
         self._size_columns()
-        header.setSortIndicator(Col.ID, Qt.SortOrder.DescendingOrder)
+        self._sort = (Col.ID, Qt.SortOrder.DescendingOrder)
+        header.setSortIndicator(*self._sort)
         header.setSortIndicatorShown(True)
         header.setSectionsClickable(True)
         header.sortIndicatorChanged.connect(self._on_header_sort_indicator_changed)
@@ -45,6 +51,16 @@ class JobsTable(QTableView):
         self.empty_label.setObjectName("emptyHint")
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_label.setWordWrap(True)
+        self.empty_label.hide()
+        self.new_jobs_button = QPushButton(self.viewport())
+        self.new_jobs_button.setObjectName("newJobs")
+        self.new_jobs_button.hide()
+        self.new_jobs_button.clicked.connect(self._on_new_jobs_button_clicked)
+        self._kept: list[int] = []
+        model.new_jobs_changed.connect(self._on_jobs_new_jobs_changed)
+        model.modelAboutToBeReset.connect(self._on_jobs_model_about_to_be_reset)
+        model.modelReset.connect(self._on_jobs_model_reset)
+        self.verticalScrollBar().valueChanged.connect(self._on_vertical_scroll_bar_value_changed)
 
     def _size_columns(self) -> None:
         em = self.fontMetrics().horizontalAdvance("M")
@@ -59,36 +75,98 @@ class JobsTable(QTableView):
                                             bold.horizontalAdvance(HEADERS[Col.STATUS]) + 2 * em))  # fmt: skip
         self.setColumnWidth(Col.SUMMARY, em * 16)
 
+    # ------------------------------------------------------------------ selection
+    def selection_count(self) -> int:
+        """Selected rows, counted from the selection's ranges (a million selected rows are one range)."""
+        model = self.selectionModel()
+        return sum(r.height() for r in model.selection()) if model is not None else 0
+
+    def all_selected(self) -> bool:
+        rows = self.jobs.rowCount()
+        return rows > 0 and self.selection_count() == rows
+
     def selected_ids(self) -> list[int]:
-        rows = self.selectionModel().selectedRows() if self.selectionModel() else []
-        return sorted({int(index.data(Role.ID)) for index in rows})
+        """The ids of the selected rows that are loaded (a selection over unloaded pages is acted on by filter)."""
+        model = self.selectionModel()
+        if model is None:
+            return []
+        rows = [row for r in model.selection() for row in self.jobs.loaded_rows(r.top(), r.bottom())]
+        return sorted(set(self.jobs.loaded_ids(rows)))
 
     def select_job(self, job_id: int) -> bool:
         row = self.jobs.row_of(job_id)
         if row is None:
             return False
-        index = self.proxy.mapFromSource(self.jobs.index(row, 0))
+        index = self.jobs.index(row, 0)
         flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
         self.selectionModel().setCurrentIndex(index, flags)
         self.scrollTo(index)
         return True
 
-    def update_empty(self, loaded_once: bool) -> None:
-        """Show the hint over an empty table once the first snapshot is in; it says whether filters hide the jobs."""
-        empty = self.jobs.rowCount() == 0 and loaded_once
-        filt = self.jobs.filter
-        self.empty_label.setText(EMPTY_FILTERED if (filt.statuses or filt.job_type or filt.search) else EMPTY_HINT)
-        if empty != self.empty_label.isVisible():
-            self.empty_label.setVisible(empty)
-            self.empty_label.resize(self.viewport().size())
+    def _on_jobs_model_about_to_be_reset(self) -> None:
+        self._kept = self.selected_ids()
+
+    def _on_jobs_model_reset(self) -> None:
+        """A new snapshot starts at the top; the jobs still selected in it stay selected (the others, hidden by
+        the new filter, are no longer selected)."""
+        self.scrollToTop()
+        selection = QItemSelection()
+        for job_id in self._kept:
+            row = self.jobs.row_of(job_id)
+            if row is not None:
+                selection.select(self.jobs.index(row, 0), self.jobs.index(row, len(HEADERS) - 1))
+        self._kept = []
+        if not selection.isEmpty():
+            self.selectionModel().select(selection, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        else:
+            self.selectionModel().clearSelection()
+
+    # ------------------------------------------------------------------ keys and scrolling
+    def moveCursor(self, action: QAbstractItemView.CursorAction, modifiers: Qt.KeyboardModifier) -> QModelIndex:
+        """Home and End go to the first and last row (with or without Ctrl), as in a list; the pages in view are
+        fetched as they paint."""
+        if action in (_Move.MoveHome, _Move.MoveEnd) and self.jobs.rowCount():
+            row = 0 if action == _Move.MoveHome else self.jobs.rowCount() - 1
+            return self.jobs.index(row, max(0, self.currentIndex().column()))
+        return super().moveCursor(action, modifiers)
+
+    def _on_vertical_scroll_bar_value_changed(self, value: int) -> None:
+        self.jobs.set_following(value == 0)
+
+    def _on_jobs_new_jobs_changed(self, count: int) -> None:
+        self.new_jobs_button.setText(f"{count:,} new job{'s' if count != 1 else ''} ↑")
+        self.new_jobs_button.adjustSize()
+        self.new_jobs_button.move((self.viewport().width() - self.new_jobs_button.width()) // 2, 4)
+        self.new_jobs_button.setVisible(count > 0)
+
+    def _on_new_jobs_button_clicked(self) -> None:
+        self.scrollToTop()
+        self.jobs.set_following(True)
+
+    def update_empty(self, loading: bool) -> None:
+        """The hint over an empty table, once a snapshot is in and none is loading; it says whether filters hide
+        the jobs."""
+        empty = self.jobs.rowCount() == 0 and self.jobs.loaded and not loading
+        self.empty_label.setText(EMPTY_FILTERED if self.jobs.filter.narrowed else EMPTY_HINT)
+        self.empty_label.resize(self.viewport().size())
+        self.empty_label.setVisible(empty)
 
     def _on_header_sort_indicator_changed(self, column: int, order: Qt.SortOrder) -> None:
-        # Newest first is the model's own order: no sorting work at all for the default view.
-        if column == Col.ID and order == Qt.SortOrder.DescendingOrder:
-            self.proxy.sort(-1)
-        else:
-            self.proxy.sort(column, order)
+        key = SORT_KEY_OF.get(column)
+        if key is None:  # a column with no order in the ledger: keep the one in force
+            header = self.horizontalHeader()
+            header.blockSignals(True)
+            header.setSortIndicator(*self._sort)
+            header.blockSignals(False)
+            return
+        self._sort = (column, order)
+        self.sort_changed.emit(key, order == Qt.SortOrder.DescendingOrder)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self.empty_label.resize(self.viewport().size())
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:
+        super().scrollContentsBy(dx, dy)
+        self.empty_label.move(0, 0)  # the hint stays over the viewport wherever the view scrolls
+        self.new_jobs_button.move((self.viewport().width() - self.new_jobs_button.width()) // 2, 4)

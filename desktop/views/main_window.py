@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -13,7 +14,6 @@ from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEve
 from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QSplitter, QVBoxLayout, QWidget
 
 from desktop.models.jobs import Filter, JobTableModel
-from desktop.models.proxy import JobSortProxy
 from desktop.services import settings_io
 from desktop.services.connection import WorkerConnection
 from desktop.services.live import LiveJobs
@@ -63,8 +63,6 @@ class MainWindow(QMainWindow):
         self.connection = WorkerConnection(self.paths, self)
         self.supervisor = supervisor or WorkerSupervisor(self.paths, autostart=autostart, parent=self)
         self.model = JobTableModel(self)
-        self.proxy = JobSortProxy(self)
-        self.proxy.setSourceModel(self.model)
         self.live = LiveJobs(self.connection, self.model, self)
         self.tray = TrayController(self)
         self.setWindowTitle("Jobdeck")
@@ -120,7 +118,7 @@ class MainWindow(QMainWindow):
         self.filter_bar = FilterBar(central)
         layout.addWidget(self.filter_bar)
         self.splitter = QSplitter(Qt.Orientation.Horizontal, central)
-        self.table = JobsTable(self.model, self.proxy, self.splitter)
+        self.table = JobsTable(self.model, self.splitter)
         self.empty_label = self.table.empty_label
         self.detail = DetailPanel(self.splitter)
         self.splitter.addWidget(self.table)
@@ -132,6 +130,11 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
         self.badge = WorkerBadge(self)
+        self.select_all_link = QLabel(self)
+        self.select_all_link.setTextFormat(Qt.TextFormat.RichText)
+        self.select_all_link.hide()
+        self.select_all_link.linkActivated.connect(self._on_select_all_link_link_activated)
+        self.statusBar().addPermanentWidget(self.select_all_link)
         self.count_label = QLabel(self)
         self.statusBar().addPermanentWidget(self.count_label)
         self.statusBar().addPermanentWidget(self.badge)
@@ -141,9 +144,13 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         self.filter_bar.filter_changed.connect(self._on_filter_bar_filter_changed)
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
+        self.table.sort_changed.connect(self._on_table_sort_changed)
         self.job_actions.attach(self.table)
+        # (connected after the table's own reset slot, which keeps the jobs still visible selected)
+        self.model.modelReset.connect(self._on_selection_changed)
         for signal in (self.model.modelReset, self.model.rowsInserted, self.model.rowsRemoved):
             signal.connect(self._update_empty)
+            signal.connect(self._update_count)
         self.live.counts_changed.connect(self._on_live_counts_changed)
         self.live.events_applied.connect(self._on_live_events_applied)
         self.live.failed.connect(self.tell)
@@ -178,6 +185,9 @@ class MainWindow(QMainWindow):
             self.settings = await settings_io.load(self.paths)
         self.supervisor.begin()
         await self.live.start()
+        with contextlib.suppress(JobdeckError, OSError, TimeoutError):
+            self.job_actions.rules = await self.connection.request("rules")
+            self.job_actions.update_enabled()
         with contextlib.suppress(JobdeckError, OSError, TimeoutError):
             self.types = await self.connection.request("types")
             self.filter_bar.set_types(self.types)
@@ -222,13 +232,21 @@ class MainWindow(QMainWindow):
             self._detail_timer.start()
 
     def _on_selection_changed(self, *_args: Any) -> None:
+        """The actions, the detail panel and the "select all" link follow the rows selected now."""
         self.job_actions.update_enabled()
-        ids = self.selected_ids()
-        self._detail_id = ids[0] if len(ids) == 1 else None
+        count = self.table.selection_count()
+        ids = self.selected_ids() if count == 1 else []
+        self._detail_id = ids[0] if ids else None
         if self._detail_id is None:
-            self.detail.show_job(None, f"{len(ids)} jobs selected." if ids else "")
+            self.detail.show_job(None, f"{count:,} jobs selected." if count else "")
         else:
             self._detail_timer.start()
+        rows = self.model.rowCount()
+        self.select_all_link.setText(f"<a href='all'>Select all {rows:,} matching</a>")
+        self.select_all_link.setVisible(1 < count < rows)
+
+    def _on_select_all_link_link_activated(self, _link: str) -> None:
+        self.table.selectAll()
 
     def _on_detail_timer_timeout(self) -> None:
         if self._detail_id is not None:
@@ -245,20 +263,32 @@ class MainWindow(QMainWindow):
             self.detail.show_job(job)
 
     def _update_empty(self, *_args: Any) -> None:
-        self.table.update_empty(self.live.loaded_once)
+        self.table.update_empty(self.live.loading)
+
+    def _update_count(self, *_args: Any) -> None:
+        """ "N of M matching": the rows the table holds, and how many jobs match the filter now."""
+        stats = self.live.stats
+        if stats is None:
+            self.count_label.setText(f"{self.model.rowCount():,} jobs" if self.model.loaded else "")
+            return
+        statuses = self.model.filter.statuses
+        matching = sum(stats["by_status"].get(s, 0) for s in statuses) if statuses else stats.get("total", 0)
+        self.count_label.setText(f"{self.model.rowCount():,} of {matching:,} matching")
 
     # ------------------------------------------------------------------ live updates
     def _on_filter_bar_filter_changed(self, filt: Filter) -> None:
-        self.spawn(self.live.load(filt))
+        current = self.model.filter
+        self.spawn(self.live.load(replace(filt, sort=current.sort, descending=current.descending)))
 
-    def _on_live_loading_changed(self, loading: bool) -> None:
-        if not loading:
-            self._update_empty()
+    def _on_table_sort_changed(self, key: str, descending: bool) -> None:
+        self.spawn(self.live.load(replace(self.model.filter, sort=key, descending=descending)))
+
+    def _on_live_loading_changed(self, _loading: bool) -> None:
+        self._update_empty()
 
     def _on_live_counts_changed(self, stats: dict[str, Any]) -> None:
         self.filter_bar.set_counts(stats)
-        shown = self.model.rowCount()
-        self.count_label.setText(f"{shown:,} shown · {stats.get('total', 0):,} jobs")
+        self._update_count()
 
     def _on_live_events_applied(self, events: list[dict[str, Any]]) -> None:
         self.job_actions.update_enabled()

@@ -3,7 +3,7 @@
 The table repaints every visible cell whenever rows arrive at the top, so painting is the GUI thread's biggest
 cost under a stream of events. These delegates paint straight from the model's cached display strings with
 cached, pre-elided ``QStaticText`` (no text layout per repaint) and without the style's item-view machinery,
-which would ask the model (through the proxy) for a dozen roles per cell.
+which would ask the model for a dozen roles per cell.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem,
 
 from desktop.models import format as fmt
 from desktop.models.jobs import Col, JobTableModel
-from desktop.models.proxy import JobSortProxy
 from desktop.widgets.theme import status_color
 
 Index = QModelIndex | QPersistentModelIndex
@@ -30,14 +29,14 @@ _WHITE = QColor("white")
 class TextCellDelegate(QStyledItemDelegate):
     """Plain text cells: background, then the cell's text elided to fit, drawn from a cache."""
 
-    def __init__(self, model: JobTableModel, proxy: JobSortProxy, parent: QWidget | None = None) -> None:
+    def __init__(self, model: JobTableModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.model = model
-        self.proxy = proxy
         self._texts: dict[tuple[str, int, bool], tuple[QStaticText, int]] = {}
 
-    def source_row(self, index: Index) -> int:
-        return self.proxy.source_row(index.row()) if index.model() is self.proxy else index.row()
+    @staticmethod
+    def source_row(index: Index) -> int:
+        return index.row()
 
     def static_text(self, text: str, width: int, metrics: QFontMetrics, bold: bool = False) -> tuple[QStaticText, int]:
         """The text elided to ``width``, laid out once, and its width: measuring text is the costly part."""
@@ -62,7 +61,9 @@ class TextCellDelegate(QStyledItemDelegate):
             painter.fillRect(option.rect, option.palette.alternateBase())
         return False
 
-    def paint_text(self, painter: QPainter, option: QStyleOptionViewItem, text: str, col: int, selected: bool) -> None:
+    def paint_text(
+        self, painter: QPainter, option: QStyleOptionViewItem, text: str, col: int, selected: bool, muted: bool = False
+    ) -> None:
         rect, metrics = option.rect, option.fontMetrics
         height = metrics.height()
         margin = max(3, height // 3)
@@ -71,13 +72,16 @@ class TextCellDelegate(QStyledItemDelegate):
         if col in _RIGHT_ALIGNED:
             x = rect.right() - margin - width
         role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
+        if muted and not selected:  # the job no longer matches the view: dimmed until the view is read again
+            role = QPalette.ColorRole.PlaceholderText
         painter.setPen(option.palette.color(role))
         painter.drawStaticText(x, rect.y() + (rect.height() - height) // 2, static)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
         selected = self.paint_background(painter, option)
         col = index.column()
-        self.paint_text(painter, option, self.model.cell(self.source_row(index), col), col, selected)
+        row = index.row()
+        self.paint_text(painter, option, self.model.cell(row, col), col, selected, self.model.is_stale(row))
 
 
 class StatusBadgeDelegate(TextCellDelegate):

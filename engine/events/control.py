@@ -36,6 +36,8 @@ OPERATIONS: dict[str, str] = {
     "upload": "upload",
     "count_failed": "count_failed",
     "cleanup_uploads": "cleanup_uploads",
+    "bulk": "bulk",
+    "rules": "rules",
 }
 WORKER_COMMANDS = ("wake", "pause", "resume", "shutdown", "status")
 

@@ -5,16 +5,37 @@ A mixin of ``Ledger``: reads never change state, so they live apart from the tra
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Row, Text, and_, bindparam, cast, func, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+)
 
 from engine.errors import NotFound
+from engine.storage.prepared import status_in
 from engine.storage.rows import EVENTS, JOBS, iso, job_to_dict
 from engine.storage.status import CLAIMABLE, JobStatus
+
+
+def ids_in(ids: Iterable[int]) -> ColumnElement[bool]:
+    """``jobs.id IN (1, 2, …)`` with the ids as SQL literals (integers), so that the ledger's own statement
+    compiler (``Prepared``), which has no expanding parameters, can run it."""
+    return JOBS.c.id.in_([literal_column(str(int(i))) for i in ids])
 
 
 @dataclass(frozen=True)
@@ -37,7 +58,7 @@ class JobQuery:
     def where(self) -> ColumnElement[bool]:
         conditions: list[ColumnElement[bool]] = []
         if self.statuses:
-            conditions.append(JOBS.c.status.in_(list(self.statuses)))
+            conditions.append(status_in(JobStatus(s) for s in self.statuses))
         if self.job_type:
             conditions.append(JOBS.c.job_type == self.job_type)
         if self.search:
@@ -55,7 +76,7 @@ class JobQuery:
         if self.created_before:
             conditions.append(JOBS.c.created_at < self.created_before)
         if self.ids is not None:
-            conditions.append(JOBS.c.id.in_(list(self.ids)))
+            conditions.append(ids_in(self.ids))
         if self.max_id is not None:
             conditions.append(JOBS.c.id <= self.max_id)
         return and_(true(), *conditions)

@@ -38,7 +38,7 @@ from engine.storage import checkpoints, json_text
 from engine.storage.database import open_engine, sqlite_begin_immediate, tune_writer
 from engine.storage.group_commit import Batch, GroupCommit
 from engine.storage.prepared import Bound, Prepared, status_in
-from engine.storage.reads import LedgerReads
+from engine.storage.reads import JobQuery, LedgerReads, ids_in
 from engine.storage.rows import EVENTS, JOB_FIELDS, JOBS, iso, job_to_dict, utcnow
 from engine.storage.status import CANCELABLE, CLAIMABLE, RETRYABLE, JobStatus, ScheduleType
 
@@ -608,11 +608,10 @@ class Ledger(LedgerReads):
         return self._write(op)
 
     def cancel(self, job_id: int) -> dict[str, Any]:
-        values = {"status": JobStatus.CANCELED.value, "finished_at": utcnow(), "next_attempt_at": None}
-        return self._transition(job_id, CANCELABLE, values, "canceled", "cancel")
+        return self._transition(job_id, CANCELABLE, _action_values("cancel"), "canceled", "cancel")
 
     def retry(self, job_id: int, staged_path: str | None = None, outbox: Outbox = no_outbox) -> dict[str, Any]:
-        values = _RETRY_VALUES()
+        values = _action_values("retry")
         if staged_path is not None:
             values["staged_path"] = staged_path
         return self._transition(job_id, RETRYABLE, values, "retried", "retry", outbox)
@@ -623,7 +622,7 @@ class Ledger(LedgerReads):
             rows = tx.run(
                 _update_jobs()
                 .where(JOBS.c.status == JobStatus.FAILED.value)
-                .values(**_RETRY_VALUES())
+                .values(**_action_values("retry"))
                 .returning(*JOBS.c)
             )
             jobs = sorted((job_to_dict(r) for r in rows), key=lambda j: j["id"])
@@ -635,12 +634,47 @@ class Ledger(LedgerReads):
         return self._write(op)
 
     def run_now(self, job_id: int, outbox: Outbox = no_outbox) -> dict[str, Any]:
-        values = {"status": JobStatus.PENDING.value}
-        return self._transition(job_id, [JobStatus.SCHEDULED], values, "run_now", "run now", outbox)
+        return self._transition(job_id, ACTIONS["run_now"], _action_values("run_now"), "run_now", "run now", outbox)
+
+    def act_on(
+        self, query: JobQuery, action: str, *, outbox: Outbox = no_outbox, skip_types: Sequence[str] = ()
+    ) -> list[Row]:
+        """``action`` (a key of ``ACTIONS``) on every job ``query`` matches that is in a state it applies to,
+        ``BULK_BATCH`` jobs a transaction, in id order, each with its event; returns the rows as the action left
+        them (a deleted job's last row), whose staged files and checkpoints the caller releases."""
+        allowed, kind = ACTIONS[action], _ACTION_EVENTS[action]
+        where = and_(query.where(), status_in(allowed))
+        if skip_types:
+            where = and_(where, *(JOBS.c.job_type != name for name in skip_types))
+        done: list[Row] = []
+        after: int | None = 0
+        while after is not None:
+
+            def op(tx: Tx, after: int = after) -> tuple[list[Row], int | None]:
+                next_ids = select(JOBS.c.id).where(where, JOBS.c.id > after).order_by(JOBS.c.id).limit(BULK_BATCH)
+                ids = [row["id"] for row in tx.run(next_ids)]
+                if not ids:
+                    return [], None
+                target = and_(ids_in(ids), status_in(allowed))
+                if action == "delete":
+                    stmt: Executable = delete(JOBS).where(target).returning(*JOBS.c)
+                else:
+                    stmt = _update_jobs().where(target).values(_action_values(action)).returning(*JOBS.c)
+                rows = sorted(tx.run(stmt), key=lambda row: row["id"])
+                jobs = [job_to_dict(row) for row in rows]
+                self._record_many(tx, [(job, kind, {}) for job in jobs])
+                if action in ("retry", "run_now"):
+                    for job in jobs:
+                        outbox(tx.cursor, job)
+                return rows, max(ids)
+
+            rows, after = self._write(op)
+            done.extend(rows)
+        return done
 
     def delete(self, job_id: int) -> tuple[dict[str, Any], str | None]:
         """Remove a job in any state but running; returns it with its staged file path for cleanup."""
-        allowed = [s for s in JobStatus if s is not JobStatus.RUNNING]
+        allowed = ACTIONS["delete"]
 
         def op(tx: Tx) -> tuple[dict[str, Any], str | None]:
             row = tx.first(
@@ -844,7 +878,23 @@ def _pg_event_lock() -> Executable:
     return select(func.pg_advisory_xact_lock(_PG_EVENT_LOCK))
 
 
-def _RETRY_VALUES() -> dict[str, Any]:
+# What an operator may do to a job, and in which states (DESIGN.md, "States and transitions"): the one place the
+# CLI, the control channel and the desktop (through ``Operations.rules``) learn it from.
+ACTIONS: dict[str, tuple[JobStatus, ...]] = {
+    "retry": RETRYABLE,
+    "cancel": CANCELABLE,
+    "run_now": (JobStatus.SCHEDULED,),
+    "delete": tuple(s for s in JobStatus if s is not JobStatus.RUNNING),
+}
+_ACTION_EVENTS = {"retry": "retried", "cancel": "canceled", "run_now": "run_now", "delete": "deleted"}
+BULK_BATCH = 1000  # jobs a bulk action changes in one transaction: the write lock is never held long
+
+
+def _action_values(action: str) -> dict[str, Any]:
+    if action == "cancel":
+        return {"status": JobStatus.CANCELED.value, "finished_at": utcnow(), "next_attempt_at": None}
+    if action == "run_now":
+        return {"status": JobStatus.PENDING.value}
     return {
         "status": JobStatus.PENDING.value,
         "attempts": 0,
