@@ -228,10 +228,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         _print_json(job) if args.json else print(f"created job {job['id']} ({job['status']})")
     elif cmd == "upload":
+        paths, keys, prefix = _expand_uploads(ops, args.paths, args.key_prefix)
         jobs = ops.upload(
-            args.paths,
+            paths,
+            keys=keys,
             bucket=args.bucket,
-            key_prefix=args.key_prefix,
+            key_prefix=prefix,
             conflict=args.conflict,
             in_place=args.in_place,
             priority=args.priority,
@@ -308,6 +310,23 @@ def _bulk(ops: Any, action: str, args: argparse.Namespace) -> None:
     print(f"{verb}: {report['done']} job(s) done")
     for error in report.get("errors", []):
         print(error, file=sys.stderr)
+
+
+def _expand_uploads(ops: Any, named: Sequence[str], key_prefix: str | None) -> tuple[list[str], list[str], str]:
+    """Folders expand as a drop on the window does; what inside them is not uploaded is listed on stderr. Links
+    named directly resolve here, in this process; a file named directly that cannot be uploaded is an error."""
+    from engine.upload_paths import DataGuard, expand
+
+    settings = ops.settings
+    prefix = settings.s3_key_prefix if key_prefix is None else key_prefix
+    entries = expand(named, settings.max_upload_bytes, DataGuard(ops.paths))
+    for entry in entries:
+        if entry.problem and entry.in_folder:
+            print(f"jobdeck: skipped {entry.path}: {entry.problem}", file=sys.stderr)
+    chosen = [e for e in entries if not (e.problem and e.in_folder)]
+    if not chosen:
+        raise ValidationError("path", f"no file to upload in {', '.join(named)} (what was skipped is listed above)")
+    return [e.path for e in chosen], [prefix + e.key for e in chosen], prefix
 
 
 def _uploads_cleanup(ops: Any, bucket: str | None, older_than: float, as_json: bool) -> None:

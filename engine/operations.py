@@ -25,6 +25,7 @@ from engine.queue.huey_queue import JobQueue
 from engine.storage.reads import SORT_KEYS, JobQuery
 from engine.storage.repository import ACTIONS, Ledger, Outbox, job_to_dict, no_outbox
 from engine.storage.status import ALL_STATUSES, JobStatus
+from engine.upload_paths import check_key
 
 MAX_LIST_LIMIT = 10_000
 MAX_IDS = 30_000  # ids one request may name (SQLite binds at most 32,766 values in a statement)
@@ -252,7 +253,7 @@ class Operations:
         settings = self.settings
         kind = registry.get("upload_file")
         prio, retries, when = self._common(priority, max_retries, scheduled_time, None, settings)
-        prefix = settings.s3_key_prefix if key_prefix is None else key_prefix
+        prefix = check_key("key_prefix", settings.s3_key_prefix if key_prefix is None else key_prefix, prefix=True)
         checked = []
         for i, path in enumerate(paths):
             key = keys[i] if keys is not None else None

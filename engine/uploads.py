@@ -1,6 +1,7 @@
 """Streaming, resumable S3 uploads: part planning, checksums, throttled part bodies, parallel parts and resume.
 
-Memory stays bounded whatever the file size: each part thread reads its part with one ``readinto`` into a buffer
+Memory stays bounded whatever the file size: each part thread reads its part with positional reads from the one
+descriptor the job opened (``engine.upload_paths.SourceFile``: the file is never reopened by name) into a buffer
 it reuses for every part, so at most part size x parallel parts is held (never more than PART_MEMORY: beyond that,
 for very large parts, the body reads the file in blocks while it is sent). One read per part (not one for our
 CRC32, another for botocore's SigV4 payload hash and a third while sending, each in small blocks) keeps the pause
@@ -18,16 +19,16 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from engine.config import Settings
 from engine.credentials.store import Credentials
-from engine.errors import JobError
+from engine.errors import JobError, PermanentJobError
 from engine.s3 import make_client
 from engine.upload_aborts import abort_quietly, list_all
+from engine.upload_paths import Refused, SourceFile
 
 MIN_PART = 5 * 1024**2
 MAX_PART = 5 * 1024**3
@@ -59,19 +60,18 @@ def part_ranges(size: int, part_size: int) -> list[tuple[int, int, int]]:
 
 
 class MemoryRange:
-    """A byte range read with one ``readinto`` into a buffer the part thread reuses for every part."""
+    """A byte range read with positional reads into a buffer the part thread reuses for every part."""
 
-    def __init__(self, source: Path, offset: int, length: int, buffer: bytearray) -> None:
+    def __init__(self, source: SourceFile, offset: int, length: int, buffer: bytearray) -> None:
         self.length = length
         self.view = memoryview(buffer)[:length]
-        with open(source, "rb", buffering=0) as fh:
-            fh.seek(offset)
-            done = 0
-            while done < length:
-                got = fh.readinto(self.view[done:])
-                if not got:
-                    raise JobError("the file got shorter while it was being uploaded")
-                done += got
+        done = 0
+        while done < length:
+            got = source.read_into(self.view[done:], offset + done)
+            if not got:
+                raise JobError("the file got shorter while it was being uploaded")
+            done += got
+        _still_as_checked(source)
 
     def read_at(self, pos: int, n: int) -> bytes:
         return bytes(self.view[pos : pos + n])
@@ -86,16 +86,17 @@ class MemoryRange:
 class FileRange:
     """A byte range read from the file on demand, when part size x parallel parts would not fit PART_MEMORY."""
 
-    def __init__(self, source: Path, offset: int, length: int) -> None:
+    def __init__(self, source: SourceFile, offset: int, length: int) -> None:
         self.length = length
         self.offset = offset
-        self.fh = open(source, "rb", buffering=0)  # noqa: SIM115 (closed by close(), after the request)
+        self.source = source
 
     def read_at(self, pos: int, n: int) -> bytes:
-        self.fh.seek(self.offset + pos)
-        data = self.fh.read(n)
+        data = self.source.read(self.offset + pos, n)
         if len(data) < n:
             raise JobError("the file got shorter while it was being uploaded")
+        if pos + n >= self.length:
+            _still_as_checked(self.source)
         return data
 
     def crc32(self) -> str:
@@ -105,7 +106,15 @@ class FileRange:
         return _b64_crc(crc)
 
     def close(self) -> None:
-        self.fh.close()
+        pass  # the descriptor belongs to the SourceFile, shared by every part
+
+
+def _still_as_checked(source: SourceFile) -> None:
+    """A file that grew past (or shrank below) the size checked at submission stops the upload for good."""
+    try:
+        source.check_size()
+    except Refused as exc:
+        raise PermanentJobError(f"{source.path} {exc}") from None
 
 
 def _b64_crc(crc: int) -> str:
@@ -282,7 +291,7 @@ class Transfer:
     """One file to one key, with the job's hooks: progress, checkpoint and the stop flag."""
 
     client: Any
-    source: Path
+    source: SourceFile  # opened and checked by the job; every part reads this one descriptor
     bucket: str
     key: str
     settings: Settings
@@ -295,7 +304,7 @@ class Transfer:
     _buffers: threading.local = field(default_factory=threading.local)  # one part buffer per part thread
 
     def run(self) -> Outcome:
-        size = self.source.stat().st_size
+        size = self.source.size
         limit = shared_limit(self.settings.bandwidth_limit_bytes_s)
         if size < self.settings.multipart_threshold_bytes:
             return self._single(size, limit)

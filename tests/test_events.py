@@ -283,7 +283,7 @@ async def test_every_operation_and_its_error_path(
     # upload (validation only: the S3 side belongs to the upload tests)
     source = tmp_path / "report.txt"
     source.write_text("hello")
-    uploads = await c.request("upload", paths=[str(source)], bucket="b", scheduled_time="2999-01-01T00:00Z")
+    uploads = await c.request("upload", paths=[str(source)], bucket="bkt", scheduled_time="2999-01-01T00:00Z")
     assert [(u["job_type"], u["parameters"]["key"], u["status"]) for u in uploads] == [
         ("upload_file", "report.txt", "scheduled")
     ]

@@ -144,16 +144,18 @@ def test_dropping_files_and_folders_creates_one_upload_job_per_file(
 
 def test_unreadable_file_is_flagged(qtbot: Any, aloop: Any, tmp_path: Path) -> None:
     from desktop.models.drop import expand
+    from engine.config import Paths
+    from engine.upload_paths import DataGuard
 
     locked = tmp_path / "locked.txt"
     locked.write_text("secret")
     locked.chmod(0)
     try:
-        items = expand([str(locked), str(tmp_path / "gone.txt")], 10_000)
+        items = expand([str(locked), str(tmp_path / "gone.txt")], 10_000, DataGuard(Paths(tmp_path / "data")))
     finally:
         locked.chmod(0o600)
     problems = {Path(i.path).name: i.problem for i in items}
-    assert problems["gone.txt"] and "cannot read" in problems["gone.txt"]
+    assert problems["gone.txt"] and "does not exist" in problems["gone.txt"]
     if os.geteuid() != 0:  # root reads anything
         assert problems["locked.txt"] and "unreadable" in problems["locked.txt"]
 

@@ -11,6 +11,8 @@ from PySide6.QtCore import Qt
 
 from desktop.models.drop import DropModel, expand
 from desktop.models.jobs import PAGE, Col, Filter, JobTableModel, Role
+from engine.config import Paths
+from engine.upload_paths import DataGuard
 
 
 def job(job_id: int, status: str = "pending", **extra: Any) -> dict[str, Any]:
@@ -41,7 +43,7 @@ def test_jobs_model_passes_qtmodeltester(qtmodeltester: Any) -> None:
 def test_drop_model_passes_qtmodeltester(qtmodeltester: Any, tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("hello")
     model = DropModel()
-    model.set_items(expand([str(tmp_path / "a.txt")], 10))
+    model.set_items(expand([str(tmp_path / "a.txt")], 10, DataGuard(Paths(tmp_path / "data"))))
     model.set_prefix("in/")
     qtmodeltester.check(model)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -268,16 +267,18 @@ def test_full_disk_while_staging_leaves_no_job_and_no_copy(
 ) -> None:
     s3_settings(ops, s3_server, s3_bucket)
     write_file(tmp_path / "a.bin", 3 * MiB)
-    real_copy = shutil.copyfileobj
+    from engine.upload_paths import SourceFile
 
-    def copy_until_full(src: Any, dst: Any, length: int = 0) -> None:
-        dst.write(src.read(MiB))  # a partial copy exists when the disk fills up
+    real_copy = SourceFile.copy_to
+
+    def copy_until_full(src: Any, fh: int, limit: int) -> int:
+        os.write(fh, src.read(0, MiB))  # a partial copy exists when the disk fills up
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(shutil, "copyfileobj", copy_until_full)
+    monkeypatch.setattr(SourceFile, "copy_to", copy_until_full)
     with pytest.raises(JobdeckError, match="not enough disk space"):
         ops.upload([str(tmp_path / "a.bin")])
-    monkeypatch.setattr(shutil, "copyfileobj", real_copy)
+    monkeypatch.setattr(SourceFile, "copy_to", real_copy)
     assert ops.list()["total"] == 0
     assert list(ops.paths.spool.iterdir()) == []
 

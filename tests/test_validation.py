@@ -52,7 +52,7 @@ def test_create_rejects_bad_input(ops: Any, job_type: str, params: dict, kwargs:
 
 
 def test_upload_path_rules(ops: Any, tmp_path: Path) -> None:
-    save_settings({"s3_bucket": "b", "max_upload_bytes": 10}, Paths(ops.paths.root))
+    save_settings({"s3_bucket": "bkt", "max_upload_bytes": 10}, Paths(ops.paths.root))
     big = tmp_path / "big.bin"
     big.write_bytes(b"x" * 11)
     unreadable = tmp_path / "secret.txt"

@@ -1,63 +1,21 @@
-"""What a drop would upload: files found under the dropped paths, each with its key, size and any problem."""
+"""What a drop would upload: the engine's expansion of the dropped paths (``engine.upload_paths.expand``: the same
+rules as ``jobdeck upload``), one row per file with its key, size and why it will not be uploaded, if so."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from enum import IntEnum
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 
 from desktop.models.format import size as fmt_size
+from engine.upload_paths import Entry, expand
 
 Index = QModelIndex | QPersistentModelIndex
+__all__ = ["DropCol", "DropItem", "DropModel", "expand"]
 
 
-@dataclass(frozen=True)
-class DropItem:
-    path: str
-    key: str  # relative key (folder name + relative path), before the prefix
-    size: int | None
-    problem: str | None = None  # why it will not be uploaded; flagged, never silently skipped
-
-
-def expand(paths: list[str], limit: int) -> list[DropItem]:
-    """Folders recursively, keeping their relative paths in the key. Does file-system I/O: call it in a thread."""
-    items: list[DropItem] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            base = path.name
-
-            def _unreadable(error: OSError, base: str = base, root: Path = path) -> None:
-                rel = os.path.relpath(error.filename or str(root), root).replace(os.sep, "/")
-                items.append(DropItem(str(error.filename), f"{base}/{rel}".rstrip("/."), None, "folder unreadable"))
-
-            for folder, dirs, files in os.walk(path, onerror=_unreadable):
-                dirs.sort()
-                for name in sorted(files):
-                    full = Path(folder) / name
-                    rel = full.relative_to(path).as_posix()
-                    items.append(_check(full, f"{base}/{rel}", limit))
-        else:
-            items.append(_check(path, path.name, limit))
-    return items
-
-
-def _check(path: Path, key: str, limit: int) -> DropItem:
-    try:
-        stat = path.stat()
-    except OSError as exc:
-        return DropItem(str(path), key, None, f"cannot read: {exc.strerror or exc}")
-    if not path.is_file():
-        return DropItem(str(path), key, None, "not a regular file")
-    if not os.access(path, os.R_OK):
-        return DropItem(str(path), key, stat.st_size, "unreadable (permission denied)")
-    if stat.st_size > limit:
-        return DropItem(str(path), key, stat.st_size, f"over the upload limit of {fmt_size(limit)}")
-    return DropItem(str(path), key, stat.st_size)
+DropItem = Entry  # the engine's verdict on one dropped file, shown as a row
 
 
 class DropCol(IntEnum):

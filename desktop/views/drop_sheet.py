@@ -23,8 +23,9 @@ from PySide6.QtWidgets import (
 from desktop.models.drop import DropCol, DropModel, expand
 from desktop.models.format import size as fmt_size
 from desktop.views.forms import ErrorLabel, ScheduleChooser, add_footer, with_error
-from engine.config import Settings
+from engine.config import Paths, Settings
 from engine.errors import JobdeckError, ValidationError
+from engine.upload_paths import DataGuard, check_key
 
 Request = Callable[..., Awaitable[Any]]
 CONFLICTS = (("overwrite", "Overwrite it"), ("skip", "Skip this file"), ("rename", "Upload under a new name"))
@@ -33,10 +34,20 @@ CONFLICTS = (("overwrite", "Overwrite it"), ("skip", "Skip this file"), ("rename
 class DropSheet(QDialog):
     created = Signal(object)  # list of new upload jobs
 
-    def __init__(self, paths: list[str], settings: Settings, request: Request, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        paths: list[str],
+        settings: Settings,
+        request: Request,
+        parent: QWidget | None = None,
+        *,
+        data_folder: Paths | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Upload files")
         self.settings = settings
+        # Jobdeck's own files are listed as not uploaded, whatever folder holding them was dropped.
+        self.guard = DataGuard(data_folder or Paths())
         self.request = request
         self.model = DropModel(self)
         self._submitting = False
@@ -95,7 +106,7 @@ class DropSheet(QDialog):
         self.scan_task: asyncio.Future[None] = asyncio.ensure_future(self.scan(paths))
 
     async def scan(self, paths: list[str]) -> None:
-        items = await asyncio.to_thread(expand, paths, self.settings.max_upload_bytes)
+        items = await asyncio.to_thread(expand, paths, self.settings.max_upload_bytes, self.guard)
         self.model.set_prefix(self.prefix.text())
         self.model.set_items(items)
         ok, flagged = self.model.ok_items, self.model.flagged
@@ -123,8 +134,10 @@ class DropSheet(QDialog):
             errors["path"] = "Nothing to upload."
         if not self.bucket.text().strip():
             errors["bucket"] = "Give a bucket (or set a default in Settings)."
-        if self.prefix.text().startswith("/"):
-            errors["key"] = "A key prefix must not start with '/'."
+        try:
+            check_key("key", self.prefix.text(), prefix=True)
+        except ValidationError as exc:
+            errors["key"] = exc.message
         schedule = self.schedule.local_error()
         if schedule:
             errors["scheduled_time"] = schedule

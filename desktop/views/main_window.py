@@ -332,7 +332,7 @@ class MainWindow(QMainWindow):
         self.tell(f"Created job {job['id']}.")
 
     def drop_sheet(self, paths: list[str]) -> DropSheet:
-        sheet = DropSheet(paths, self.settings, self.connection.request, self)
+        sheet = DropSheet(paths, self.settings, self.connection.request, self, data_folder=self.paths)
         sheet.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         sheet.created.connect(self._on_sheet_created)
         return sheet

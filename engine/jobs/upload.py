@@ -19,6 +19,7 @@ from engine.jobs.base import CleanupEnv, JobContext, JobType, Params, Prepared, 
 from engine.jobs.registry import register
 from engine.s3 import object_url
 from engine.upload_aborts import PendingAborts, abort_or_defer
+from engine.upload_paths import DataGuard, Refused, SourceFile, check_bucket, check_key, check_named
 from engine.uploads import CHECKSUM_ALGORITHM, Transfer, streaming_client
 
 _PERMANENT_S3_CODES = {
@@ -43,50 +44,47 @@ class UploadParams(Params):
     mtime_ns: int | None = Field(default=None, description="Filled at submission", json_schema_extra={"readOnly": True})
 
 
-def check_file(path_text: str, limit: int) -> tuple[Path, os.stat_result]:
-    """The submission-time checks, each naming the field and the rule."""
-    path = Path(path_text).expanduser()
-    if not path.exists():
-        raise ValidationError("path", f"{path} does not exist")
-    if path.is_dir():
-        raise ValidationError("path", f"{path} is a directory; give a file (the GUI expands dropped folders)")
-    if not path.is_file():
-        raise ValidationError("path", f"{path} is not a regular file")
-    if not os.access(path, os.R_OK):
-        raise ValidationError("path", f"{path} is not readable by this user")
-    stat = path.stat()
-    if stat.st_size > limit:
-        raise ValidationError(
-            "path", f"{path} is {stat.st_size:,} bytes, over the upload limit of {limit:,} bytes (max_upload_bytes)"
-        )
-    return path.resolve(), stat
-
-
-def stage(source: Path, spool: Path) -> Path:
-    """Snapshot the file into the spool; a full disk leaves no partial copy behind.
+def stage(source: Path, spool: Path, limit: int) -> tuple[Path, SourceFile]:
+    """Snapshot the file into the spool; a full disk, or a file that grows past ``limit`` while it is copied,
+    leaves no partial copy behind. Returns the copy and the opened source (closed; its ``size`` is what was copied).
 
     The copy is flushed to disk before the job is recorded: after a power loss the job must not point at a torn
     snapshot. It also keeps the kernel's write-back of a large snapshot out of the upload itself, which it slowed
     by 15-20 % (bench/upload.py, staged vs --in-place).
     """
-    folder = spool / f"job-{uuid.uuid4().hex}"
-    folder.mkdir(parents=True)
-    target = folder / source.name
+    with _open_checked(source, spool) as src:
+        folder = spool / f"job-{uuid.uuid4().hex}"
+        folder.mkdir(parents=True)
+        target = folder / source.name
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+            try:
+                src.size = src.copy_to(fd, limit)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            _fsync_folder(folder)
+        except (OSError, Refused) as exc:
+            remove_staged(target)
+            shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(exc, Refused):
+                raise ValidationError("path", f"{source} {exc}") from None
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise JobdeckError(
+                    f"not enough disk space to stage {source} in {spool}; free space or use in_place"
+                ) from None
+            raise JobdeckError(f"could not stage {source}: {exc.strerror or exc}") from None
+    return target, src
+
+
+def _open_checked(path: Path, spool: Path) -> SourceFile:
+    """Open the checked file at submission (never blocking the caller, which may be a worker request thread)."""
     try:
-        with source.open("rb") as src, target.open("xb") as dst:
-            shutil.copyfileobj(src, dst, 1024 * 1024)
-            dst.flush()
-            os.fsync(dst.fileno())
-        _fsync_folder(folder)
+        return SourceFile.open(path, DataGuard.beside(spool))
+    except Refused as exc:
+        raise ValidationError("path", f"{path} is {exc}") from None
     except OSError as exc:
-        remove_staged(target)
-        shutil.rmtree(folder, ignore_errors=True)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise JobdeckError(
-                f"not enough disk space to stage {source} in {spool}; free space or use in_place"
-            ) from None
-        raise JobdeckError(f"could not stage {source}: {exc.strerror or exc}") from None
-    return target
+        raise ValidationError("path", f"{path} cannot be opened: {exc.strerror or exc}") from None
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -111,24 +109,28 @@ class UploadFile(JobType):
         return PurePosixPath(str(parameters.get("path", "")).replace("\\", "/")).name
 
     def prepare(self, params: UploadParams, settings: Settings, spool: Path) -> Prepared:  # type: ignore[override]
-        path, stat = check_file(params.path, settings.max_upload_bytes)
+        path, _ = check_named(params.path, settings.max_upload_bytes, DataGuard.beside(spool))
         bucket = params.bucket or settings.s3_bucket
         if not bucket:
             raise ValidationError("bucket", "no bucket given and no default set (jobdeck config set s3_bucket NAME)")
-        key = params.key or (settings.s3_key_prefix + path.name)
-        if not key or key.startswith("/"):
-            raise ValidationError("key", f"{key!r} is not a valid object key (must be non-empty, no leading '/')")
+        check_bucket(bucket)
+        key = check_key("key", params.key or (settings.s3_key_prefix + path.name))
+        staged = None
+        if params.in_place:
+            with _open_checked(path, spool) as src:
+                checked = src
+        else:
+            staged, checked = stage(path, spool, settings.max_upload_bytes)
         stored = params.model_copy(
             update={
                 "path": str(path),
                 "bucket": bucket,
                 "key": key,
                 "conflict": params.conflict or settings.upload_conflict,
-                "size": stat.st_size,
-                "mtime_ns": stat.st_mtime_ns,
+                "size": checked.size,
+                "mtime_ns": checked.mtime_ns,
             }
         ).model_dump(mode="json", exclude_none=True)
-        staged = None if params.in_place else stage(path, spool)
         return Prepared(stored, staged)
 
     def restage(self, job: dict[str, Any], settings: Settings, spool: Path) -> Path | None:
@@ -136,11 +138,14 @@ class UploadFile(JobType):
         params = job["parameters"]
         if params.get("in_place"):
             return None
-        path, _ = check_file(params["path"], settings.max_upload_bytes)
-        return stage(path, spool)
+        path, _ = check_named(params["path"], settings.max_upload_bytes, DataGuard.beside(spool))
+        return stage(path, spool, settings.max_upload_bytes)[0]
 
     def run(self, ctx: JobContext, params: UploadParams) -> dict[str, Any]:  # type: ignore[override]
-        source = self._source(ctx, params)
+        with self._source(ctx, params) as source:
+            return self._upload(ctx, params, source)
+
+    def _upload(self, ctx: JobContext, params: UploadParams, source: SourceFile) -> dict[str, Any]:
         assert params.bucket and params.key
         client = streaming_client(ctx.settings, ctx.credentials)
         checkpoint = ctx.checkpoint if ctx.checkpoint and ctx.checkpoint.get("bucket") == params.bucket else None
@@ -212,19 +217,39 @@ class UploadFile(JobType):
             abort_or_defer(env.settings, env.credentials, checkpoint)
 
     @staticmethod
-    def _source(ctx: JobContext, params: UploadParams) -> Path:
+    def _source(ctx: JobContext, params: UploadParams) -> SourceFile:
+        """Open exactly the file that was checked at submission, judged again by its descriptor: the staged copy,
+        or (in place) the resolved path that was stored, which must not have become a link, a special file or one
+        of Jobdeck's own files since."""
+        guard = DataGuard.beside(ctx.temp_root)
         if not params.in_place:
             if ctx.staged_path is None or not ctx.staged_path.exists():
                 raise PermanentJobError("the staged copy of the file is missing from the spool")
-            return ctx.staged_path
-        path = Path(params.path)
+            path, own, size = ctx.staged_path, True, None
+        else:
+            path, own, size = Path(params.path), False, params.size
         try:
-            stat = path.stat()
+            source = SourceFile.open(path, guard, own=own, size=size)
         except FileNotFoundError:
             raise PermanentJobError(f"{path} no longer exists (in-place upload)") from None
-        if stat.st_size != params.size or stat.st_mtime_ns != params.mtime_ns:
-            raise PermanentJobError(f"{path} changed since it was submitted (size or modification time differ)")
-        return path
+        except Refused as exc:
+            raise PermanentJobError(f"{path} is {exc}") from None
+        except OSError as exc:
+            raise PermanentJobError(f"{path} cannot be opened: {exc.strerror or exc}") from None
+        if params.in_place:
+            try:
+                source.check_size()
+                if source.mtime_ns != params.mtime_ns:
+                    raise Refused("modified since it was submitted")
+            except Refused:
+                source.close()
+                raise PermanentJobError(
+                    f"{path} changed since it was submitted (size or modification time differ)"
+                ) from None
+        elif source.size > ctx.settings.max_upload_bytes:
+            source.close()
+            raise PermanentJobError(f"{path} is over the upload limit of {ctx.settings.max_upload_bytes:,} bytes")
+        return source
 
     @staticmethod
     def _exists(client: Any, bucket: str, key: str) -> bool:
