@@ -7,8 +7,17 @@ import logging.handlers
 import sys
 
 from engine.config import Paths
+from engine.credentials.redact import redact_seen
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class RedactingFormatter(logging.Formatter):
+    """Scrubs every secret this process has used from the whole record, traceback included: a library's
+    exception text can quote a URL or a server reply that carries one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_seen(super().format(record))
 
 
 def configure_logging(paths: Paths, name: str, level: int = logging.INFO) -> None:
@@ -20,7 +29,7 @@ def configure_logging(paths: Paths, name: str, level: int = logging.INFO) -> Non
     )
     stream = logging.StreamHandler(sys.stderr)
     for handler in (file_handler, stream):
-        handler.setFormatter(logging.Formatter(FORMAT))
+        handler.setFormatter(RedactingFormatter(FORMAT))
         handler._jobdeck = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)

@@ -10,6 +10,7 @@ import os
 import threading
 from typing import Protocol
 
+from engine.credentials.redact import SEEN
 from engine.errors import CredentialStoreUnavailable, ValidationError
 
 SERVICE = "jobdeck"
@@ -120,7 +121,6 @@ class Credentials:
 
     def __init__(self, store: CredentialStore) -> None:
         self.store = store
-        self._seen: set[str] = set()
 
     def get(self, name: str) -> str | None:
         secret = os.environ.get(CREDENTIAL_NAMES[check_name(name)])
@@ -130,15 +130,13 @@ class Credentials:
             except CredentialStoreUnavailable:
                 secret = None
         if secret:
-            self._seen.add(secret)
+            SEEN.add(secret)
         return secret
 
     def redact(self, text: str) -> str:
-        """Scrub every secret handed out through this object from error text before it is stored or sent."""
-        for secret in self._seen:
-            if len(secret) >= 4:
-                text = text.replace(secret, "***")
-        return text
+        """Scrub every secret this process has handed out, in any form it takes on the wire, from text before it
+        is stored, sent or logged (see ``engine.credentials.redact``)."""
+        return SEEN.redact(text)
 
 
 _default: CredentialStore | None = None
