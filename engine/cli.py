@@ -14,6 +14,7 @@ from engine import __version__
 from engine.config import Paths, Settings, load_file, load_settings, parse_value, save_settings
 from engine.credentials.store import CREDENTIAL_NAMES, check_name, default_store, keyring_status
 from engine.errors import JobdeckError, ValidationError
+from engine.inert import inert, inert_json
 from engine.jobs import registry
 from engine.storage.status import ALL_STATUSES
 
@@ -106,7 +107,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
+    print(inert_json(json.dumps(value, indent=2, ensure_ascii=False)))
+
+
+def _say(text: str) -> None:
+    """One line of human-readable output; what came from outside cannot drive the terminal."""
+    print(inert(text))
 
 
 def _job_line(job: dict[str, Any]) -> str:
@@ -116,7 +122,8 @@ def _job_line(job: dict[str, Any]) -> str:
     extra = job["error"] or ((job["result"] or {}).get("file_url") if job["result"] else "") or ""
     return (
         f"{job['id']:>6}  {job['status']:<9}  {job['job_type']:<12}  p{job['priority']}  "
-        f"{job['attempts']}/{job['max_retries'] + 1}  {(when or '')[:19]:<19}  {summary[:40]:<40}  {extra[:60]}"
+        f"{job['attempts']}/{job['max_retries'] + 1}  {(when or '')[:19]:<19}  {inert(summary)[:40]:<40}  "
+        f"{inert(str(extra))[:60]}"
     )
 
 
@@ -136,14 +143,14 @@ def _print_job(job: dict[str, Any]) -> None:
         "finished_at",
     ):
         if job.get(field) is not None:
-            print(f"{field:>16}: {job[field]}")
-    print(f"{'parameters':>16}: {json.dumps(job['parameters'], ensure_ascii=False)}")
+            _say(f"{field:>16}: {job[field]}")
+    _say(f"{'parameters':>16}: {json.dumps(job['parameters'], ensure_ascii=False)}")
     if job.get("result") is not None:
-        print(f"{'result':>16}: {json.dumps(job['result'], ensure_ascii=False)}")
+        _say(f"{'result':>16}: {json.dumps(job['result'], ensure_ascii=False)}")
     if job.get("error"):
-        print(f"{'error':>16}: {job['error']}")
+        _say(f"{'error':>16}: {job['error']}")
     for step in job.get("history", []):
-        print(
+        _say(
             f"  #{step['seq']:<6} {step['at'][:19]}  {step['type']:<16} → {step['status']}"
             + (f"  ({step['error']})" if step.get("error") else "")
         )
@@ -243,7 +250,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             _print_json(jobs)
         else:
             for job in jobs:
-                print(
+                _say(
                     f"created job {job['id']} ({job['status']}): {job['parameters']['path']} → "
                     f"s3://{job['parameters']['bucket']}/{job['parameters']['key']}"
                 )
@@ -335,7 +342,7 @@ def _uploads_cleanup(ops: Any, bucket: str | None, older_than: float, as_json: b
         _print_json(report)
         return
     for item in report["aborted"]:
-        print(f"aborted {item['upload_id'][:16]}…  started {(item['initiated'] or '?')[:19]}  {item['key']}")
+        _say(f"aborted {item['upload_id'][:16]}…  started {(item['initiated'] or '?')[:19]}  {item['key']}")
     print(
         f"{len(report['aborted'])} stale multipart upload(s) aborted in {report['bucket']}; "
         f"{report['kept']} kept (newer, or resumable by a job)"
@@ -374,6 +381,12 @@ def _config(action: str, key: str | None, value: str | None) -> int:
         return 0
     if key is None or value is None:
         raise ValidationError("key", "usage: jobdeck config set KEY VALUE")
-    save_settings({key: parse_value(key, value)}, paths)
-    print(f"{key} = {json.dumps(getattr(load_settings(paths), key))}")
+    settings = save_settings({key: parse_value(key, value)}, paths)
+    print(f"{key} = {json.dumps(getattr(settings, key))}")
+    if key in ("smtp_user", "smtp_tls", "smtp_allow_insecure_auth"):
+        from engine.jobs.smtp import login_advice
+
+        advice = login_advice(settings)
+        if advice:
+            print(advice, file=sys.stderr)
     return 0

@@ -127,7 +127,10 @@ class Settings(BaseModel):
     smtp_host: str = "localhost"
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_user: str = ""
+    # "plain" suits the default local relay on port 25, which needs no login; with a user set, the password is
+    # only sent encrypted unless smtp_allow_insecure_auth says otherwise (see engine.jobs.smtp).
     smtp_tls: TlsMode = "plain"
+    smtp_allow_insecure_auth: bool = False
     smtp_timeout_s: float = Field(default=30.0, gt=0)
     email_from: str = "jobdeck@localhost"
 

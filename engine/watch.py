@@ -9,9 +9,16 @@ from typing import Any
 from engine.config import Paths
 from engine.events import schema
 from engine.events.client import EventStream
+from engine.inert import inert
 
 
 def format_event(event: dict[str, Any]) -> str | None:
+    """One line; an error or link from outside is shown inert (see ``engine.inert``)."""
+    line = _event_line(event)
+    return inert(line) if line is not None else None
+
+
+def _event_line(event: dict[str, Any]) -> str | None:
     kind = event.get("type")
     if kind in (schema.JOB_CREATED, schema.JOB_UPDATED, schema.JOB_DELETED):
         job = event["job"]
@@ -55,7 +62,7 @@ async def watch(paths: Paths, as_json: bool, since: int | None) -> int:
         async for event in stream.events():
             if event.get("type") == schema.REPLAY_DONE:
                 continue
-            line = json.dumps(event) if as_json else format_event(event)
+            line = json.dumps(event) if as_json else format_event(event)  # JSON escapes as ASCII
             if line:
                 print(line, flush=True)
     finally:

@@ -16,6 +16,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -177,7 +178,9 @@ class SmtpServer(_ManagedServer):
     ``fail_first`` answers the first N DATA commands with 451 so retry logic meets a real
     temporary failure; ``reject_recipients`` answers RCPT with 550 (permanent) for those
     addresses; ``auth=(user, password)`` makes AUTH PLAIN/LOGIN mandatory without TLS and
-    answers wrong credentials with 535.
+    answers wrong credentials with 535 (``auth_attempts`` counts the AUTH commands it got).
+    ``tls=context`` offers and requires STARTTLS (and AUTH only after it); ``auth_exclude``
+    names mechanisms not to offer (e.g. ``("PLAIN",)`` to leave only LOGIN).
     """
 
     def __init__(
@@ -186,10 +189,15 @@ class SmtpServer(_ManagedServer):
         fail_first: int = 0,
         reject_recipients: Iterable[str] = (),
         auth: tuple[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
+        auth_exclude: Iterable[str] = (),
     ) -> None:
         self.host = LOOPBACK
         self.port = 0
         self.auth = auth
+        self.tls = tls
+        self.auth_exclude = list(auth_exclude)
+        self.auth_attempts = 0
         self._handler = _SmtpHandler(fail_first, reject_recipients, require_auth=auth is not None)
         self._controller: Controller | None = None
 
@@ -203,6 +211,7 @@ class SmtpServer(_ManagedServer):
     ) -> AuthResult:
         # Handled=False lets aiosmtpd send its standard 535 on failure.
         assert self.auth is not None
+        self.auth_attempts += 1
         if isinstance(auth_data, LoginPassword):
             user, password = self.auth
             if auth_data.login == user.encode() and auth_data.password == password.encode():
@@ -219,7 +228,13 @@ class SmtpServer(_ManagedServer):
                 continue
             kwargs: dict[str, Any] = {}
             if self.auth is not None:
-                kwargs = {"authenticator": self._authenticate, "auth_require_tls": False}
+                kwargs = {
+                    "authenticator": self._authenticate,
+                    "auth_require_tls": self.tls is not None,
+                    "auth_exclude_mechanism": self.auth_exclude,
+                }
+            if self.tls is not None:
+                kwargs.update(tls_context=self.tls, require_starttls=True)
             controller = Controller(
                 self._handler,
                 hostname=self.host,

@@ -223,7 +223,7 @@ def test_secrets_never_reach_ledger_config_logs_or_events(
     ops = waking_ops
     password = "pw-Zq8u3-not-in-any-file"
     smtp = make_smtp_server(auth=("mailer", password))
-    smtp_config(ops, smtp, smtp_user="mailer", retry_base_s=0.1)
+    smtp_config(ops, smtp, smtp_user="mailer", smtp_allow_insecure_auth=True, retry_base_s=0.1)
     worker_factory({"EMAIL_HOST_PASSWORD": password})
     ok = ops.create("send_email", EMAIL)
     assert wait_for(ops, ok["id"], {"succeeded", "failed"})["status"] == "succeeded"
@@ -240,7 +240,7 @@ def test_wrong_password_is_a_permanent_failure(
 ) -> None:
     ops = waking_ops
     smtp = make_smtp_server(auth=("mailer", "right"))
-    smtp_config(ops, smtp, smtp_user="mailer")
+    smtp_config(ops, smtp, smtp_user="mailer", smtp_allow_insecure_auth=True)
     worker_factory({"EMAIL_HOST_PASSWORD": "wrong-password-123"})
     job = ops.create("send_email", EMAIL, max_retries=3)
     done = wait_for(ops, job["id"], {"failed", "succeeded"})
@@ -259,7 +259,7 @@ def test_password_from_a_real_secret_service(
     env_overrides = {**secret_service.env, "JOBDECK_KEYRING": "keyring"}
     password = "from-the-keyring-42"
     smtp = make_smtp_server(auth=("mailer", password))
-    smtp_config(ops, smtp, smtp_user="mailer")
+    smtp_config(ops, smtp, smtp_user="mailer", smtp_allow_insecure_auth=True)
     worker = worker_factory(env_overrides, start=False)
     cli = [sys.executable, str(ROOT / "main.py")]
     stored = subprocess.run(

@@ -8,6 +8,7 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 
+from desktop.models import plain_text
 from desktop.models.format import size as fmt_size
 from engine.upload_paths import Entry, expand
 
@@ -65,7 +66,7 @@ class DropModel(QAbstractTableModel):
                 return fmt_size(item.size) if item.size is not None else "?"
             return f"No — {item.problem}" if item.problem else "Yes"
         if role == Qt.ItemDataRole.ToolTipRole and col == DropCol.KEY:
-            return item.path
+            return plain_text.tooltip(item.path)
         if role == Qt.ItemDataRole.ForegroundRole and col == DropCol.STATE and item.problem:
             from PySide6.QtGui import QColor
 

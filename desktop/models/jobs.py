@@ -10,6 +10,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 
 from desktop.models import format as fmt
+from desktop.models import plain_text
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -187,7 +188,7 @@ class JobTableModel(QAbstractTableModel):
                 row.cells = _cells(row.job)
             return row.cells[col]
         if role == _TOOLTIP:
-            return self._tooltip(job_id, row, col)
+            return plain_text.tooltip(self._tooltip(job_id, row, col))
         if role == _STATUS:
             return row.job.get("status")
         if role == _PROGRESS:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-import ssl
 from typing import Any
 
 from engine.config import Paths, Settings, load_settings, save_settings
 from engine.credentials import CREDENTIAL_NAMES, Credentials, CredentialStore, keyring_status
+from engine.credentials.redact import redact
 
 
 async def load(paths: Paths) -> Settings:
@@ -65,28 +65,28 @@ class OverlayStore:
 
 
 def _smtp_check(settings: Settings, password: str | None) -> str:
+    """Under the job's own rules (engine.jobs.smtp): no password over an unencrypted connection, UTF-8 login."""
+    from engine.jobs import smtp
+
     host, port = settings.smtp_host, settings.smtp_port
-    timeout = min(settings.smtp_timeout_s, 15.0)
     try:
-        if settings.smtp_tls == "ssl":
-            client: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
-        else:
-            client = smtplib.SMTP(host, port, timeout=timeout)
-        with client:
+        if settings.smtp_user and password:
+            smtp.check_login_is_encrypted(settings)
+        with smtp.connect(settings, min(settings.smtp_timeout_s, 15.0)) as client:
             client.ehlo()
-            if settings.smtp_tls == "starttls":
-                client.starttls(context=ssl.create_default_context())
-                client.ehlo()
             if settings.smtp_user:
                 if not password:
                     return f"Connected to {host}:{port}, but no SMTP password is set for user {settings.smtp_user!r}."
-                client.login(settings.smtp_user, password)
+                smtp.login(client, settings.smtp_user, password)
                 return f"Connected to {host}:{port} and logged in as {settings.smtp_user}."
             return f"Connected to {host}:{port} (no login: SMTP user is empty)."
+    except smtp.InsecureLoginRefused as exc:
+        raise ConnectionError(f"Not tested: {exc}.") from None
     except smtplib.SMTPAuthenticationError as exc:
         raise ConnectionError(f"The server refused the login for {settings.smtp_user!r}: {exc.smtp_code}") from None
-    except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
-        raise ConnectionError(f"Could not connect to {host}:{port}: {type(exc).__name__}: {exc}") from None
+    except (smtplib.SMTPException, OSError) as exc:
+        text = redact(f"{type(exc).__name__}: {exc}", [password] if password else [])  # a server may echo AUTH
+        raise ConnectionError(f"Could not connect to {host}:{port}: {text}") from None
 
 
 async def test_smtp(settings: Settings, password: str | None) -> str:

@@ -36,6 +36,7 @@ class DetailPanel(QWidget):
         layout.setContentsMargins(6, 6, 6, 6)
         self.title = QLabel("No job selected", self)
         self.title.setObjectName("sectionTitle")
+        self.title.setTextFormat(Qt.TextFormat.PlainText)  # the job type and status come from the ledger
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.title.setWordWrap(True)
         layout.addWidget(self.title)

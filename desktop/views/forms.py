@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from PySide6.QtCore import QDateTime, Signal
+from PySide6.QtCore import QDateTime, Qt, Signal
 from PySide6.QtWidgets import (
     QBoxLayout,
     QButtonGroup,
@@ -27,6 +27,7 @@ class ErrorLabel(QLabel):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("fieldError")
+        self.setTextFormat(Qt.TextFormat.PlainText)  # messages quote what was typed or dropped
         self.setWordWrap(True)
         self.hide()
 
@@ -55,6 +56,7 @@ def add_footer(
     """
     error = QLabel(dialog)
     error.setObjectName("formError")
+    error.setTextFormat(Qt.TextFormat.PlainText)
     error.setWordWrap(True)
     error.hide()
     layout.addWidget(error)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.models import plain_text
 from desktop.services import settings_io
 from desktop.views.forms import ErrorLabel, add_footer, with_error
 from engine.config import Paths, Settings
@@ -62,6 +64,14 @@ class SettingsDialog(QDialog):
         self.smtp_user = self._row(f, "User", QLineEdit(self), "smtp_user")
         self.smtp_password = self._row(f, "Password", self._secret(), "smtp-password")
         self.smtp_tls = self._row(f, "Encryption", self._combo(TLS_MODES), "smtp_tls")
+        self.smtp_allow_insecure_auth = self._row(
+            f, "", QCheckBox("Allow sending the password unencrypted (insecure)", self), "smtp_allow_insecure_auth"
+        )
+        self.smtp_allow_insecure_auth.setToolTip(
+            "With Encryption set to None, anyone on the network path can read the password. Jobdeck refuses to log "
+            "in that way unless this is ticked: choose STARTTLS (usually port 587) or SSL/TLS (usually port 465) "
+            "instead, and tick this only for a relay you trust on this machine or network."
+        )
         self.email_from = self._row(f, "From address", QLineEdit(self), "email_from")
         self.smtp_test = QPushButton("Test connection", self)
         self.smtp_result = QLabel(self)
@@ -130,6 +140,7 @@ class SettingsDialog(QDialog):
         return combo
 
     def _pair(self, button: QPushButton, label: QLabel) -> QWidget:
+        label.setTextFormat(Qt.TextFormat.PlainText)  # server replies and S3 keys: shown as text, never as markup
         box = QWidget(self)
         h = QHBoxLayout(box)
         h.setContentsMargins(0, 0, 0, 0)
@@ -147,6 +158,7 @@ class SettingsDialog(QDialog):
         self.smtp_port.setValue(settings.smtp_port)
         self.smtp_user.setText(settings.smtp_user)
         self.smtp_tls.setCurrentIndex(max(0, self.smtp_tls.findData(settings.smtp_tls)))
+        self.smtp_allow_insecure_auth.setChecked(settings.smtp_allow_insecure_auth)
         self.email_from.setText(settings.email_from)
         self.s3_bucket.setText(settings.s3_bucket)
         self.s3_region.setText(settings.s3_region)
@@ -190,6 +202,7 @@ class SettingsDialog(QDialog):
             "smtp_port": self.smtp_port.value(),
             "smtp_user": self.smtp_user.text().strip(),
             "smtp_tls": self.smtp_tls.currentData(),
+            "smtp_allow_insecure_auth": self.smtp_allow_insecure_auth.isChecked(),
             "email_from": self.email_from.text().strip(),
             "s3_bucket": self.s3_bucket.text().strip(),
             "s3_region": self.s3_region.text().strip(),
@@ -305,7 +318,7 @@ class SettingsDialog(QDialog):
         finally:
             self.s3_cleanup.setEnabled(True)
         self.s3_cleanup_result.setText(text)
-        self.s3_cleanup_result.setToolTip(detail)
+        self.s3_cleanup_result.setToolTip(plain_text.tooltip(detail))
         return text
 
 

@@ -13,7 +13,6 @@ import re
 import threading
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any
 from urllib.parse import quote, quote_plus
 
 MASK = "***"
@@ -125,14 +124,3 @@ SEEN = SecretSet()
 
 def redact_seen(text: str) -> str:
     return SEEN.redact(text)
-
-
-def redact_value(value: Any) -> Any:
-    """A JSON-like value (a job's result) with the strings in it scrubbed by ``redact_seen``."""
-    if isinstance(value, str):
-        return redact_seen(value)
-    if isinstance(value, dict):
-        return {redact_value(k): redact_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact_value(v) for v in value]
-    return value

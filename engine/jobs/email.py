@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import smtplib
-import ssl
+import unicodedata
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from engine.errors import JobError, PermanentJobError
+from engine.jobs import smtp
 from engine.jobs.base import JobContext, JobType, Params
 from engine.jobs.registry import register
 
@@ -19,8 +20,24 @@ from engine.jobs.registry import register
 _ADDRESS = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
 
 
+# Control characters (C0 with NUL, VT, FF, C1 with NEL) and the Unicode line and paragraph separators: in a header
+# they either break it into two (an injected header) or make the message unsendable on every attempt.
+_BREAKING = frozenset(("Cc", "Zl", "Zp"))
+
+
 def split_addresses(value: str) -> list[str]:
     return [part.strip() for part in re.split(r"[,;]", value) if part.strip()]
+
+
+def check_header_text(value: str) -> str:
+    """Refuse a header value with a control character or line break, naming it by code point (never echoing it)."""
+    for position, char in enumerate(value, 1):
+        if unicodedata.category(char) in _BREAKING:
+            raise ValueError(
+                f"contains the control character U+{ord(char):04X} ({unicodedata.name(char, 'control')}) at "
+                f"character {position}; it must be a single line of printable text"
+            )
+    return value
 
 
 class EmailParams(Params):
@@ -38,7 +55,7 @@ class EmailParams(Params):
     @field_validator("recipient")
     @classmethod
     def _check_recipients(cls, value: str) -> str:
-        addresses = split_addresses(value)
+        addresses = split_addresses(check_header_text(value))
         if not addresses:
             raise ValueError("needs at least one address, e.g. ops@example.com")
         bad = [a for a in addresses if not _ADDRESS.match(a)]
@@ -49,9 +66,7 @@ class EmailParams(Params):
     @field_validator("subject")
     @classmethod
     def _one_line(cls, value: str) -> str:
-        if "\n" in value or "\r" in value:
-            raise ValueError("must be a single line")
-        return value
+        return check_header_text(value)
 
 
 @register
@@ -72,11 +87,13 @@ class SendEmail(JobType):
         message["To"] = ", ".join(recipients)
         message["Subject"] = params.subject
         message["Date"] = formatdate(localtime=True)
-        message["Message-ID"] = make_msgid(domain="jobdeck.local")
+        # The job id in the Message-ID ties a delivered mail (and any duplicate after a crash) to its job.
+        message["Message-ID"] = make_msgid(idstring=f"jobdeck{ctx.job_id}", domain=_domain(settings.email_from))
         message.set_content(params.body)
         if params.html_body:
             message.add_alternative(params.html_body, subtype="html")
 
+        smtp.check_login_is_encrypted(settings)
         password = ctx.credentials.get("smtp-password") if settings.smtp_user else None
         if settings.smtp_user and not password:
             raise PermanentJobError(
@@ -84,10 +101,10 @@ class SendEmail(JobType):
                 "(set it with: jobdeck credentials set smtp-password)"
             )
         try:
-            client = self._connect(settings.smtp_host, settings.smtp_port, settings.smtp_tls, settings.smtp_timeout_s)
+            client = smtp.connect(settings, settings.smtp_timeout_s)
             with client:
                 if settings.smtp_user and password:
-                    client.login(settings.smtp_user, password)
+                    smtp.login(client, settings.smtp_user, password)
                 refused = client.send_message(message, to_addrs=recipients)
                 result = {
                     "message_id": message["Message-ID"],
@@ -97,6 +114,10 @@ class SendEmail(JobType):
                 # The server has the message: recorded now, before QUIT's round trip, so a crash from here on
                 # does not send it again (SMTP is at least once; this keeps the window to one commit).
                 ctx.delivered(result)
+        except smtplib.SMTPNotSupportedError as exc:
+            raise PermanentJobError(
+                f"{settings.smtp_host}:{settings.smtp_port}: {exc} (check smtp_tls and smtp_port in the settings)"
+            ) from None
         except smtplib.SMTPAuthenticationError as exc:
             raise PermanentJobError(
                 f"SMTP authentication refused for user {settings.smtp_user!r}: {exc.smtp_code} {_text(exc.smtp_error)}"
@@ -118,17 +139,12 @@ class SendEmail(JobType):
             ) from None
         return result
 
-    @staticmethod
-    def _connect(host: str, port: int, tls: str, timeout: float) -> smtplib.SMTP:
-        if tls == "ssl":
-            return smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
-        client = smtplib.SMTP(host, port, timeout=timeout)
-        if tls == "starttls":
-            client.ehlo()
-            client.starttls(context=ssl.create_default_context())
-            client.ehlo()
-        return client
-
 
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _domain(address: str) -> str:
+    """The sender's domain for the Message-ID, as RFC 5322 suggests (a bare name falls back to a fixed one)."""
+    domain = address.rpartition("@")[2].strip(" <>")
+    return domain if "." in domain or domain == "localhost" else "jobdeck.local"
