@@ -405,7 +405,7 @@ def test_window_labels_and_tooltips_show_outside_text_as_text(qtbot: Any, aloop:
     failed = {"id": 3, "job_type": "send_email", "status": "failed", "priority": 5, "attempts": 1, "max_retries": 0,
               "parameters": {**EMAIL, "subject": HOSTILE_MARKUP}, "error": f"554 {HOSTILE_MARKUP}",
               "created_at": "2026-01-01T00:00:00+00:00"}  # fmt: skip
-    jobs.reset([failed], seq=1, page_size=50)
+    jobs.reset([failed], seq=1)
     for col in (Col.SUMMARY, Col.OUTCOME):
         tip = jobs.data(jobs.index(0, col), Qt.ItemDataRole.ToolTipRole)
         assert HOSTILE_MARKUP in _as_displayed(tip, plain=False), col
