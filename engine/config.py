@@ -172,14 +172,17 @@ ENV_OVERRIDES: dict[str, str] = {
 }
 
 
-_ENV_NAMES = (*ENV_OVERRIDES, "EMAIL_USE_TLS")
+_ENV_NAMES = (*ENV_OVERRIDES, "EMAIL_USE_TLS", "EMAIL_USE_SSL")
+_TRUE = {"1", "true", "yes", "on"}
 
 
 def _env_overrides() -> dict[str, Any]:
     values: dict[str, Any] = {key: os.environ[var] for var, key in ENV_OVERRIDES.items() if os.environ.get(var)}
     use_tls = os.environ.get("EMAIL_USE_TLS")
     if use_tls:
-        values["smtp_tls"] = "starttls" if use_tls.strip().lower() in {"1", "true", "yes", "on"} else "plain"
+        values["smtp_tls"] = "starttls" if use_tls.strip().lower() in _TRUE else "plain"
+    if (os.environ.get("EMAIL_USE_SSL") or "").strip().lower() in _TRUE:  # implicit TLS (port 465), as Django names it
+        values["smtp_tls"] = "ssl"
     return values
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, Protocol
 
+from engine.credentials.redact import redact_seen
 from engine.errors import JobdeckError, ValidationError
 from engine.events import schema
 from engine.operations import Operations
@@ -88,7 +89,8 @@ class Dispatcher:
             return schema.error_reply(request_id, None, str(exc))
         except Exception as exc:
             log.exception("operation %s failed", op)
-            return schema.error_reply(request_id, None, f"internal error in {op}: {type(exc).__name__}: {exc}")
+            text = redact_seen(f"internal error in {op}: {type(exc).__name__}: {exc}")
+            return schema.error_reply(request_id, None, text)
         return schema.reply(request_id, result)
 
 

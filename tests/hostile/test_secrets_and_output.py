@@ -241,6 +241,8 @@ def test_config_set_explains_the_insecure_login_setting(jobdeck_home: Path) -> N
     assert "unencrypted" in allowed.stderr and "warning" in allowed.stderr
     tls = jobdeck(jobdeck_home, "config", "set", "smtp_tls", "starttls")
     assert tls.returncode == 0 and tls.stderr == ""
+    headless = jobdeck(jobdeck_home, "config", "show", EMAIL_USE_SSL="true").stdout
+    assert any(line.split()[:2] == ["smtp_tls", '"ssl"'] for line in headless.splitlines()), headless
 
 
 def test_settings_dialog_refuses_a_clear_text_login_test_unless_allowed(
