@@ -4,12 +4,13 @@
 
 Throughput: submit N no-op jobs through the engine (validation, ledger, queue, wake) to a real `jobdeck worker`
 and time until all have succeeded; and the same N no-op tasks through a bare SqliteHuey consumer in its own
-process with the same thread count and storage settings (WAL, synchronous=NORMAL). Both clocks start once the
-submitting side is up (interpreter, imports), so that one-time start-up counts on neither side. The two alternate
-for several rounds (``--rounds``), because the machine's speed drifts by a third within minutes: each round's
-ratio compares neighbours, and the median round is reported. The ratio is the overhead of the ledger. Pick-up
-latency: single jobs submitted to an idle worker, from the ledger's created_at to its started_at. The last line is
-one JSON object.
+process with the same thread count and the same durability: WAL with synchronous=FULL (Huey's ``fsync=True``, and
+SQLite's default), as the ledger's commits are, so that on both sides what an enqueue acknowledged survives a power
+cut. Both clocks start once the submitting side is up (interpreter, imports), so that one-time start-up counts on
+neither side. The two alternate for several rounds (``--rounds``), because the machine's speed drifts by a third
+within minutes: each round's ratio compares neighbours, and the median round is reported. The ratio is the
+overhead of the ledger. Pick-up latency: single jobs submitted to an idle worker, from the ledger's created_at to
+its started_at. The last line is one JSON object.
 """
 
 # ruff: noqa: E402 - the sys.path fix below must run before any import that could pull in `queue`
@@ -46,16 +47,9 @@ RAW_CONSUMER = r"""
 import sys, threading, time
 from huey import SqliteHuey
 from huey.consumer import Consumer
-from huey.storage import SqliteStorage
-
-class Storage(SqliteStorage):
-    def _create_connection(self):
-        conn = super()._create_connection()
-        conn.execute("pragma synchronous=NORMAL")
-        return conn
 
 path, total, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-huey = SqliteHuey("raw", filename=path, storage_class=Storage, results=False)
+huey = SqliteHuey("raw", filename=path, fsync=True, results=False)  # WAL, synchronous=FULL: the ledger's durability
 done = 0
 lock = threading.Lock()
 finished = threading.Event()
@@ -208,8 +202,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="jobdeck-bench-") as tmp:
         folder = Path(tmp)
         print(
-            f"jobs={args.jobs} worker threads={args.concurrency} storage=SQLite WAL synchronous=NORMAL "
-            f"(ledger and queue); rounds={rounds}; pickups={pickups} spaced {spacing[0]}-{spacing[1]} s",
+            f"jobs={args.jobs} worker threads={args.concurrency} storage=SQLite WAL synchronous=FULL "
+            f"(ledger; raw Huey too); rounds={rounds}; pickups={pickups} spaced {spacing[0]}-{spacing[1]} s",
             flush=True,
         )
         ours = jobdeck(args.jobs, args.concurrency, folder, pickups, spacing, idle_s, rounds)

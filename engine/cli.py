@@ -8,10 +8,11 @@ import getpass
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from engine import __version__
-from engine.config import Paths, Settings, load_file, load_settings, parse_value, save_settings
+from engine.config import Paths, Settings, load_file, load_settings, parse_value, save_settings, sqlite_file
 from engine.credentials.store import CREDENTIAL_NAMES, check_name, default_store, keyring_status
 from engine.errors import JobdeckError, ValidationError
 from engine.inert import inert, inert_json
@@ -93,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     cr = sub.add_parser("credentials", help="secrets in the OS keyring")
     cr.add_argument("action", choices=["set", "delete", "status"])
     cr.add_argument("name", nargs="?", help=", ".join(CREDENTIAL_NAMES))
+
+    db = sub.add_parser("db", help="check the ledger, or save what can be read from a damaged one into a new file")
+    db.add_argument("action", choices=["check", "recover"])
+    db.add_argument("outfile", nargs="?", metavar="OUTFILE", help="recover: the new ledger file to write")
 
     cf = sub.add_parser("config", help="non-secret settings")
     cf.add_argument("action", choices=["show", "set"])
@@ -211,6 +216,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _credentials(args.action, args.name)
     if cmd == "config":
         return _config(args.action, args.key, args.value)
+    if cmd == "db":
+        return _db(args.action, args.outfile)
     if cmd == "types":
         types = [t.describe() for _, t in sorted(registry.load().items())]
         if args.json:
@@ -367,6 +374,42 @@ def _credentials(action: str, name: str | None) -> int:
     secret = getpass.getpass(f"{name}: ") if sys.stdin.isatty() else sys.stdin.read().rstrip("\r\n")
     store.set(name, secret)
     print(f"stored {name} in the keyring")
+    return 0
+
+
+def _db(action: str, outfile: str | None) -> int:
+    """Read the ledger without opening it for work (no migration, no write): it may be the thing that is broken."""
+    from engine.storage import integrity
+
+    url = Paths().database_url()
+    ledger = sqlite_file(url)
+    if ledger is None:
+        from sqlalchemy.engine import make_url
+
+        where = make_url(url).render_as_string(hide_password=True)
+        if action == "recover":
+            raise JobdeckError(
+                f"`db recover` reads a SQLite ledger; the ledger at {where} is PostgreSQL's: use pg_dump"
+            )
+        jobs, events = integrity.server_counts(url)
+        print(f"the ledger at {where} answers: {jobs} jobs, {events} events (PostgreSQL checks its own pages)")
+        return 0
+    if action == "check":
+        if not ledger.exists():
+            raise JobdeckError(f"no ledger at {ledger} yet: nothing to check")
+        health = integrity.check(ledger)
+        print(f"the ledger {ledger} is sound (quick_check ok): {health.jobs} jobs, {health.events} events")
+        return 0
+    if not outfile:
+        raise ValidationError("OUTFILE", "give the new file to write, e.g. jobdeck db recover ~/jobdeck-recovered.db")
+    out = Path(outfile).expanduser().resolve()
+    saved = integrity.recover(ledger, out)
+    print(
+        f"saved {saved.jobs} jobs and {saved.events} events from {ledger} into {out} ({saved.method}"
+        + (f"; {saved.unplaced} rows it could not place are in its lost_and_found table" if saved.unplaced else "")
+        + f"); {ledger} is unchanged. To use the new file: stop the worker, move {ledger} aside, "
+        f"and move {out} to {ledger}"
+    )
     return 0
 
 

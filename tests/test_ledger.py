@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import Engine, create_engine, func, select, update
 
 from engine.errors import InvalidTransition, NotFound
 from engine.storage.repository import EVENT_CHUNK, EVENTS, JOBS, Ledger, job_to_dict
@@ -221,22 +221,31 @@ def test_a_claim_worked_out_from_a_row_that_changed_since_is_decided_again(
     assert [e["job"] for e in heard[0]] == [claims[1].job, claims[2].job]
 
 
-def test_a_ledger_from_before_the_row_version_is_upgraded_in_place(tmp_path: Path) -> None:
+def migrated(url: str, revision: str) -> Engine:
+    """An engine on a ledger made by the migrations up to ``revision`` only (as an earlier version left it)."""
     from alembic import command
-    from sqlalchemy import create_engine
 
     from engine.storage.database import alembic_config
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = create_engine(url)
     with engine.begin() as conn:
         config = alembic_config()
         config.attributes["connection"] = conn
-        command.upgrade(config, "0001")
-        conn.exec_driver_sql(
-            "INSERT INTO jobs (job_type, parameters, status, priority, max_retries, attempts, schedule_type,"
-            " created_at) VALUES ('send_email', '{}', 'pending', 5, 3, 0, 'immediate', '2026-11-01 10:00:00.000000')"
-        )
+        command.upgrade(config, revision)
+    return engine
+
+
+OLD_JOB = (
+    "INSERT INTO jobs (job_type, parameters, status, priority, max_retries, attempts, schedule_type, created_at)"
+    " VALUES ('send_email', '{}', 'pending', 5, 3, 0, 'immediate', '2026-11-01 10:00:00.000000')"
+)
+
+
+def test_a_ledger_from_before_the_row_version_is_upgraded_in_place(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = migrated(url, "0001")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(OLD_JOB)
     engine.dispose()
     ledger = Ledger(url)
     try:
@@ -245,6 +254,39 @@ def test_a_ledger_from_before_the_row_version_is_upgraded_in_place(tmp_path: Pat
         assert claim.job is not None and claim.job["attempts"] == 1 and ledger.get_row(1).version == 1
     finally:
         ledger.close()
+
+
+def test_deleting_the_newest_job_never_lends_its_id_to_the_next(ledger: Ledger) -> None:
+    make(ledger)
+    newest = make(ledger)
+    ledger.delete(newest["id"])
+    following = make(ledger)
+    assert following["id"] > newest["id"]
+    assert [step["type"] for step in ledger.history(following["id"])] == ["created"]  # not the deleted job's too
+
+
+def test_an_older_ledger_is_upgraded_to_ids_above_every_id_it_mentions(tmp_path: Path) -> None:
+    """Revision 0005 (AUTOINCREMENT on SQLite): a ledger whose newest job was deleted, only its events naming it."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = migrated(url, "0004")
+    index_sql = "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+    with engine.begin() as conn:
+        for job_id in (1, 2, 3):
+            conn.exec_driver_sql(OLD_JOB)
+            conn.exec_driver_sql(
+                "INSERT INTO job_events (job_id, type, payload, at) VALUES (?, 'created', '{}', '2026-11-01 10:00')",
+                (job_id,),
+            )
+        conn.exec_driver_sql("DELETE FROM jobs WHERE id = 3")
+        indexes = set(conn.exec_driver_sql(index_sql).all())
+    ledger = Ledger(url)
+    try:
+        assert make(ledger)["id"] == 4
+    finally:
+        ledger.close()
+    with engine.connect() as conn:  # every index kept, the expression indexes that reflection skips included
+        assert set(conn.exec_driver_sql(index_sql).all()) == indexes
+    engine.dispose()
 
 
 def test_the_leaner_schema_keeps_every_event_and_never_reuses_a_seq(tmp_path: Path) -> None:

@@ -25,12 +25,12 @@ this process, or once its writes pause for ``IDLE_S``, not on a timer (bench/upl
 with a 2 s pause against 0.70 and 0.77 with 0.25 s, when a gap between two parts was enough to start one); and it
 may wait only ``WAIT_MS`` for the lock and the readers, else it tries again later.
 
-Most of a checkpoint's time went on syncing the log: with ``synchronous=NORMAL`` no commit syncs, so the log's
-writes (some 35 KB per created job: a page for the table and for each index) wait in the page cache until the
-checkpoint's first fsync sends them all to disk, while writers wait. So the checkpointer syncs the log file itself
-first, without the lock, and the checkpoint's own sync finds little left to write: 200 creates' checkpoint held
-the lock 6–7 ms before and 1.1–1.3 ms after (the sync, 6 ms, moved out). Where a file opened for reading cannot be
-synced (Windows), the checkpoint syncs it all as before.
+A checkpoint's first step syncs the log, while writers wait. The ledger's commits sync it themselves
+(``synchronous=FULL``: see ``engine.storage.database``), but the Huey queue's own commits do not (its messages are
+rebuilt from the ledger at start-up), so the checkpointer syncs the log file first, without the lock, and the
+checkpoint's own sync finds little left to write (when every commit was NORMAL, 200 creates' checkpoint held the
+lock 6–7 ms before this and 1.1–1.3 ms after). Where a file opened for reading cannot be synced (Windows), the
+checkpoint syncs it all as before.
 
 A process has one checkpointer per database file (``shared``): the ledger and the Huey queue live in one SQLite
 file, and two checkpointers of one process would each count only half its commits and take turns at the lock.

@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from engine.config import sqlite_file
 from engine.storage import json_text
+from engine.storage.integrity import check_on_open
 
 T = TypeVar("T")
 
@@ -49,8 +50,11 @@ def _tune_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         # Writers wait in _begin_immediate; this covers the rare busy reader (WAL recovery).
         cur.execute(f"PRAGMA busy_timeout={READER_BUSY_TIMEOUT_MS}")
-        # NORMAL is durable across process crashes in WAL mode; only an OS crash can lose the last commits.
-        cur.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a commit returns only once the WAL is on disk, so that what a user was told (created, retried,
+        # canceled, deleted, a final state) survives a power cut. NORMAL survives a process crash only: a cut WAL
+        # lost acknowledged jobs, and their ids were handed out again. The group commit shares one sync among the
+        # transactions that arrive together.
+        cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints are a Checkpointer's alone (see its module)
         cur.close()
@@ -143,6 +147,7 @@ def open_engine(url: str) -> Engine:
         db_file = sqlite_file(url)
         if db_file is not None:
             db_file.parent.mkdir(parents=True, exist_ok=True)
+            check_on_open(db_file)  # before anything reads or migrates it: a damaged file stops us with one line
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, json_serializer=json_text.dumps
         )

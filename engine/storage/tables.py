@@ -99,6 +99,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_status_type", "status", "job_type"),
         # and the sort indexes of revision 0004, (key, id) for each of ``reads.SORT_KEYS``
+        {"sqlite_autoincrement": True},  # an id is never handed out twice (revision 0005)
     )
 
 

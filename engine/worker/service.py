@@ -23,6 +23,7 @@ from engine.jobs import registry
 from engine.operations import Operations
 from engine.queue.consumer import EmbeddedConsumer
 from engine.queue.huey_queue import JobQueue
+from engine.storage.integrity import check_url
 from engine.storage.repository import Ledger
 from engine.storage.status import JobStatus
 from engine.worker.dispatch import Dispatch
@@ -61,6 +62,7 @@ class WorkerService:
     def start(self) -> None:
         registry.load()  # before anything is claimed: see its docstring
         self.lock.acquire()
+        check_url(self.paths.database_url())  # every page, once per start (a command checks a large ledger less)
         self.ledger = Ledger(self.paths.database_url())
         self.queue = JobQueue(self.paths.queue)
         self.ops = Operations(self.paths, ledger=self.ledger, queue=self.queue)
