@@ -336,7 +336,7 @@ def _expand_uploads(ops: Any, named: Sequence[str], key_prefix: str | None) -> t
     entries = expand(named, settings.max_upload_bytes, DataGuard(ops.paths))
     for entry in entries:
         if entry.problem and entry.in_folder:
-            print(f"jobdeck: skipped {entry.path}: {entry.problem}", file=sys.stderr)
+            print(inert(f"jobdeck: skipped {entry.path}: {entry.problem}"), file=sys.stderr)  # a name from outside
     chosen = [e for e in entries if not (e.problem and e.in_folder)]
     if not chosen:
         raise ValidationError("path", f"no file to upload in {', '.join(named)} (what was skipped is listed above)")

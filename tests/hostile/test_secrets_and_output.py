@@ -411,3 +411,17 @@ def test_window_labels_and_tooltips_show_outside_text_as_text(qtbot: Any, aloop:
     for col in (Col.SUMMARY, Col.OUTCOME):
         tip = jobs.data(jobs.index(0, col), Qt.ItemDataRole.ToolTipRole)
         assert HOSTILE_MARKUP in _as_displayed(tip, plain=False), col
+
+
+def test_upload_prints_file_names_from_a_dropped_folder_inert(jobdeck_home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "report\u202etxt.csv").write_text("a,b\n")  # a bidi override: a valid key, shown inert
+    (folder / "\x1b]0;owned\x07.csv").write_text("a,b\n")  # no valid key: skipped, and the name shown inert
+    (folder / "\x1b[2Jlink").symlink_to("/etc/hostname")  # outside the folder: listed as skipped
+    proc = jobdeck(jobdeck_home, "upload", str(folder), "--bucket", "reports")
+    assert proc.returncode == 0, proc.stderr
+    assert "created job" in proc.stdout and "skipped" in proc.stderr
+    _assert_inert(proc.stdout + proc.stderr)
+    assert "report\\u202etxt.csv" in proc.stdout
+    assert "\\x1b[2Jlink" in proc.stderr and "\\x1b]0;owned\\x07.csv" in proc.stderr
