@@ -18,6 +18,7 @@ import os
 import re
 import stat
 import threading
+import time
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -55,6 +56,9 @@ _KINDS = (
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISLNK, "a link"),
 )
+REUSE_S = 1.0  # how long a listing of the data folder or of the mount table is reused
+_recent_guards: dict[Path, tuple[float, DataGuard]] = {}
+_pseudo: tuple[float, frozenset[int]] | None = None
 # Descriptors found (after a race) to be one of Jobdeck's own files: closing one would drop the process's SQLite
 # locks on it, so they stay open for the life of the process.
 _kept_open: list[int] = []
@@ -87,8 +91,18 @@ class DataGuard:
 
     @classmethod
     def beside(cls, folder: Path) -> DataGuard:
-        """The guard for the data folder that holds ``folder`` (``Paths.spool`` or ``Paths.temp``)."""
-        return cls(Paths(folder.parent))
+        """The guard for the data folder that holds ``folder`` (``Paths.spool`` or ``Paths.temp``).
+
+        Kept for a second: a batch of a thousand files would otherwise list the data folder twice per file. The
+        ledger's inodes do not change meanwhile (a new hard link shares one already listed)."""
+        now = time.monotonic()
+        cached = _recent_guards.get(folder)
+        if cached is not None and now - cached[0] < REUSE_S:
+            return cached[1]
+        guard = cls(Paths(folder.parent))
+        guard.inodes()
+        _recent_guards[folder] = (now, guard)
+        return guard
 
     def holds(self, real: str) -> bool:
         """Whether a resolved path is the data folder, inside it, or one of the ledger's files."""
@@ -128,7 +142,16 @@ class DataGuard:
 
 
 def pseudo_devices() -> frozenset[int]:
-    """Device numbers of the mounted kernel file systems (Linux); empty where the mount table cannot be read."""
+    """Device numbers of the mounted kernel file systems (Linux); empty where the mount table cannot be read.
+    Read again after REUSE_S: kernel file systems are mounted at boot, not per file."""
+    global _pseudo
+    now = time.monotonic()
+    if _pseudo is None or now - _pseudo[0] >= REUSE_S:
+        _pseudo = (now, _read_pseudo_devices())
+    return _pseudo[1]
+
+
+def _read_pseudo_devices() -> frozenset[int]:
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
             lines = fh.read().splitlines()

@@ -44,7 +44,7 @@ class UploadParams(Params):
     mtime_ns: int | None = Field(default=None, description="Filled at submission", json_schema_extra={"readOnly": True})
 
 
-def stage(source: Path, spool: Path, limit: int) -> tuple[Path, SourceFile]:
+def stage(source: Path, spool: Path, limit: int, guard: DataGuard) -> tuple[Path, SourceFile]:
     """Snapshot the file into the spool; a full disk, or a file that grows past ``limit`` while it is copied,
     leaves no partial copy behind. Returns the copy and the opened source (closed; its ``size`` is what was copied).
 
@@ -52,7 +52,7 @@ def stage(source: Path, spool: Path, limit: int) -> tuple[Path, SourceFile]:
     snapshot. It also keeps the kernel's write-back of a large snapshot out of the upload itself, which it slowed
     by 15-20 % (bench/upload.py, staged vs --in-place).
     """
-    with _open_checked(source, spool) as src:
+    with _open_checked(source, guard) as src:
         folder = spool / f"job-{uuid.uuid4().hex}"
         folder.mkdir(parents=True)
         target = folder / source.name
@@ -77,10 +77,10 @@ def stage(source: Path, spool: Path, limit: int) -> tuple[Path, SourceFile]:
     return target, src
 
 
-def _open_checked(path: Path, spool: Path) -> SourceFile:
+def _open_checked(path: Path, guard: DataGuard) -> SourceFile:
     """Open the checked file at submission (never blocking the caller, which may be a worker request thread)."""
     try:
-        return SourceFile.open(path, DataGuard.beside(spool))
+        return SourceFile.open(path, guard)
     except Refused as exc:
         raise ValidationError("path", f"{path} is {exc}") from None
     except OSError as exc:
@@ -109,7 +109,8 @@ class UploadFile(JobType):
         return PurePosixPath(str(parameters.get("path", "")).replace("\\", "/")).name
 
     def prepare(self, params: UploadParams, settings: Settings, spool: Path) -> Prepared:  # type: ignore[override]
-        path, _ = check_named(params.path, settings.max_upload_bytes, DataGuard.beside(spool))
+        guard = DataGuard.beside(spool)
+        path, _ = check_named(params.path, settings.max_upload_bytes, guard)
         bucket = params.bucket or settings.s3_bucket
         if not bucket:
             raise ValidationError("bucket", "no bucket given and no default set (jobdeck config set s3_bucket NAME)")
@@ -117,10 +118,10 @@ class UploadFile(JobType):
         key = check_key("key", params.key or (settings.s3_key_prefix + path.name))
         staged = None
         if params.in_place:
-            with _open_checked(path, spool) as src:
+            with _open_checked(path, guard) as src:
                 checked = src
         else:
-            staged, checked = stage(path, spool, settings.max_upload_bytes)
+            staged, checked = stage(path, spool, settings.max_upload_bytes, guard)
         stored = params.model_copy(
             update={
                 "path": str(path),
@@ -138,8 +139,9 @@ class UploadFile(JobType):
         params = job["parameters"]
         if params.get("in_place"):
             return None
-        path, _ = check_named(params["path"], settings.max_upload_bytes, DataGuard.beside(spool))
-        return stage(path, spool, settings.max_upload_bytes)[0]
+        guard = DataGuard.beside(spool)
+        path, _ = check_named(params["path"], settings.max_upload_bytes, guard)
+        return stage(path, spool, settings.max_upload_bytes, guard)[0]
 
     def run(self, ctx: JobContext, params: UploadParams) -> dict[str, Any]:  # type: ignore[override]
         with self._source(ctx, params) as source:

@@ -235,6 +235,33 @@ def test_a_fifo_swapped_in_after_the_check_fails_the_job_without_blocking_the_wo
     assert deck.request("status")["running"] == []  # no thread is left blocked in open()
 
 
+def test_opening_a_fifo_for_an_upload_returns_at_once_with_a_refusal(tmp_path: Path) -> None:
+    """What a request thread does at submission: it must never wait in open() for a writer that never comes."""
+    import threading
+
+    from engine.upload_paths import DataGuard, Refused, SourceFile
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | None] = []
+
+    def open_it() -> None:
+        try:
+            SourceFile.open(fifo, DataGuard(Paths(tmp_path / "data"))).close()
+            outcome.append(None)
+        except BaseException as exc:  # reported below
+            outcome.append(exc)
+
+    opener = threading.Thread(target=open_it, daemon=True)
+    opener.start()
+    opener.join(5)
+    if opener.is_alive():  # unblock it, then fail
+        with open(fifo, "wb"):
+            pass
+        pytest.fail("open() blocked on a FIFO")
+    assert isinstance(outcome[0], Refused) and "named pipe" in str(outcome[0])
+
+
 def test_an_in_place_upload_stops_when_the_file_grows_past_what_was_checked(deck: Deck, tmp_path: Path) -> None:
     save_settings({"bandwidth_limit_bytes_s": 4 * MiB}, Paths(deck.home))
     source = tmp_path / "growing.log"
