@@ -189,7 +189,8 @@ def test_every_change_to_a_job_bumps_its_version(ledger: Ledger) -> None:
     assert running is not None and ledger.succeed(running, "w", None) is not None
     changed()
     ledger.claim(make(ledger)["id"], "gone")
-    ledger.recover_expired(0)
+    (lost,) = ledger.lost_leases(0)
+    ledger.lease_lost(lost, JobStatus.FAILED, error="worker lost")
     later = make(ledger, scheduled_time=datetime.now(UTC) + timedelta(hours=1))
     before = ledger.get_row(later["id"]).version
     ledger.run_now(later["id"])
@@ -468,31 +469,27 @@ def test_retry_all_failed_keeps_history(ledger: Ledger) -> None:
     assert event_count(ledger, ids[0]) == 4  # created, started, failed, retried
 
 
-def test_expired_lease_goes_back_then_fails_when_attempts_run_out(ledger: Ledger) -> None:
+def test_a_lapsed_lease_is_lost_and_a_renewed_one_is_left_alone(ledger: Ledger) -> None:
+    """``lease_lost`` acts on the row as ``lost_leases`` read it: a lease renewed since then is not taken."""
     job = make(ledger, max_retries=1)
     ledger.claim(job["id"], "dead-worker")
     with ledger.engine.begin() as conn:
         conn.execute(
             update(JOBS).where(JOBS.c.id == job["id"]).values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=5))
         )
-    assert [j["status"] for j in ledger.recover_expired(lease_s=30)] == ["pending"]
-    assert ledger.get(job["id"])["status"] == "pending"
-    ledger.claim(job["id"], "dead-worker")  # attempt 2 of 2
-    with ledger.engine.begin() as conn:
-        conn.execute(
-            update(JOBS).where(JOBS.c.id == job["id"]).values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=5))
-        )
-    recovered = ledger.recover_expired(lease_s=30)
-    assert [j["status"] for j in recovered] == ["failed"]
-    assert "worker lost" in recovered[0]["error"]
+    (lost,) = ledger.lost_leases(lease_s=30)
+    assert ledger.heartbeat("dead-worker") == 1  # it was alive after all
+    assert ledger.lease_lost(lost, JobStatus.RETRYING, error="worker lost", next_attempt_at=datetime.now(UTC)) is None
+    assert ledger.get(job["id"])["status"] == "running" and ledger.lost_leases(lease_s=30) == []
 
 
 def test_fresh_lease_is_not_recovered_unless_its_worker_is_known_dead(ledger: Ledger) -> None:
     job = make(ledger)
     ledger.claim(job["id"], "old-incarnation")
-    assert ledger.recover_expired(lease_s=30) == []
-    recovered = ledger.recover_expired(lease_s=30, worker_id="new-incarnation")
-    assert [j["id"] for j in recovered] == [job["id"]]
+    other = make(ledger)
+    ledger.claim(other["id"], "alive")
+    assert ledger.lost_leases(lease_s=30) == []
+    assert [row["id"] for row in ledger.lost_leases(lease_s=30, dead_workers={"old-incarnation"})] == [job["id"]]
 
 
 def test_release_does_not_count_the_attempt(ledger: Ledger) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -568,39 +568,44 @@ class Ledger(LedgerReads):
         }
         return self._finish(job_id, worker_id, values, "released")
 
-    def recover_expired(self, lease_s: float, *, worker_id: str | None = None) -> list[dict[str, Any]]:
-        """Running jobs whose lease lapsed (a dead worker): back to pending, or failed once attempts run out.
+    def lost_leases(self, lease_s: float, dead_workers: Collection[str] = ()) -> list[Row]:
+        """The rows of running jobs whose worker is gone: its lease lapsed (no heartbeat for ``lease_s``), or it is
+        held by a worker known to be dead (one that held a worker lock this process holds now).
 
-        With ``worker_id`` given, that worker's jobs are recovered whatever their lease (a restarted worker that
-        holds the single-worker lock knows its previous incarnation is dead).
+        Never every running job: on a shared PostgreSQL ledger, other live workers hold theirs.
         """
         cutoff = utcnow() - timedelta(seconds=lease_s)
-        lapsed = or_(JOBS.c.heartbeat_at.is_(None), JOBS.c.heartbeat_at < cutoff)
-        if worker_id is not None:
-            lapsed = or_(lapsed, JOBS.c.worker_id != worker_id)
+        lost = or_(JOBS.c.heartbeat_at.is_(None), JOBS.c.heartbeat_at < cutoff)
+        if dead_workers:
+            lost = or_(lost, JOBS.c.worker_id.in_(list(dead_workers)))
         with self.engine.connect() as conn:
-            ids = (
-                conn.execute(select(JOBS.c.id).where(JOBS.c.status == JobStatus.RUNNING.value, lapsed)).scalars().all()
-            )
-        recovered = []
-        for job_id in ids:
-            job = self._recover_one(job_id, lapsed)
-            if job is not None:
-                recovered.append(job)
-        return recovered
+            rows = conn.execute(select(JOBS).where(JOBS.c.status == JobStatus.RUNNING.value, lost)).mappings().all()
+        return [dict(row) for row in rows]
 
-    def _recover_one(self, job_id: int, lapsed: Any) -> dict[str, Any] | None:
-        exhausted = JOBS.c.attempts > JOBS.c.max_retries
-        values = {
-            "status": case((exhausted, JobStatus.FAILED.value), else_=JobStatus.PENDING.value),
-            "error": case((exhausted, "worker lost: the worker stopped while running this job"), else_=JOBS.c.error),
-            "finished_at": case((exhausted, utcnow()), else_=None),
-            "heartbeat_at": None,
-            "worker_id": None,
-        }
+    def lease_lost(
+        self,
+        row: Row,
+        status: JobStatus,
+        *,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """running → retrying (``next_attempt_at``), failed, or succeeded (the lost attempt had done the work): the
+        job of a lost worker, as ``lost_leases`` read it. Guarded on the row's version, so a lease that was renewed
+        (or a job that moved on) since that read is left alone; ``None`` then."""
+        values: dict[str, Any] = {"status": status.value, "heartbeat_at": None, "worker_id": None}
+        if status is JobStatus.SUCCEEDED:
+            values = {**_succeeded(result, utcnow()), "worker_id": None}
+        elif status is JobStatus.FAILED:
+            values |= {"error": error, "finished_at": utcnow(), "next_attempt_at": None}
+        else:
+            values |= {"error": error, "next_attempt_at": next_attempt_at}
+        same = JOBS.c.version == bindparam("b_version", type_=JOBS.c.version.type)
+        key = f"lease-lost:{status.value}"
 
         def op(tx: Tx) -> dict[str, Any] | None:
-            job = self._change(tx, job_id, _RUNNING, values, lapsed)
+            job = self._change(tx, row["id"], _RUNNING, values, same, key=key, params={"b_version": row["version"]})
             if job is not None:
                 self._record(tx, job, "lease_expired")
             return job

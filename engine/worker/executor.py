@@ -26,14 +26,20 @@ from engine.credentials.store import Credentials
 from engine.errors import JobError, PermanentJobError
 from engine.jobs import registry
 from engine.jobs.base import CleanupEnv, JobContext, JobType
-from engine.queue.backoff import compute_backoff
+from engine.queue.backoff import retry_delay
 from engine.queue.huey_queue import JobQueue
-from engine.storage.repository import Claim, Ledger
+from engine.storage.repository import Claim, Ledger, job_to_dict
 from engine.storage.status import JobStatus
 
 log = logging.getLogger(__name__)
 
 ProgressSink = Callable[[int, dict[str, Any]], None]
+
+WORKER_LOST = "worker lost: the worker stopped while running this job"
+
+
+def _gave_up(attempts: int, max_retries: int) -> str:
+    return f" (gave up after {attempts} attempts)" if max_retries else ""
 
 
 @dataclass(frozen=True)
@@ -167,21 +173,70 @@ class Executor:
     def _retry_or_fail(
         self, job: dict[str, Any], message: str, tb: str | None, settings: Settings
     ) -> dict[str, Any] | None:
-        if job["attempts"] > job["max_retries"]:
-            suffix = f" (gave up after {job['attempts']} attempts)" if job["max_retries"] else ""
-            return self._fail(job, message + suffix, tb)
         row = self.ledger.get_row(job["id"])
-        delay = compute_backoff(
-            job["attempts"] - 1,
-            row.retry_base_s or settings.retry_base_s,
-            row.retry_cap_s or settings.retry_cap_s,
-            self.rng,
-        )
+        delay = self._retry_delay(job["attempts"], job["max_retries"], row.retry_base_s, row.retry_cap_s, settings)
+        if delay is None:
+            return self._fail(job, message + _gave_up(job["attempts"], job["max_retries"]), tb)
         next_at = datetime.now(UTC) + timedelta(seconds=delay)
         done = self.ledger.retry_later(job["id"], self.worker_id, message, tb, next_at)
         if done is not None:
             self.queue.enqueue(job["id"], job["priority"], next_at)
         return done
+
+    def _retry_delay(
+        self, attempts: int, max_retries: int, base_s: float | None, cap_s: float | None, settings: Settings
+    ) -> float | None:
+        """``retry_delay`` with the job's own policy, else the settings'."""
+        return retry_delay(
+            attempts, max_retries, base_s or settings.retry_base_s, cap_s or settings.retry_cap_s, self.rng
+        )
+
+    def recover(self, rows: list[dict[str, Any]], settings: Settings) -> list[dict[str, Any]]:
+        """Jobs whose worker was lost (rows from ``Ledger.lost_leases``): the lost attempt counts and goes through
+        the same retry decision as one that raised, reason ``worker lost``, unless the job's type knows that the
+        attempt had finished the work (``JobType.completed_result``): then the job has succeeded. What a job that
+        ended held is released, as on the normal paths. Returns the jobs as recorded."""
+        recovered = []
+        for row in rows:
+            kind = registry.load().get(row["job_type"])
+            staged = Path(row["staged_path"]) if row["staged_path"] else None
+            result = self._completed_result(kind, row, staged, settings)
+            if result is not None:
+                job = self.ledger.lease_lost(row, JobStatus.SUCCEEDED, result=result)
+                reason = "succeeded"
+            else:
+                delay = self._retry_delay(
+                    row["attempts"], row["max_retries"], row["retry_base_s"], row["retry_cap_s"], settings
+                )
+                if delay is None:
+                    error = WORKER_LOST + _gave_up(row["attempts"], row["max_retries"])
+                    job = self.ledger.lease_lost(row, JobStatus.FAILED, error=error)
+                    reason = "failed"
+                else:
+                    next_at = datetime.now(UTC) + timedelta(seconds=delay)
+                    job = self.ledger.lease_lost(row, JobStatus.RETRYING, error=WORKER_LOST, next_attempt_at=next_at)
+                    if job is not None:
+                        self.queue.enqueue(row["id"], row["priority"], next_at)
+                    reason = ""
+            if job is None:  # its lease was renewed meanwhile: not lost after all
+                continue
+            recovered.append(job)
+            if reason and kind is not None:
+                self._cleanup(kind, job, staged, reason, settings, row["checkpoint"])
+        return recovered
+
+    def _completed_result(
+        self, kind: JobType | None, row: dict[str, Any], staged: Path | None, settings: Settings
+    ) -> dict[str, Any] | None:
+        if kind is None:
+            return None
+        try:
+            job = job_to_dict(row)
+            env = CleanupEnv(settings, self.credentials)
+            return kind.completed_result(job, staged, env, checkpoint=row["checkpoint"])
+        except Exception:
+            log.exception("job %s: could not tell whether its lost attempt completed; counting it as lost", row["id"])
+            return None
 
     def _fail(self, job: dict[str, Any], message: str, tb: str | None) -> dict[str, Any] | None:
         return self.ledger.fail(job["id"], self.worker_id, message, tb)

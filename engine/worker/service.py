@@ -1,8 +1,9 @@
 """The worker process: Huey's consumer threads, lease upkeep, crash recovery, the event server, shutdown.
 
-Start-up order matters: take the single-worker lock, recover jobs a dead worker left ``running``, rebuild the
-Huey queue from the ledger (the ledger is the truth; Huey lost whatever was dequeued when the last worker
-died), then start consuming and serving events.
+Start-up order matters: take the worker locks (see ``engine.worker.lock``), recover the jobs of workers that are
+gone (those the locks' last holders left ``running``, and any whose lease lapsed), rebuild the Huey queue from the
+ledger (the ledger is the truth; Huey lost whatever was dequeued when the last worker died), then start consuming
+and serving events.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.config import HEARTBEAT_SECONDS, LEASE_SECONDS, Paths, load_settings
+from engine.config import HEARTBEAT_SECONDS, LEASE_SECONDS, Paths, load_settings, sqlite_file
 from engine.events.server import EventServer
 from engine.jobs import registry
 from engine.operations import Operations
@@ -28,7 +29,7 @@ from engine.storage.repository import Ledger
 from engine.storage.status import JobStatus
 from engine.worker.dispatch import Dispatch
 from engine.worker.executor import Executor
-from engine.worker.lock import WorkerLock
+from engine.worker.lock import WorkerLocks
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class WorkerService:
         self.heartbeat_s = heartbeat_s
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.started_at = datetime.now(UTC)
-        self.lock = WorkerLock(self.paths.worker_lock)
+        self.lock = WorkerLocks(self.paths.root, self.paths.worker_lock, sqlite_file(self.paths.database_url()))
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self.ledger: Ledger | None = None
@@ -61,7 +62,7 @@ class WorkerService:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         registry.load()  # before anything is claimed: see its docstring
-        self.lock.acquire()
+        self.lock.acquire({"pid": os.getpid(), "worker_id": self.worker_id, "home": str(self.paths.root)})
         check_url(self.paths.database_url())  # every page, once per start (a command checks a large ledger less)
         self.ledger = Ledger(self.paths.database_url())
         self.queue = JobQueue(self.paths.queue)
@@ -85,7 +86,8 @@ class WorkerService:
         )
         self.ledger.add_listener(self.server.notify)
 
-        recovered = self._recover(self.ledger.recover_expired(self.lease_s, worker_id=self._sole_worker_id()))
+        lost = self.ledger.lost_leases(self.lease_s, self.lock.dead_workers())
+        recovered = self.executor.recover(lost, load_settings(self.paths))
         if recovered:
             log.warning("recovered %d job(s) left running by a stopped worker", len(recovered))
         self._rebuild_queue()
@@ -100,24 +102,6 @@ class WorkerService:
             self.concurrency,
             self.server.port,
         )
-
-    def _recover(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """A lapsed lease with no attempts left is a terminal failure: release what the job held, as the
-        normal failure path does (e.g. abort its multipart upload, which S3 bills until aborted)."""
-        assert self.ledger is not None
-        for job in jobs:
-            if job["status"] == JobStatus.FAILED.value:
-                try:
-                    row = self.ledger.get_row(job["id"])
-                    self.ops.release(job, row.staged_path, "failed", row.checkpoint)
-                except Exception:
-                    log.exception("cleanup of job %s after a lost worker failed", job["id"])
-        return jobs
-
-    def _sole_worker_id(self) -> str | None:
-        """On SQLite the lock makes us the only worker: every other worker id in the ledger is dead."""
-        assert self.ledger is not None
-        return self.worker_id if self.ledger.dialect == "sqlite" else None
 
     def _rebuild_queue(self) -> None:
         assert self.ledger is not None
@@ -141,9 +125,7 @@ class WorkerService:
                 self.ledger.heartbeat(self.worker_id)
                 if time.monotonic() - last_sweep >= self.lease_s / 2:
                     last_sweep = time.monotonic()
-                    for job in self._recover(self.ledger.recover_expired(self.lease_s)):
-                        if job["status"] == JobStatus.PENDING.value:
-                            self.queue.enqueue(job["id"], job["priority"])
+                    self.executor.recover(self.ledger.lost_leases(self.lease_s), load_settings(self.paths))
                     self.consumer.check_health()
             except Exception:
                 log.exception("maintenance pass failed; will retry")
