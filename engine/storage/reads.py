@@ -109,6 +109,9 @@ def sort_keys(key: str, dialect: str, descending: bool) -> list[ColumnElement[An
     return [c.desc() if descending else c.asc() for c in columns]
 
 
+_TYPES_WITH_ERROR = ("failed", "retry_scheduled", "lease_expired")  # events whose snapshot says why
+
+
 class LedgerReads:
     engine: Engine
 
@@ -138,7 +141,7 @@ class LedgerReads:
                 "at": iso(r.at),
                 "status": r.payload["job"]["status"],
                 "attempts": r.payload["job"]["attempts"],
-                "error": r.payload["job"]["error"] if r.type in ("failed", "retry_scheduled") else None,
+                "error": r.payload["job"]["error"] if r.type in _TYPES_WITH_ERROR else None,
             }
             for r in rows
         ]

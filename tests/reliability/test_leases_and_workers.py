@@ -98,6 +98,7 @@ def test_a_lost_lease_with_no_attempts_left_fails_as_worker_lost(
     failed = wait_for(ops, job["id"], {"failed"})
     assert failed["attempts"] == 1 and failed["error"].startswith("worker lost")
     assert [h["type"] for h in failed["history"]] == ["created", "started", "lease_expired"]
+    assert failed["history"][-1]["error"].startswith("worker lost")  # `jobdeck show` says why
 
 
 def test_an_attempt_that_had_done_the_work_is_finished_not_run_again(
