@@ -425,3 +425,33 @@ def test_upload_prints_file_names_from_a_dropped_folder_inert(jobdeck_home: Path
     _assert_inert(proc.stdout + proc.stderr)
     assert "report\\u202etxt.csv" in proc.stdout
     assert "\\x1b[2Jlink" in proc.stderr and "\\x1b]0;owned\\x07.csv" in proc.stderr
+
+
+def test_log_records_and_tracebacks_are_redacted(jobdeck_home: Path) -> None:
+    """The worker's and the window's log files get the same scrubbing as job errors, tracebacks included."""
+    import logging
+
+    from engine.credentials.redact import SEEN
+    from engine.logs import configure_logging
+
+    password = "log-pässwörd-9c1e"
+    SEEN.add(password)
+    root = logging.getLogger()
+    before = list(root.handlers)
+    configure_logging(Paths(jobdeck_home), "redaction")
+    try:
+        log = logging.getLogger("jobdeck.test")
+        blob = base64.b64encode(b"\0mailer\0" + password.encode()).decode()
+        log.error("server answered 535 rejected AUTH PLAIN %s", blob)
+        try:
+            raise ConnectionError(f"proxy refused https://mailer:{quote(password, safe='')}@relay.example/")
+        except ConnectionError:
+            log.exception("relay failed")
+    finally:
+        for handler in root.handlers[len(before) :]:
+            handler.close()
+            root.removeHandler(handler)
+    text = (jobdeck_home / "logs" / "redaction.log").read_text(encoding="utf-8")
+    assert "relay failed" in text and "Traceback" in text and "***" in text
+    for form in wire_forms("mailer", password):
+        assert form not in text, form
