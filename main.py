@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from engine.config import PRIVATE_UMASK
+
+    os.umask(PRIVATE_UMASK)  # before any file is made: every file and folder Jobdeck creates is its user's alone
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("gui", "--minimized"):
         from desktop.app import main as gui_main

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 import time
 from functools import cached_property
@@ -38,8 +39,43 @@ SHUTDOWN_GRACE_S = 10.0
 def home() -> Path:
     """The data folder; tests and benchmarks point JOBDECK_HOME at a temporary one."""
     path = Path(os.environ.get("JOBDECK_HOME") or platformdirs.user_data_dir(APP_NAME, appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(PRIVATE_DIR, parents=True, exist_ok=True)
     return path
+
+
+PRIVATE_DIR = 0o700  # the data folder and every folder in it: other local users cannot even list them
+PRIVATE_FILE = 0o600  # the ledger, its -wal/-shm, logs, spool copies, config.json, runtime files
+PRIVATE_UMASK = 0o077  # what main.py sets, so that every file any part of Jobdeck makes is born private
+
+
+def make_private(paths: Paths) -> None:
+    """Give the data folder, everything in it and a SQLite ledger kept elsewhere owner-only modes.
+
+    New files are born private under the process umask (``PRIVATE_UMASK``, set by main.py); this fixes what an older
+    version or another umask left readable by other local users: the ledger holds recipients, message bodies and
+    file names, ``runtime/worker.json`` the worker's token. Links are never followed (a link planted in the folder
+    must not make Jobdeck change the mode of its target), and only modes that are wrong are written.
+    """
+    if os.name != "posix":
+        return  # Windows keeps the data folder in the user's profile, which ACLs already keep private
+    for folder, _dirs, files in os.walk(paths.root):
+        _restrict(Path(folder), PRIVATE_DIR)
+        for name in files:
+            _restrict(Path(folder) / name, PRIVATE_FILE)
+    ledger = sqlite_file(paths.database_url())
+    if ledger is not None and paths.root not in ledger.parents:
+        for path in (ledger, ledger.with_name(ledger.name + "-wal"), ledger.with_name(ledger.name + "-shm")):
+            _restrict(path, PRIVATE_FILE)
+
+
+def _restrict(path: Path, mode: int) -> None:
+    try:
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode) or stat.S_IMODE(st.st_mode) & ~mode == 0 or st.st_uid != os.getuid():
+            return
+        os.chmod(path, stat.S_IMODE(st.st_mode) & mode)
+    except OSError:
+        pass  # removed meanwhile (a finished job's staged copy, a rotated log), or a read-only disk: not fatal
 
 
 class Paths:
@@ -54,7 +90,7 @@ class Paths:
         path = self._made.get(name)
         if path is None:
             path = self.root / name
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(PRIVATE_DIR, parents=True, exist_ok=True)
             self._made[name] = path
         return path
 
