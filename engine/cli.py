@@ -4,24 +4,61 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from engine import __version__
-from engine.config import Paths, Settings, load_file, load_settings, parse_value, save_settings, sqlite_file
+from engine.config import (
+    Paths,
+    Settings,
+    load_file,
+    load_settings,
+    make_private,
+    parse_value,
+    save_settings,
+    sqlite_file,
+)
 from engine.credentials.store import CREDENTIAL_NAMES, check_name, default_store, keyring_status
 from engine.errors import JobdeckError, ValidationError
+from engine.failures import describe
 from engine.inert import inert, inert_json
 from engine.jobs import registry
 from engine.storage.status import ALL_STATUSES
 
 
+class _Parser(argparse.ArgumentParser):
+    """Invalid arguments in one line, as every other invalid input is; the usage is one ``--help`` away."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
+def _setting_range(field: str, note: str = "") -> Callable[[str], int]:
+    """An argparse type for a whole number within the bounds the setting of that name has (one source of truth)."""
+    bounds = {type(m).__name__: m for m in Settings.model_fields[field].metadata}
+    low, high = bounds["Ge"].ge, bounds["Le"].le
+    allowed = f"allowed: {low}–{high}{note}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; {allowed}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range; {allowed}")
+        return value
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="jobdeck",
         description="Jobdeck: create, schedule and watch background jobs. With no command, opens the window.",
     )
@@ -29,8 +66,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     w = sub.add_parser("worker", help="run the headless worker (jobs + live events)")
-    w.add_argument("--concurrency", type=int, default=None, help="worker threads (default 4)")
-    w.add_argument("--port", type=int, default=None, help="event port on 127.0.0.1 (default: a free port)")
+    w.add_argument(
+        "--concurrency", type=_setting_range("concurrency"), default=None, help="worker threads, 1–64 (default 4)"
+    )
+    w.add_argument(
+        "--port",
+        type=_setting_range("event_port", " (0 picks a free port)"),
+        default=None,
+        help="event port on 127.0.0.1 (default: a free port)",
+    )
 
     s = sub.add_parser("submit", help="create a job")
     s.add_argument("job_type", metavar="TYPE", help="a job type (see: jobdeck types)")
@@ -189,9 +233,16 @@ def _ops():  # type: ignore[no-untyped-def]
 
 
 def run(argv: Sequence[str]) -> int:
+    """Run one command. Whatever goes wrong in the environment (a full disk, a damaged ledger, a folder this user
+    cannot search, a port in use) ends in one line on stderr, never a traceback; only a bug keeps its traceback."""
     args = _parser().parse_args(argv)
+    paths: Paths | None = None
     try:
-        return _dispatch(args)
+        paths = Paths()
+        make_private(paths)
+        status = _dispatch(args)
+        sys.stdout.flush()  # here, not at exit, so that a reader who stopped early is seen below
+        return status
     except ValidationError as exc:
         print(f"jobdeck: error: {exc}", file=sys.stderr)
         return 2
@@ -200,6 +251,25 @@ def run(argv: Sequence[str]) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _output_closed()
+    except Exception as exc:
+        line = describe(exc, paths)
+        if line is None:
+            raise
+        print(f"jobdeck: {line}", file=sys.stderr)
+        return 1
+
+
+def _output_closed() -> int:
+    """The reader of our output went away (``jobdeck list | head -1``): it chose to stop reading, so say nothing
+    and end as a command killed by SIGPIPE would (128 + 13, what shells report for ``cat``). Standard output now
+    points at the null device, or Python's own flush at exit would fail on it again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return 128 + 13
 
 
 def _dispatch(args: argparse.Namespace) -> int:

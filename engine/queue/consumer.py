@@ -30,10 +30,14 @@ class PreciseScheduler(Scheduler):
     """
 
     def loop(self, now: datetime | None = None) -> None:
+        failed = False
         try:
             for task in self.huey.read_schedule(now):
                 self.huey.enqueue(task)
         except Exception:
+            # A full disk fails every move: without a pause here the next ETA is still due, and the loop would
+            # spin, logging thousands of lines a second. It tries again on the next tick.
+            failed = True
             self._logger.exception("Error moving scheduled tasks to the queue.")
         storage: Any = self.huey.storage
         delay = MAX_TICK_S
@@ -41,7 +45,7 @@ class PreciseScheduler(Scheduler):
             next_ts = storage.next_schedule_timestamp()
         except Exception:
             next_ts = None
-        if next_ts is not None:
+        if next_ts is not None and not failed:
             delay = min(MAX_TICK_S, max(0.0, next_ts - self.huey._get_timestamp().timestamp()))
         if delay > 0 and not self.stop_flag.is_set():
             storage.wait_for_schedule(delay)

@@ -7,6 +7,7 @@ its UPDATE, so two workers (or a worker and an operator) racing on one job canno
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -122,10 +123,14 @@ class _WriteBatch(Batch):
             else:
                 self.raw.rollback()
         except Exception:
+            # Close the cursor while its connection is still open: closed after it, it would raise "Cannot operate
+            # on a closed database" over this error (e.g. "database or disk is full"), hiding the real cause.
+            with contextlib.suppress(Exception):
+                self.cursor.close()
             self.ledger._drop_connection()  # a broken connection (e.g. PostgreSQL restarted): reconnect next time
             if exc_type is None:
                 raise
-        finally:
+        else:
             self.cursor.close()
 
     def new_tx(self) -> Tx:
