@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
+import socket
 import sys
 import time
-import traceback
-from types import TracebackType
+from collections.abc import Callable
+from types import FrameType, TracebackType
 
-from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtCore import QEvent, QObject, QSocketNotifier, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from engine.config import Paths
+from engine.config import Paths, make_private
+from engine.failures import describe
 
 log = logging.getLogger("desktop")
 
@@ -45,12 +49,53 @@ class _FirstPaint(QObject):
         return False
 
 
+class _StopSignals(QObject):
+    """Ctrl+C, SIGTERM (a service manager, ``kill``) and SIGHUP (the terminal closed) quit as the Quit command does,
+    stopping the worker only if this window started it, instead of a KeyboardInterrupt traceback or a death that
+    leaves an owned worker running.
+
+    Python runs a signal handler only when it next runs Python code, and the Qt loop may sit in C for as long as
+    nothing happens: so the signal's number is also written to a socket (``signal.set_wakeup_fd``) that Qt watches.
+    """
+
+    NAMES = ("SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK")
+
+    def __init__(self, on_signal: Callable[[signal.Signals], None]) -> None:
+        super().__init__()
+        self._on_signal = on_signal
+        self._read, self._write = socket.socketpair()
+        for sock in (self._read, self._write):
+            sock.setblocking(False)
+        self._previous_fd = signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
+        self._signals = [getattr(signal, name) for name in self.NAMES if hasattr(signal, name)]
+        self._previous = {sig: signal.signal(sig, _ignore) for sig in self._signals}
+        self._notifier = QSocketNotifier(self._read.fileno(), QSocketNotifier.Type.Read, self)
+        self._notifier.activated.connect(self._on_activated)
+
+    def _on_activated(self) -> None:
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            for number in self._read.recv(64):
+                self._on_signal(signal.Signals(number))
+
+    def close(self) -> None:
+        self._notifier.setEnabled(False)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        signal.set_wakeup_fd(self._previous_fd)
+        self._read.close()
+        self._write.close()
+
+
+def _ignore(_signum: int, _frame: FrameType | None) -> None:
+    """The Python-level handler: the work is done when Qt sees the wake-up socket (see ``_StopSignals``)."""
+
+
 def _install_crash_handler() -> None:
-    """Log an unexpected exception and tell the operator instead of aborting silently."""
+    """Log an unexpected exception and tell the operator instead of aborting silently (the traceback goes to the
+    log file; the console gets one line)."""
 
     def _hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
-        text = "".join(traceback.format_exception(kind, value, tb))
-        log.error("unhandled exception:\n%s", text)
+        log.error("unhandled exception", exc_info=(kind, value, tb))
         app = QApplication.instance()
         if app is not None and not isinstance(value, KeyboardInterrupt):
             QMessageBox.critical(
@@ -61,14 +106,31 @@ def _install_crash_handler() -> None:
 
 
 def main(args: list[str] | None = None) -> int:
+    """Open the window; a failure of the environment before it opens (a data folder this user cannot write, say)
+    ends in one line on stderr, exit status 1."""
+    options = _parse(list(args or []))
+    paths: Paths | None = None
+    try:
+        paths = Paths()
+        return _run(options, paths)
+    except KeyboardInterrupt:  # Ctrl+C before the window took over the signal (see ``_StopSignals``)
+        return 130
+    except Exception as exc:
+        line = describe(exc, paths)
+        if line is None:
+            raise
+        print(f"jobdeck: {line}", file=sys.stderr)
+        return 1
+
+
+def _run(options: argparse.Namespace, paths: Paths) -> int:
     started = time.perf_counter()
     from desktop.event_loop import GuiEventLoop
     from desktop.views.main_window import MainWindow
     from desktop.widgets.theme import apply_style
     from engine.logs import configure_logging
 
-    options = _parse(list(args or []))
-    paths = Paths()
+    make_private(paths)
     configure_logging(paths, "gui")
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
@@ -80,6 +142,19 @@ def main(args: list[str] | None = None) -> int:
     _install_crash_handler()
     loop = GuiEventLoop(app)
     asyncio.set_event_loop(loop)
+    closing: list[signal.Signals] = []
+
+    def _on_signal(sig: signal.Signals) -> None:
+        if closing:
+            log.info("received %s: already closing", sig.name)
+            return
+        closing.append(sig)
+        owned = window.supervisor.owned
+        log.info("received %s: closing%s", sig.name, " and stopping the worker this window started" if owned else "")
+        window.spawn(window.shutdown(stop_worker=owned))
+
+    # Before the window: a signal that comes while it is built is acted on once the loop runs.
+    stop_signals = _StopSignals(_on_signal)
     window = MainWindow(paths, autostart=not (options.no_worker or options.smoke_test))
     done = asyncio.Event()
     window.quit_finished.connect(done.set)
@@ -90,6 +165,9 @@ def main(args: list[str] | None = None) -> int:
     if options.smoke_test or not (options.minimized and window.tray.available):
         window.show()
     window.begin()
-    with loop:
-        loop.run_until_complete(done.wait())
+    try:
+        with loop:
+            loop.run_until_complete(done.wait())
+    finally:
+        stop_signals.close()
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -21,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 STABLE_AFTER_S = 60.0  # a worker that ran this long resets the backoff
 START_TIMEOUT_S = 30.0
+
+log = logging.getLogger(__name__)
 
 
 def worker_command() -> list[str]:
@@ -105,7 +108,7 @@ class WorkerSupervisor(QObject):
         self._restart_timer.stop()
         pid = self.pid
         if pid is None:
-            info = await asyncio.to_thread(read_worker_info, self.paths)
+            info = await self._worker_info_once_started()
             pid = int(info["pid"]) if info else None
         if pid is None:
             self._set_state("stopped")
@@ -133,8 +136,19 @@ class WorkerSupervisor(QObject):
         self.finished.emit()
         return True
 
+    async def _worker_info_once_started(self) -> dict[str, Any] | None:
+        """The running worker's info; a worker launched but not yet serving (a stop right after the window opened)
+        is waited for, up to its start-up time-out, so that it is stopped rather than left running unowned."""
+        while True:
+            info = await asyncio.to_thread(read_worker_info, self.paths)
+            launched_ago = time.monotonic() - self._launched_at
+            if info is not None or self.state != "starting" or launched_ago > START_TIMEOUT_S:
+                return info
+            await asyncio.sleep(0.1)
+
     def shutdown_watch(self) -> None:
-        """Stop watching (the app is quitting); the worker itself is left as it is."""
+        """Stop watching (the app is quitting); the worker itself is left as it is, and none is started any more."""
+        self.autostart = False
         self._timer.stop()
         self._restart_timer.stop()
 
@@ -156,11 +170,15 @@ class WorkerSupervisor(QObject):
 
     def _apply(self, info: dict[str, Any] | None) -> None:
         now = time.monotonic()
+        if self.state == "stopping":
+            return  # ``stop`` owns the state until the worker has gone
         if info is not None:
             pid = int(info["pid"])
             if self.state != "running" or pid != self.pid:
                 self.pid = pid
                 self._running_since = now
+                how = "started by this window" if self.owned else "found running; left running when the window closes"
+                log.info("worker pid %d serves %s (%s)", pid, self.paths.root, how)
                 self._set_state("running")
                 self.started.emit(pid)
             elif now - self._running_since > STABLE_AFTER_S:
