@@ -206,7 +206,7 @@ def locked_folder(tmp_path: Path) -> Iterator[Path]:
 def test_a_file_in_a_folder_this_user_cannot_search(jobdeck_home: Path, locked_folder: Path) -> None:
     target = locked_folder / "report.pdf"
     out = jobdeck(jobdeck_home, "upload", str(target), "--bucket", "b", prefix=unprivileged())
-    one_line(out, 1, str(target), "Permission denied", "permissions")
+    one_line(out, 2, f"path: {target}", "Permission denied")  # the path the user gave: invalid input
 
 
 def test_a_data_folder_this_user_cannot_search(locked_folder: Path) -> None:
