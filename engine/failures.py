@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from engine.config import Paths, sqlite_file
+from engine.storage.integrity import LedgerDamaged
 
 # SQLite's primary result codes (the low byte of an extended code such as SQLITE_IOERR_WRITE).
 _SQLITE_PERM, _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 3, 5, 6, 8
@@ -59,17 +60,15 @@ def _ledger_name(paths: Paths | None) -> str:
 
 def _sqlite(orig: sqlite3.Error, paths: Paths | None) -> str | None:
     ledger = _ledger_name(paths)
+    db_file = sqlite_file(paths.database_url()) if paths is not None else None
     said = first_line(orig)
     code = (getattr(orig, "sqlite_errorcode", None) or 0) & 0xFF
     if code in (_SQLITE_IOERR, _SQLITE_CANTOPEN) and _no_room_beside(paths):
         code = _SQLITE_FULL  # e.g. SQLITE_IOERR_SHMSIZE: the -shm file beside it could not be given its first page
     if code == _SQLITE_FULL:
         return f"the disk holding {ledger} is full (SQLite: {said}); free some space there and try again"
-    if code in (_SQLITE_NOTADB, _SQLITE_CORRUPT):
-        return (
-            f"{ledger} is damaged or is not a Jobdeck ledger (SQLite: {said}); "
-            "check it with `jobdeck db check`, then save what can be read with `jobdeck db recover NEWFILE`"
-        )
+    if code in (_SQLITE_NOTADB, _SQLITE_CORRUPT) and db_file is not None:  # damage found after the open's check
+        return str(LedgerDamaged(db_file, said, not_a_database=code == _SQLITE_NOTADB))
     if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
         return (
             f"{ledger} stayed locked by another process (SQLite: {said}); "

@@ -141,7 +141,7 @@ def test_a_damaged_or_foreign_file_at_the_ledger_path(jobdeck_home: Path, conten
     ledger = jobdeck_home / "jobdeck.db"
     ledger.write_bytes(content)
     for args in (["list"], list(SUBMIT), ["stats"]):
-        one_line(jobdeck(jobdeck_home, *args), 1, str(ledger), "damaged or is not a Jobdeck ledger")
+        one_line(jobdeck(jobdeck_home, *args), 1, str(ledger), "jobdeck db recover")
     assert ledger.read_bytes() == content  # left untouched for the user to recover
 
     out = jobdeck(jobdeck_home, "worker")
