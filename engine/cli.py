@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the created job as JSON")
 
     u = sub.add_parser("upload", help="create one upload job per file")
-    u.add_argument("paths", nargs="+", metavar="PATH")
+    u.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders (expanded as a drop on the window is)")
     u.add_argument("--bucket", metavar="B")
     u.add_argument("--key-prefix", metavar="P")
     u.add_argument("--conflict", choices=["overwrite", "skip", "rename"], help="when the key already exists")

@@ -114,7 +114,11 @@ class UploadFile(JobType):
         bucket = params.bucket or settings.s3_bucket
         if not bucket:
             raise ValidationError("bucket", "no bucket given and no default set (jobdeck config set s3_bucket NAME)")
-        check_bucket(bucket)
+        try:
+            check_bucket(bucket)
+        except ValidationError as exc:
+            origin = "" if params.bucket else " (from the s3_bucket setting)"
+            raise ValidationError("bucket", exc.message + origin) from None
         key = check_key("key", params.key or (settings.s3_key_prefix + path.name))
         staged = None
         if params.in_place:
