@@ -335,9 +335,11 @@ def test_cli_uploads_of_the_ledger_or_a_folder_holding_it_leave_the_worker_its_l
     assert out.returncode == 2 and "path:" in out.stderr and "data folder" in out.stderr, out.stderr
     documents = deck.home.parent
     (documents / "letter.txt").write_text("dear ledger")
+    os.link(deck.ledger, documents / "old-ledger.db")  # the ledger under another name
     out = deck.cli("upload", str(documents), "--in-place", "--json")
     assert out.returncode == 0, out.stderr
     assert f"skipped {deck.home}: in Jobdeck's data folder: not uploaded" in out.stderr
+    assert f"skipped {documents / 'old-ledger.db'}: in Jobdeck's data folder: not uploaded" in out.stderr
     jobs = json.loads(out.stdout)
     assert [j["parameters"]["key"] for j in jobs] == ["documents/letter.txt"]
     assert deck.wait_done(jobs[0]["id"])["status"] == "succeeded"
