@@ -127,6 +127,12 @@ def _parser() -> argparse.ArgumentParser:
                        "contain TEXT")  # fmt: skip
         c.add_argument("--dry-run", action="store_true", help="with --status: count, change nothing")
 
+    tr = sub.add_parser("trash", help="deleted jobs: list, restore or purge them")
+    tr.add_argument("action", choices=["list", "restore", "purge"])
+    tr.add_argument("ids", nargs="*", metavar="ID", help="restore or purge: these jobs")
+    tr.add_argument("--all", action="store_true", help="purge: empty the whole trash")
+    tr.add_argument("--limit", default="50", metavar="N")
+
     st = sub.add_parser("stats", help="counts, success rate, durations")
     st.add_argument("--json", action="store_true")
     t = sub.add_parser("types", help="job types and their parameters")
@@ -364,6 +370,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         method = {"cancel": ops.cancel, "run-now": ops.run_now, "delete": ops.delete}[cmd]
         job = method(args.id)
         print(f"job {job['id']} {'deleted' if cmd == 'delete' else 'is ' + job['status']}")
+    elif cmd == "trash":
+        _trash(ops, args)
     elif cmd == "stats":
         stats = ops.stats()
         if args.json:
@@ -411,6 +419,18 @@ def _expand_uploads(ops: Any, named: Sequence[str], key_prefix: str | None) -> t
     if not chosen:
         raise ValidationError("path", f"no file to upload in {', '.join(named)} (what was skipped is listed above)")
     return [e.path for e in chosen], [prefix + e.key for e in chosen], prefix
+
+
+def _trash(ops: Any, args: argparse.Namespace) -> None:
+    if args.action == "list":
+        page = ops.trash(limit=args.limit)
+        for job in page["jobs"]:
+            print(f"{_job_line(job)}  deleted {job['deleted_at'][:19]}")
+        print(f"{page['total']} job(s) in the trash")
+    elif args.action == "restore":
+        print(f"restored {ops.restore(ids=args.ids or None)['restored']} job(s)")
+    else:
+        print(f"purged {ops.purge_trash(ids=args.ids or None, everything=args.all)['purged']} job(s)")
 
 
 def _uploads_cleanup(ops: Any, bucket: str | None, older_than: float, as_json: bool) -> None:

@@ -191,6 +191,8 @@ class Settings(BaseModel):
     event_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port at start")
     allowed_origins: list[str] = Field(default_factory=list)
 
+    trash_days: int = Field(default=30, ge=0, le=3650, description="days a deleted job can still be restored")
+
     notify_success: bool = False
     close_to_tray: bool = False
     on_quit: QuitAction = "ask"

@@ -24,7 +24,8 @@ from engine.jobs.base import CleanupEnv, JobType, Params, remove_staged
 from engine.queue.huey_queue import JobQueue
 from engine.storage.reads import SORT_KEYS, JobQuery
 from engine.storage.repository import ACTIONS, Ledger, Outbox, job_to_dict, no_outbox
-from engine.storage.status import ALL_STATUSES, JobStatus
+from engine.storage.status import ALL_STATUSES, WAITING, JobStatus
+from engine.storage.trash import new_batch
 from engine.upload_paths import check_key
 
 MAX_LIST_LIMIT = 10_000
@@ -481,7 +482,10 @@ class Operations:
         restaged = []
         if action == "retry":
             restaged = [name for name, kind in registry.load().items() if type(kind).restage is not JobType.restage]
-        rows = self.ledger.act_on(query, action, outbox=self._outbox, skip_types=restaged)
+        if action == "delete":
+            report["batch"] = new_batch()  # what "Undo" restores
+            self.expire_trash()
+        rows = self.ledger.act_on(query, action, outbox=self._outbox, skip_types=restaged, batch=report.get("batch"))
         jobs = [job_to_dict(row) for row in rows]
         for row, job in zip(rows, jobs, strict=True):
             if action in ("cancel", "delete") and (row["staged_path"] or row["checkpoint"]):
@@ -503,6 +507,39 @@ class Operations:
                     report.setdefault("errors", []).append(f"job {job['id']}: {exc}")
         return {**report, "done": done}
 
+    # ------------------------------------------------------------------ the trash
+    def trash(self, limit: Any = 100, offset: Any = 0) -> dict[str, Any]:
+        """Deleted jobs that can still be restored, most recently deleted first."""
+        lim = parse_int("limit", limit, 1, MAX_LIST_LIMIT, f"an integer from 1 to {MAX_LIST_LIMIT}")
+        off = parse_int("offset", offset, 0, 2**62, "a non-negative integer")
+        self.expire_trash()
+        jobs, total = self.ledger.trash_list(limit=lim, offset=off)
+        return {"jobs": jobs, "total": total, "limit": lim, "offset": off}
+
+    def restore(self, ids: Any = None, batch: str | None = None) -> dict[str, Any]:
+        """Put trashed jobs back (these job ids, or one delete's ``batch``); those waiting to run are queued."""
+        if ids is None and not batch:
+            raise ValidationError("ids", "name the jobs to restore: their ids, or a delete's batch")
+        job_ids = [parse_id(i) for i in ids] if ids is not None else None
+        jobs = self.ledger.restore(ids=job_ids, batch=batch or None, outbox=self._outbox_if_waiting)
+        self._enqueued([job for job in jobs if job["status"] in _WAITING])
+        return {"restored": len(jobs), "ids": [job["id"] for job in jobs]}
+
+    def purge_trash(self, ids: Any = None, everything: bool = False) -> dict[str, Any]:
+        """Remove trashed jobs for good: these ids, or (``everything``) the whole trash."""
+        if ids is None and not everything:
+            raise ValidationError("ids", "name the jobs to purge, or purge everything")
+        job_ids = [parse_id(i) for i in ids] if ids is not None else None
+        return {"purged": self.ledger.purge(ids=job_ids, everything=bool(everything))}
+
+    def expire_trash(self) -> int:
+        """Purge what has been in the trash longer than the ``trash_days`` setting."""
+        return self.ledger.purge(older_than=datetime.now(UTC) - timedelta(days=self.settings.trash_days))
+
+    def _outbox_if_waiting(self, cursor: Any, job: dict[str, Any]) -> None:
+        if job["status"] in _WAITING:
+            self._outbox(cursor, job)
+
     def cleanup_uploads(self, bucket: str | None = None, older_than_hours: Any = 24) -> dict[str, Any]:
         """Abort stale multipart uploads in the bucket, sparing those that unfinished upload jobs will resume."""
         from engine.upload_aborts import cleanup_stale
@@ -523,6 +560,9 @@ class Operations:
 
     def count_failed(self) -> int:
         return self.ledger.count(JobStatus.FAILED)
+
+
+_WAITING = frozenset(s.value for s in WAITING)
 
 
 def _eta(job: dict[str, Any]) -> datetime | None:

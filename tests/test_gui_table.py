@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from PySide6.QtCore import Qt
 from sqlalchemy import insert
 from test_gui_support import *  # noqa: F403  (fixtures)
@@ -136,6 +135,33 @@ def test_the_empty_hint_waits_for_the_first_snapshot_and_stays_when_nothing_matc
     assert window.empty_label.isVisible() and window.empty_label.text() == "No jobs match these filters."
 
 
-@pytest.fixture(autouse=True)
-def _no_leftover(gui_env: Path) -> None:
-    assert gui_env.exists()
+def test_delete_goes_to_the_trash_and_undo_brings_it_back(qtbot: Any, make_window: Any, gui_env: Path) -> None:
+    ledger = seed(gui_env)
+    window = make_window()
+    canceled = ledger.list(status=["canceled"])[1]
+    window.filter_bar.select_status("canceled")
+    qtbot.waitUntil(lambda: window.model.filter.statuses == ("canceled",) and not window.live.loading)
+    window.table.selectAll()
+    asked: list[str] = []
+    window.confirm = lambda _title, text: asked.append(text) or True
+    run(qtbot, window.delete_selected())
+    assert asked == [f"Delete {canceled:,} of {canceled:,} selected?"]
+    assert ledger.list(status=["canceled"])[1] == 0 and ledger.trash_list()[1] == canceled
+    assert window.undo_button.isVisible()
+    qtbot.waitUntil(lambda: window.model.rowCount() == 0 and window.empty_label.isVisible())  # refreshed at the top
+    assert run(qtbot, window.undo_delete()) == canceled and not window.undo_button.isVisible()
+    assert ledger.list(status=["canceled"])[1] == canceled and ledger.trash_list()[1] == 0
+    qtbot.waitUntil(lambda: window.model.rowCount() == canceled)
+    # the trash view lists what a later delete put there, and restores it
+    window.table.selectRow(0)
+    job_id = window.selected_ids()[0]
+    run(qtbot, window.delete_selected())
+    view = window.open_trash()
+    qtbot.waitUntil(lambda: view.table.rowCount() == 1)
+    assert view.table.item(0, 0).text() == str(job_id) and view.headline.text() == "1 deleted job in the trash."
+    view.table.selectRow(0)
+    view.restore_button.click()
+    qtbot.waitUntil(lambda: view.table.rowCount() == 0)
+    assert ledger.get(job_id)["status"] == "canceled"
+    view.close()
+    ledger.close()

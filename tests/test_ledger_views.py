@@ -135,3 +135,40 @@ def test_bulk_counts_first_and_acts_on_a_filter_once(ops: Any, capsys: pytest.Ca
     report = ops.bulk("retry", ids=[jobs[0]["id"], jobs[1]["id"]])
     assert (report["matched"], report["applicable"], report["done"]) == (2, 2, 2)
     assert ops.ledger.count(JobStatus.PENDING) == 2
+
+
+def test_deleted_jobs_wait_in_the_trash_until_restored_or_purged(ledger: Ledger) -> None:  # noqa: F811
+    ledger.purge(everything=True)  # the PostgreSQL database is shared by the session
+    jobs = [make(ledger, parameters={"recipient": f"t{i}@example.com"}) for i in range(5)]
+    ledger.cancel(jobs[0]["id"])
+    ledger.act_on(JobQuery(ids=tuple(j["id"] for j in jobs[:3])), "delete", batch="b1")
+    ledger.delete(jobs[3]["id"], batch="b2")
+    trashed, total = ledger.trash_list()
+    assert total == 4 and ledger.list()[1] == 1
+    assert {j["id"] for j in trashed} == {j["id"] for j in jobs[:4]} and all(j["deleted_at"] for j in trashed)
+    before = ledger.last_seq()
+    back = ledger.restore(batch="b1", outbox=lambda _cursor, _job: None)
+    assert [(j["id"], j["status"]) for j in back] == [(jobs[0]["id"], "canceled"), (jobs[1]["id"], "pending"),
+                                                      (jobs[2]["id"], "pending")]  # fmt: skip
+    assert ledger.get(jobs[0]["id"])["parameters"] == {"recipient": "t0@example.com"}
+    assert [e["type"] for e in ledger.events_since(before)] == ["restored"] * 3
+    assert ledger.purge(older_than=T0) == 0 and ledger.trash_list()[1] == 1
+    assert ledger.purge(older_than=datetime.now(UTC) + timedelta(seconds=1)) == 1 and ledger.trash_list()[1] == 0
+
+
+def test_undo_and_the_cli_trash(ops: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import run as main
+
+    jobs = [ops.create("send_email", {"recipient": f"u{i}@example.com", "subject": "s", "body": "b"},
+                       scheduled_time="2099-01-01T00:00") for i in range(3)]  # fmt: skip
+    report = ops.bulk("delete", status=["scheduled"])
+    assert report["done"] == 3 and ops.ledger.list()[1] == 0
+    assert ops.restore(batch=report["batch"])["restored"] == 3
+    assert [j["status"] for j in ops.ledger.list()[0]] == ["scheduled"] * 3
+    assert main(["delete", str(jobs[0]["id"])]) == 0 and main(["trash", "list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "1 job(s) in the trash" and str(jobs[0]["id"]) in out[-2]
+    assert main(["trash", "restore", str(jobs[0]["id"])]) == 0 and ops.ledger.list()[1] == 3
+    ops.delete(jobs[1]["id"])
+    assert main(["trash", "purge", "--all"]) == 0 and ops.ledger.trash_list()[1] == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "purged 1 job(s)"

@@ -106,6 +106,9 @@ class JobActions(QObject):
         result = await request("bulk", timeout=600.0, action=action, **target)
         done = int(result["done"])
         errors = result.get("errors") or []
+        if action == "delete" and done and not errors:
+            self.window.offer_undo(str(result["batch"]), done)
+            return dict(result)
         self.window.tell(f"{verb}: {done:,} job{'s' if done != 1 else ''} done" + (
             f"; {'; '.join(errors[:3])}" if errors else ""))  # fmt: skip
         return dict(result)

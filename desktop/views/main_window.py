@@ -11,7 +11,16 @@ from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from desktop.models.jobs import Filter, JobTableModel
 from desktop.services import settings_io
@@ -26,6 +35,7 @@ from desktop.views.job_dialog import JobDialog
 from desktop.views.jobs_table import JobsTable
 from desktop.views.settings_dialog import SettingsDialog
 from desktop.views.stats_view import StatsView
+from desktop.views.trash_view import TrashView
 from desktop.views.tray import TrayController
 from desktop.views.worker_control import WorkerControl
 from desktop.widgets.theme import icon
@@ -37,6 +47,7 @@ from engine.errors import JobdeckError
 log = logging.getLogger(__name__)
 
 Confirm = Callable[[str, str], bool]
+UNDO_MS = 60_000  # how long "Undo" stays offered after a delete
 
 
 class MainWindow(QMainWindow):
@@ -96,6 +107,7 @@ class MainWindow(QMainWindow):
         self.pause_action = self.worker_control.pause_action
         self.toggle_pause, self.quit_choice = self.worker_control.toggle_pause, self.worker_control.quit_choice
         self.stats_action = a("Statistics", self.open_stats, "Ctrl+I")
+        self.trash_action = a("Trash…", self.open_trash, tip="Deleted jobs: restore them or delete them for good")
         self.settings_action = a("Settings…", self.open_settings, QKeySequence.StandardKey.Preferences)
         self.find_action = a("Find", self._focus_search, QKeySequence.StandardKey.Find)
         self.quit_action = a("Quit", self.request_quit, QKeySequence.StandardKey.Quit)
@@ -106,7 +118,8 @@ class MainWindow(QMainWindow):
         toolbar.setMovable(False)
         for action in (self.new_action, self.upload_action, None, self.retry_action, self.cancel_action,
                        self.run_now_action, self.delete_action, self.clone_action, None, self.retry_all_action,
-                       None, self.pause_action, self.stats_action, self.settings_action):  # fmt: skip
+                       None, self.pause_action, self.stats_action, self.trash_action,
+                       self.settings_action):  # fmt: skip
             if action is None:
                 toolbar.addSeparator()
             else:
@@ -130,6 +143,16 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
         self.badge = WorkerBadge(self)
+        self.undo_button = QPushButton("Undo", self)
+        self.undo_button.setFlat(True)
+        self.undo_button.hide()
+        self.undo_button.clicked.connect(self._on_undo_button_clicked)
+        self._undo_batch: str | None = None
+        self._undo_timer = QTimer(self)
+        self._undo_timer.setSingleShot(True)
+        self._undo_timer.setInterval(UNDO_MS)
+        self._undo_timer.timeout.connect(self.undo_button.hide)
+        self.statusBar().addPermanentWidget(self.undo_button)
         self.select_all_link = QLabel(self)
         self.select_all_link.setTextFormat(Qt.TextFormat.RichText)
         self.select_all_link.hide()
@@ -352,6 +375,34 @@ class MainWindow(QMainWindow):
         view.show()
         view.start_refresh()
         return view
+
+    def open_trash(self) -> TrashView:
+        view = TrashView(self.connection.request, self)
+        view.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        view.changed.connect(self.tell)
+        view.show()
+        view.start()
+        return view
+
+    def offer_undo(self, batch: str, count: int) -> None:
+        """After a delete: "Undo" in the status bar for a minute puts the jobs back from the trash."""
+        self._undo_batch = batch
+        self.tell(f"Moved {count:,} job{'s' if count != 1 else ''} to the trash.")
+        self.undo_button.show()
+        self._undo_timer.start()
+
+    def _on_undo_button_clicked(self) -> None:
+        if self._undo_batch is not None:
+            self.spawn(self.undo_delete())
+
+    async def undo_delete(self) -> int:
+        batch, self._undo_batch = self._undo_batch, None
+        self.undo_button.hide()
+        if batch is None:
+            return 0
+        result = await self.connection.request("restore", batch=batch)
+        self.tell(f"Restored {result['restored']:,} job{'s' if result['restored'] != 1 else ''}.")
+        return int(result["restored"])
 
     def open_settings(self) -> SettingsDialog:
         dialog = SettingsDialog(self.paths, self.store, self, request=self.connection.request)

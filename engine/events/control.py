@@ -39,6 +39,9 @@ OPERATIONS: dict[str, str] = {
     "cleanup_uploads": "cleanup_uploads",
     "bulk": "bulk",
     "rules": "rules",
+    "trash": "trash",
+    "restore": "restore",
+    "purge_trash": "purge_trash",
 }
 WORKER_COMMANDS = ("wake", "pause", "resume", "shutdown", "status")
 

@@ -13,7 +13,7 @@ JOB_PROGRESS = "job.progress"
 WORKER_STATUS = "worker.status"
 REPLAY_DONE = "replay.done"
 
-_KIND_TO_TYPE = {"created": JOB_CREATED, "deleted": JOB_DELETED}
+_KIND_TO_TYPE = {"created": JOB_CREATED, "restored": JOB_CREATED, "deleted": JOB_DELETED}  # restored: from the trash
 
 
 def now_iso() -> str:

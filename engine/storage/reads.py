@@ -32,10 +32,10 @@ from engine.storage.rows import EVENTS, JOBS, iso, job_to_dict
 from engine.storage.status import CLAIMABLE, JobStatus
 
 
-def ids_in(ids: Iterable[int]) -> ColumnElement[bool]:
+def ids_in(ids: Iterable[int], column: ColumnElement[int] = JOBS.c.id) -> ColumnElement[bool]:
     """``jobs.id IN (1, 2, …)`` with the ids as SQL literals (integers), so that the ledger's own statement
     compiler (``Prepared``), which has no expanding parameters, can run it."""
-    return JOBS.c.id.in_([literal_column(str(int(i))) for i in ids])
+    return column.in_([literal_column(str(int(i))) for i in ids])
 
 
 @dataclass(frozen=True)

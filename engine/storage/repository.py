@@ -42,6 +42,7 @@ from engine.storage.prepared import Bound, Prepared, status_in
 from engine.storage.reads import JobQuery, LedgerReads, ids_in
 from engine.storage.rows import EVENTS, JOB_FIELDS, JOBS, iso, job_to_dict, utcnow
 from engine.storage.status import CANCELABLE, CLAIMABLE, RETRYABLE, JobStatus, ScheduleType
+from engine.storage.trash import LedgerTrash, new_batch
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class _WriteBatch(Batch):
         return getattr(self.raw, "total_changes", 0)  # SQLite's count of rows written
 
 
-class Ledger(LedgerReads):
+class Ledger(LedgerReads, LedgerTrash):
     """The job ledger on one database URL (SQLite file or PostgreSQL)."""
 
     def __init__(self, url: str) -> None:
@@ -647,12 +648,19 @@ class Ledger(LedgerReads):
         return self._transition(job_id, ACTIONS["run_now"], _action_values("run_now"), "run_now", "run now", outbox)
 
     def act_on(
-        self, query: JobQuery, action: str, *, outbox: Outbox = no_outbox, skip_types: Sequence[str] = ()
+        self,
+        query: JobQuery,
+        action: str,
+        *,
+        outbox: Outbox = no_outbox,
+        skip_types: Sequence[str] = (),
+        batch: str | None = None,
     ) -> list[Row]:
         """``action`` (a key of ``ACTIONS``) on every job ``query`` matches that is in a state it applies to,
         ``BULK_BATCH`` jobs a transaction, in id order, each with its event; returns the rows as the action left
         them (a deleted job's last row), whose staged files and checkpoints the caller releases."""
         allowed, kind = ACTIONS[action], _ACTION_EVENTS[action]
+        trash_batch = batch or new_batch()
         where = and_(query.where(), status_in(allowed))
         if skip_types:
             where = and_(where, *(JOBS.c.job_type != name for name in skip_types))
@@ -671,6 +679,8 @@ class Ledger(LedgerReads):
                 else:
                     stmt = _update_jobs().where(target).values(_action_values(action)).returning(*JOBS.c)
                 rows = sorted(tx.run(stmt), key=lambda row: row["id"])
+                if action == "delete":
+                    self.to_trash(tx, rows, trash_batch)
                 jobs = [job_to_dict(row) for row in rows]
                 self._record_many(tx, [(job, kind, {}) for job in jobs])
                 if action in ("retry", "run_now"):
@@ -682,8 +692,8 @@ class Ledger(LedgerReads):
             done.extend(rows)
         return done
 
-    def delete(self, job_id: int) -> tuple[dict[str, Any], str | None]:
-        """Remove a job in any state but running; returns it with its staged file path for cleanup."""
+    def delete(self, job_id: int, batch: str | None = None) -> tuple[dict[str, Any], str | None]:
+        """Move a job in any state but running to the trash; returns it with its staged file path for cleanup."""
         allowed = ACTIONS["delete"]
 
         def op(tx: Tx) -> tuple[dict[str, Any], str | None]:
@@ -695,6 +705,7 @@ class Ledger(LedgerReads):
                 if status is None:
                     raise NotFound(job_id)
                 raise InvalidTransition(job_id, status, "delete", _or_list(allowed))
+            self.to_trash(tx, [row], batch or new_batch())
             job = job_to_dict(row)
             self._record(tx, job, "deleted")
             return job, row["staged_path"]

@@ -113,3 +113,19 @@ class JobEvent(Base):
     at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     __table_args__ = (Index("ix_job_events_job_id", "job_id"),)
+
+
+class JobTrash(Base):
+    """A deleted job's whole row (``row``, JSON), kept until it is restored or purged; see revision 0006."""
+
+    __tablename__ = "job_trash"
+
+    trash_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(Integer)
+    job_type: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    deleted_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    batch: Mapped[str] = mapped_column(String(32))  # one delete's jobs: what its "Undo" restores
+    row: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_job_trash_deleted_at", "deleted_at"), Index("ix_job_trash_batch", "batch"))
