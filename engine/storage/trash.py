@@ -1,7 +1,7 @@
 """The trash: a deleted job's row is kept, so that a delete can be undone, until it is restored or purged.
 
 A mixin of ``Ledger``: moving a job to the trash is part of the delete transaction (``to_trash``); restoring puts
-the row back under its own id (a new one if SQLite gave that id to another job meanwhile), with a ``restored``
+the row back under its own id (ids are never handed out twice), with a ``restored``
 event, in the same kind of batched transactions as every bulk action.
 """
 
@@ -68,7 +68,7 @@ class LedgerTrash:
                 taken = {r["id"] for r in tx.run(select(JOBS.c.id).where(ids_in(row["id"] for row in rows)))}
                 jobs = []
                 for row in rows:
-                    if row["id"] in taken:  # SQLite gave the id to a newer job: the restored one gets a new id
+                    if row["id"] in taken:  # a ledger from before revision 0005 reused ids: this one gets a new id
                         row = {k: v for k, v in row.items() if k != "id"}
                         jobs.extend(job_to_dict(r) for r in tx.run(insert(JOBS).values(row).returning(*JOBS.c)))
                 free = [row for row in rows if row["id"] not in taken]

@@ -1,7 +1,7 @@
 """The trash: deleted jobs are kept (for ``trash_days``, 30 by default) so that a delete can be undone.
 
 A trashed job is its whole ledger row as JSON, so the trash follows later changes to the jobs table without a
-migration of its own; its own key, because SQLite may give a deleted job's id to a new job.
+migration of its own.
 
 Revision ID: 0006
 Revises: 0005
