@@ -38,7 +38,8 @@ def abort_quietly(client: Any, bucket: str | None, key: str | None, upload_id: s
     try:
         client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
     except ClientError as exc:
-        return exc.response.get("Error", {}).get("Code") in ("NoSuchUpload", "404", "NotFound")
+        # Gone with its bucket counts as gone: the journal must not keep retrying it for ever.
+        return exc.response.get("Error", {}).get("Code") in ("NoSuchUpload", "NoSuchBucket", "404", "NotFound")
     except Exception as exc:  # endpoint down: the caller defers
         log.info("could not abort multipart upload %s of s3://%s/%s: %s", upload_id, bucket, key, exc)
         return False

@@ -1,5 +1,12 @@
 """Streaming, resumable S3 uploads: part planning, checksums, throttled part bodies, parallel parts and resume.
 
+Every object carries the job's tag in its metadata (``JOB_TAG``), so that a retry after a crash recognises the
+object its own earlier attempt completed (``finished_here``: tag, size and checksum) instead of sending it again. A
+multipart upload's intent is recorded before it is created, so that a crash before its id is saved leaves nothing
+behind.
+Part threads are daemons and stop at once when the job is asked to (a shutdown past its grace period): nothing is
+sent after the worker has handed the job back.
+
 Memory stays bounded whatever the file size: each part thread reads its part with positional reads from the one
 descriptor the job opened (``engine.upload_paths.SourceFile``: the file is never reopened by name) into a buffer
 it reuses for every part, so at most part size x parallel parts is held (never more than PART_MEMORY: beyond that,
@@ -17,8 +24,10 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
+from functools import partial
+from queue import SimpleQueue
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -40,6 +49,16 @@ FILE_BLOCK = 1024**2
 PART_MEMORY = 64 * 1024**2
 CHECKSUM_ALGORITHM = "CRC32"
 PROGRESS_EVERY_S = 0.1
+STOP_POLL_S = 0.1  # how often a stopped upload looks whether its parts in flight have given up
+JOB_TAG = "jobdeck-job"  # object metadata (x-amz-meta-jobdeck-job): which job wrote the object
+PART_SIZE_TAG = "jobdeck-part-size"  # object metadata of a multipart upload: its part size, to check its checksum
+
+
+class TransferStopped(JobError):
+    """The job was asked to stop (a shutdown past its grace period): nothing more goes out for it."""
+
+    def __init__(self) -> None:
+        super().__init__("stopped on request; the next attempt resumes from what the server has")
 
 
 # ------------------------------------------------------------------ planning and checksums
@@ -122,6 +141,86 @@ def _b64_crc(crc: int) -> str:
     return base64.b64encode(crc.to_bytes(4, "big")).decode("ascii")
 
 
+def file_checksum(source: SourceFile, part_size: int | None = None) -> str:
+    """The CRC32 S3 reports for this file uploaded in one PUT, or in parts of ``part_size`` (the CRC32 of the
+    parts' CRC32s, without S3's ``-N`` suffix)."""
+    digests = []
+    for _, offset, length in part_ranges(source.size, part_size or max(source.size, 1)):
+        crc = 0
+        for pos in range(offset, offset + length, FILE_BLOCK):
+            block = source.read(pos, min(FILE_BLOCK, offset + length - pos))
+            if not block:
+                raise JobError("the file got shorter while its upload was being checked")
+            crc = zlib.crc32(block, crc)
+        digests.append(crc.to_bytes(4, "big"))
+    if part_size is None:
+        return _b64_crc(int.from_bytes(digests[0], "big"))
+    return _b64_crc(zlib.crc32(b"".join(digests)))
+
+
+# ------------------------------------------------------------------ the job's own object
+def head_object(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    """The object's metadata and checksum; ``None`` when there is no object at the key."""
+    try:
+        return client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")  # type: ignore[no-any-return]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+def tagged(head: dict[str, Any] | None, tag: str) -> bool:
+    """Whether this job wrote the object (``head_object``'s answer)."""
+    return head is not None and (head.get("Metadata") or {}).get(JOB_TAG) == tag
+
+
+def finished_here(head: dict[str, Any] | None, tag: str, source: SourceFile) -> bool:
+    """Whether the object is this job's complete upload of ``source``: its tag, its size and its checksum.
+
+    An object exists only once its upload completed, so a match means an earlier attempt did all the work and
+    died before the ledger heard of it.
+    """
+    if head is None or not tagged(head, tag) or head.get("ContentLength") != source.size:
+        return False
+    server = str(head.get("ChecksumCRC32") or "").partition("-")[0]  # a multipart object's ends in -<parts>
+    part_size = str((head.get("Metadata") or {}).get(PART_SIZE_TAG, ""))
+    if not server:
+        return False
+    return server == file_checksum(source, int(part_size) if part_size.isdigit() else None)
+
+
+def forget(client: Any, checkpoint: dict[str, Any] | None) -> None:
+    """Abort the multipart upload a checkpoint names, or one it was about to create (see ``Transfer``)."""
+    if not checkpoint:
+        return
+    if checkpoint.get("upload_id"):
+        abort_quietly(client, checkpoint.get("bucket"), checkpoint.get("key"), checkpoint["upload_id"])
+    elif checkpoint.get("creating"):
+        abort_untracked(client, checkpoint)
+
+
+def abort_untracked(client: Any, checkpoint: dict[str, Any]) -> None:
+    """Abort the uploads at the checkpoint's key that have no part: one of them is the one a crash left between
+    CreateMultipartUpload and saving its id.
+
+    S3 does not list an open upload's metadata, so the job's tag cannot tell which; any other upload at this key
+    with no part yet is a concurrent upload of the same key, which then fails its first part with NoSuchUpload and
+    starts over on its next attempt.
+    """
+    bucket, key = checkpoint.get("bucket"), checkpoint.get("key")
+    if not bucket or not key:
+        return
+    for upload in list_all(client, "list_multipart_uploads", "Uploads", Bucket=bucket, Prefix=key):
+        if upload.get("Key") != key:
+            continue
+        try:
+            parts = client.list_parts(Bucket=bucket, Key=key, UploadId=upload["UploadId"], MaxParts=1)
+        except ClientError:
+            continue  # gone meanwhile
+        if not parts.get("Parts"):
+            abort_quietly(client, bucket, key, upload["UploadId"])
+
+
 # ------------------------------------------------------------------ bandwidth limit
 class TokenBucket:
     """A byte-rate limit shared by every part in flight (and every upload in this process)."""
@@ -189,14 +288,18 @@ class PartBody:
 
     botocore reads the body once to sign it (plain-HTTP endpoints) before sending; only reads after the
     ``before-send`` hook arms the body count as sent and pass through the bandwidth limit. A botocore retry seeks
-    back to 0, which takes back what was counted.
+    back to 0, which takes back what was counted. Once the job is asked to stop, the next read raises, which cuts
+    the request short: S3 keeps no part of a request it did not receive whole.
     """
 
-    def __init__(self, data: MemoryRange | FileRange, meter: Meter, limit: TokenBucket | None) -> None:
+    def __init__(
+        self, data: MemoryRange | FileRange, meter: Meter, limit: TokenBucket | None, stop: threading.Event
+    ) -> None:
         self.data = data
         self.length = data.length
         self.meter = meter
         self.limit = limit
+        self.stop = stop
         self.pos = 0
         self.armed = False
         self.counted = 0
@@ -213,6 +316,8 @@ class PartBody:
             want = min(want, READ_BLOCK)  # the limiter's and the meter's granularity
             if self.limit is not None:
                 self.limit.take(want)
+            if self.stop.is_set():
+                raise TransferStopped
         data = self.data.read_at(self.pos, want)
         self.pos += want
         if self.armed:
@@ -236,7 +341,11 @@ class PartBody:
 
 
 def _arm_body(request: Any, **_: Any) -> None:
+    """botocore's ``before-send``: from here on the body's reads are sent; none is once the job must stop (a
+    retry of a request cut short by ``PartBody.read`` comes here too, and botocore does not retry this error)."""
     if isinstance(request.body, PartBody):
+        if request.body.stop.is_set():
+            raise TransferStopped
         request.body.armed = True
 
 
@@ -286,9 +395,46 @@ class Outcome:
     multipart: bool
 
 
+class PartThreads:
+    """The part threads of one upload: daemons, because a shutdown past its grace period must not wait for a part
+    still in flight (a ThreadPoolExecutor's threads are joined at interpreter exit); each keeps its part buffer."""
+
+    def __init__(self, count: int) -> None:
+        self._work: SimpleQueue[tuple[Future[None], Callable[[], None]] | None] = SimpleQueue()
+        self._count = count
+        for n in range(count):
+            threading.Thread(target=self._loop, name=f"upload-part-{n + 1}", daemon=True).start()
+
+    def submit(self, call: Callable[[], None]) -> Future[None]:
+        future: Future[None] = Future()
+        self._work.put((future, call))
+        return future
+
+    def close(self) -> None:
+        """Let the threads end once their part is done; does not wait for them."""
+        for _ in range(self._count):
+            self._work.put(None)
+
+    def _loop(self) -> None:
+        while (item := self._work.get()) is not None:
+            future, call = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                call()
+            except BaseException as exc:  # handed to the upload's thread, which raises it
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
+
+
 @dataclass
 class Transfer:
-    """One file to one key, with the job's hooks: progress, checkpoint and the stop flag."""
+    """One file to one key, with the job's hooks: progress, checkpoint and the stop flag.
+
+    ``tag`` goes into the object's metadata (``JOB_TAG``): it is how a later attempt of the same job knows the
+    object as its own.
+    """
 
     client: Any
     source: SourceFile  # opened and checked by the job; every part reads this one descriptor
@@ -298,6 +444,7 @@ class Transfer:
     progress: Callable[[int, int], None]
     save_checkpoint: Callable[[dict[str, Any] | None], None]
     stop: threading.Event
+    tag: str
     checkpoint: dict[str, Any] | None = None
     content_type: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -307,8 +454,13 @@ class Transfer:
         size = self.source.size
         limit = shared_limit(self.settings.bandwidth_limit_bytes_s)
         if size < self.settings.multipart_threshold_bytes:
+            forget(self.client, self.checkpoint)  # a multipart upload of an earlier attempt, before a settings change
             return self._single(size, limit)
         return self._multipart(size, limit)
+
+    def _check_stop(self) -> None:
+        if self.stop.is_set():
+            raise TransferStopped
 
     def _range(self, offset: int, length: int, held: int) -> MemoryRange | FileRange:
         """The part in this thread's reused buffer, unless all the buffers together (``held``) exceed PART_MEMORY."""
@@ -319,17 +471,29 @@ class Transfer:
             buffer = self._buffers.part = bytearray(length)
         return MemoryRange(self.source, offset, length, buffer)
 
-    def _extra(self) -> dict[str, Any]:
-        return {"ContentType": self.content_type} if self.content_type else {}
+    def _extra(self, part_size: int | None = None) -> dict[str, Any]:
+        metadata = {JOB_TAG: self.tag}
+        if part_size is not None:
+            metadata[PART_SIZE_TAG] = str(part_size)
+        extra: dict[str, Any] = {"Metadata": metadata}
+        if self.content_type:
+            extra["ContentType"] = self.content_type
+        return extra
 
     def _single(self, size: int, limit: TokenBucket | None) -> Outcome:
         meter = Meter(size, 0, self.progress)
         data = self._range(0, size, size)
         try:
             crc = data.crc32()
-            body = PartBody(data, meter, limit)
+            body = PartBody(data, meter, limit, self.stop)
+            self._check_stop()
             answer = self.client.put_object(
-                Bucket=self.bucket, Key=self.key, Body=body, ChecksumCRC32=crc, **self._extra()
+                Bucket=self.bucket,
+                Key=self.key,
+                Body=body,
+                ChecksumAlgorithm=CHECKSUM_ALGORITHM,  # so that S3 keeps the checksum and a HEAD returns it
+                ChecksumCRC32=crc,
+                **self._extra(),
             )
         finally:
             data.close()
@@ -354,18 +518,16 @@ class Transfer:
         ranges = part_ranges(size, part_size)
         state = self._resume(size, part_size)
         if state is None:
+            state = {"bucket": self.bucket, "key": self.key, "size": size, "part_size": part_size, "parts": []}
+            # The intent is saved before the upload exists: a crash before its id is saved leaves a record that
+            # the next attempt (or the job's cleanup) clears up with ``abort_untracked``.
+            self.save_checkpoint({**state, "creating": True})
+            self._check_stop()
             created = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=self.key, ChecksumAlgorithm=CHECKSUM_ALGORITHM, **self._extra()
+                Bucket=self.bucket, Key=self.key, ChecksumAlgorithm=CHECKSUM_ALGORITHM, **self._extra(part_size)
             )
             # Saved before any part is sent: a crash from here on leaves a record to resume from or abort.
-            state = {
-                "upload_id": created["UploadId"],
-                "bucket": self.bucket,
-                "key": self.key,
-                "size": size,
-                "part_size": part_size,
-                "parts": [],
-            }
+            state["upload_id"] = created["UploadId"]
             self.save_checkpoint(state)
         done = {p["PartNumber"] for p in state["parts"]}
         resumed = len(done)
@@ -374,11 +536,7 @@ class Transfer:
         meter.add(0)
         todo = [r for r in ranges if r[0] not in done]
         self._send_parts(state, todo, meter, limit)
-        if len(state["parts"]) < len(ranges):
-            raise JobError(
-                f"stopped on request with {len(state['parts'])} of {len(ranges)} parts on the server; "
-                "the next attempt resumes from there"
-            )
+        self._check_stop()
         parts = sorted(state["parts"], key=lambda p: p["PartNumber"])
         answer = self.client.complete_multipart_upload(
             Bucket=self.bucket,
@@ -405,6 +563,7 @@ class Transfer:
         """The checkpoint's upload if it still exists and fits this file; its parts as confirmed by ListParts."""
         cp = self.checkpoint
         if not cp or not cp.get("upload_id"):
+            forget(self.client, cp)  # an upload a crash left before its id was saved
             return None
         if (cp.get("bucket"), cp.get("key"), cp.get("size"), cp.get("part_size")) != (
             self.bucket,
@@ -412,7 +571,7 @@ class Transfer:
             size,
             part_size,
         ):
-            abort_quietly(self.client, cp.get("bucket"), cp.get("key"), cp["upload_id"])
+            forget(self.client, cp)
             return None
         try:
             on_server = {
@@ -441,24 +600,29 @@ class Transfer:
     def _send_parts(
         self, state: dict[str, Any], todo: list[tuple[int, int, int]], meter: Meter, limit: TokenBucket | None
     ) -> None:
-        """At most ``multipart_concurrency`` parts in flight; none started after a stop request or a failure."""
+        """At most ``multipart_concurrency`` parts in flight; none started after a failure, and on a stop request
+        this returns at once (the parts in flight give up at their next read; see ``PartBody``)."""
         pending = iter(todo)
         in_flight: set[Future[None]] = set()
         error: BaseException | None = None
-        with ThreadPoolExecutor(self.settings.multipart_concurrency, thread_name_prefix="upload-part") as pool:
+        threads = PartThreads(self.settings.multipart_concurrency)
+        try:
             while True:
                 while error is None and not self.stop.is_set() and len(in_flight) < self.settings.multipart_concurrency:
                     item = next(pending, None)
                     if item is None:
                         break
-                    in_flight.add(pool.submit(self._send_part, state, item, meter, limit))
-                if not in_flight:
+                    in_flight.add(threads.submit(partial(self._send_part, state, item, meter, limit)))
+                if not in_flight or self.stop.is_set():
                     break
-                finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                finished, in_flight = wait(in_flight, timeout=STOP_POLL_S, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     exc = fut.exception()
                     if exc is not None and error is None:
                         error = exc
+        finally:
+            threads.close()
+        self._check_stop()
         if error is not None:
             raise error
 
@@ -474,7 +638,7 @@ class Transfer:
                 Key=self.key,
                 UploadId=state["upload_id"],
                 PartNumber=number,
-                Body=PartBody(data, meter, limit),
+                Body=PartBody(data, meter, limit, self.stop),
                 ChecksumCRC32=crc,
             )
         finally:

@@ -288,9 +288,19 @@ def _interrupted_upload(ops: Any, s3_server: S3Server, s3_bucket: str, tmp_path:
     write_file(tmp_path / "half.bin", 11 * MiB)
     (job,) = ops.upload([str(tmp_path / "half.bin")])
     stop = threading.Event()
-    stop.set()  # stops before the first part: the multipart upload exists, with no parts
-    with pytest.raises(JobError):
-        run_attempt(ops, job["id"], stop=stop)
+    save = ops.ledger.save_checkpoint
+
+    def save_then_stop(job_id: int, checkpoint: dict[str, Any] | None) -> None:
+        save(job_id, checkpoint)
+        if checkpoint and checkpoint.get("upload_id"):
+            stop.set()  # stops before the first part: the multipart upload exists, with no parts
+
+    ops.ledger.save_checkpoint = save_then_stop
+    try:
+        with pytest.raises(JobError):
+            run_attempt(ops, job["id"], stop=stop)
+    finally:
+        del ops.ledger.save_checkpoint
     assert len(open_uploads(s3_server, s3_bucket)) == 1
     return job
 

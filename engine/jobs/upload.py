@@ -1,8 +1,14 @@
-"""The ``upload_file`` job type: one local file to an S3-compatible bucket, staged at submission, resumable."""
+"""The ``upload_file`` job type: one local file to an S3-compatible bucket, staged at submission, resumable.
+
+Idempotent per job: each object carries the job's tag, so an attempt after a crash finds the object an earlier attempt
+completed (at the key it chose, which a rename records before sending) and finishes without sending it again, and a
+conflict policy never mistakes the job's own object for someone else's.
+"""
 
 from __future__ import annotations
 
 import errno
+import logging
 import mimetypes
 import os
 import shutil
@@ -13,14 +19,25 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 from pydantic import Field
 
-from engine.config import Settings
+from engine.config import Paths, Settings
 from engine.errors import JobdeckError, JobError, PermanentJobError, ValidationError
 from engine.jobs.base import CleanupEnv, JobContext, JobType, Params, Prepared, remove_staged
 from engine.jobs.registry import register
-from engine.s3 import object_url
+from engine.s3 import make_client, object_url
 from engine.upload_aborts import PendingAborts, abort_or_defer
 from engine.upload_paths import DataGuard, Refused, SourceFile, check_bucket, check_key, check_named
-from engine.uploads import CHECKSUM_ALGORITHM, Transfer, streaming_client
+from engine.uploads import (
+    CHECKSUM_ALGORITHM,
+    Outcome,
+    Transfer,
+    finished_here,
+    forget,
+    head_object,
+    streaming_client,
+    tagged,
+)
+
+log = logging.getLogger(__name__)
 
 _PERMANENT_S3_CODES = {
     "AccessDenied",
@@ -42,6 +59,11 @@ class UploadParams(Params):
     in_place: bool = Field(default=False, description="Upload from the original file instead of a staged copy")
     size: int | None = Field(default=None, description="Filled at submission", json_schema_extra={"readOnly": True})
     mtime_ns: int | None = Field(default=None, description="Filled at submission", json_schema_extra={"readOnly": True})
+    job_tag: str | None = Field(
+        default=None,
+        description="Filled at submission: marks the objects this job writes",
+        json_schema_extra={"readOnly": True},
+    )
 
 
 def stage(source: Path, spool: Path, limit: int, guard: DataGuard) -> tuple[Path, SourceFile]:
@@ -134,6 +156,7 @@ class UploadFile(JobType):
                 "conflict": params.conflict or settings.upload_conflict,
                 "size": checked.size,
                 "mtime_ns": checked.mtime_ns,
+                "job_tag": uuid.uuid4().hex,
             }
         ).model_dump(mode="json", exclude_none=True)
         return Prepared(stored, staged)
@@ -153,23 +176,24 @@ class UploadFile(JobType):
 
     def _upload(self, ctx: JobContext, params: UploadParams, source: SourceFile) -> dict[str, Any]:
         assert params.bucket and params.key
+        tag = job_tag(ctx.job_id, params)
         client = streaming_client(ctx.settings, ctx.credentials)
         checkpoint = ctx.checkpoint if ctx.checkpoint and ctx.checkpoint.get("bucket") == params.bucket else None
         try:
             PendingAborts().flush(client)
-            if checkpoint and checkpoint.get("key"):
-                key = checkpoint["key"]  # chosen by an earlier attempt (rename may have picked a new name)
-            else:
-                key = params.key
-                if params.conflict != "overwrite" and self._exists(client, params.bucket, key):
-                    if params.conflict == "skip":
-                        return {
-                            "skipped": "already exists",
-                            "bucket": params.bucket,
-                            "key": key,
-                            "file_url": object_url(ctx.settings, params.bucket, key),
-                        }
-                    key = self._free_name(client, params.bucket, key)
+            key, found = self._target(client, params, checkpoint, tag)
+            if key is None or finished_here(found, tag, source):
+                forget(client, checkpoint)  # an upload an earlier attempt left open, if any
+                if key is None:
+                    return {"skipped": "already exists", **self._where(ctx.settings, params.bucket, params.key)}
+                assert found is not None
+                return self._result(ctx.settings, params.bucket, key, found, None)
+            if not checkpoint or checkpoint.get("key") != key:
+                forget(client, checkpoint)
+                checkpoint = None
+                if key != params.key:  # the name a rename chose, recorded before anything is sent
+                    checkpoint = {"bucket": params.bucket, "key": key}
+                    ctx.save_checkpoint(checkpoint)
             outcome = Transfer(
                 client=client,
                 source=source,
@@ -179,6 +203,7 @@ class UploadFile(JobType):
                 progress=lambda done, total: ctx.progress(done, total),
                 save_checkpoint=ctx.save_checkpoint,
                 stop=ctx.stop_requested,
+                tag=tag,
                 checkpoint=checkpoint,
                 content_type=mimetypes.guess_type(source.name)[0],
             ).run()
@@ -193,19 +218,60 @@ class UploadFile(JobType):
             raise JobError(text) from None
         except (EndpointConnectionError, BotoCoreError, OSError) as exc:
             raise JobError(f"upload failed: {exc.__class__.__name__}: {exc}") from None
+        return self._result(ctx.settings, params.bucket, key, head, outcome)
+
+    def completed_result(
+        self,
+        job: dict[str, Any],
+        staged_path: Path | None,
+        env: CleanupEnv,
+        *,
+        checkpoint: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """The result of an upload whose object is complete (tag, size, checksum) though no success was recorded."""
+        try:
+            params = UploadParams.model_validate(job["parameters"])
+            if not params.bucket or not params.key:
+                return None
+            tag = job_tag(job["id"], params)
+            keys = [params.key]
+            if checkpoint and checkpoint.get("bucket") == params.bucket and checkpoint.get("key"):
+                keys.insert(0, checkpoint["key"])
+            client = make_client(env.settings, env.credentials)
+            with open_source(params, staged_path, DataGuard(Paths()), env.settings.max_upload_bytes) as source:
+                for key in dict.fromkeys(keys):
+                    found = head_object(client, params.bucket, key)
+                    if finished_here(found, tag, source):
+                        assert found is not None
+                        return self._result(env.settings, params.bucket, key, found, None)
+        except Exception as exc:  # not known: the job runs again, which finds out the same way
+            log.info("could not tell whether upload job %s had finished: %s", job.get("id"), exc)
+        return None
+
+    @staticmethod
+    def _where(settings: Settings, bucket: str, key: str) -> dict[str, Any]:
+        return {"bucket": bucket, "key": key, "file_url": object_url(settings, bucket, key)}
+
+    def _result(
+        self, settings: Settings, bucket: str, key: str, head: dict[str, Any], outcome: Outcome | None
+    ) -> dict[str, Any]:
+        """What a finished upload reports; ``outcome`` is ``None`` when an earlier attempt had sent it all."""
+        etag = head.get("ETag", "").strip('"')
+        parts = int(etag.rpartition("-")[2]) if "-" in etag and etag.rpartition("-")[2].isdigit() else 1
         return {
-            "file_url": object_url(ctx.settings, params.bucket, key),
-            "bucket": params.bucket,
+            "file_url": object_url(settings, bucket, key),
+            "bucket": bucket,
             "key": key,
-            "size": head.get("ContentLength", outcome.bytes_sent),
-            "etag": head.get("ETag", "").strip('"') or outcome.etag,
-            "version_id": head.get("VersionId") or outcome.version_id,
+            "size": head.get("ContentLength", outcome.bytes_sent if outcome else None),
+            "etag": etag or (outcome.etag if outcome else ""),
+            "version_id": head.get("VersionId") or (outcome.version_id if outcome else None),
             "checksum_algorithm": CHECKSUM_ALGORITHM,
-            "checksum": head.get("ChecksumCRC32") or outcome.checksum,
-            "multipart": outcome.multipart,
-            "parts": outcome.parts,
-            "resumed_parts": outcome.resumed_parts,
-            "bytes_sent_this_attempt": outcome.bytes_sent,
+            "checksum": head.get("ChecksumCRC32") or (outcome.checksum if outcome else None),
+            "multipart": outcome.multipart if outcome else "-" in etag,
+            "parts": outcome.parts if outcome else parts,
+            "resumed_parts": outcome.resumed_parts if outcome else parts,
+            "bytes_sent_this_attempt": outcome.bytes_sent if outcome else 0,
+            "found_complete": outcome is None,
         }
 
     def cleanup(
@@ -224,55 +290,70 @@ class UploadFile(JobType):
 
     @staticmethod
     def _source(ctx: JobContext, params: UploadParams) -> SourceFile:
-        """Open exactly the file that was checked at submission, judged again by its descriptor: the staged copy,
-        or (in place) the resolved path that was stored, which must not have become a link, a special file or one
-        of Jobdeck's own files since."""
-        guard = DataGuard.beside(ctx.temp_root)
-        if not params.in_place:
-            if ctx.staged_path is None or not ctx.staged_path.exists():
-                raise PermanentJobError("the staged copy of the file is missing from the spool")
-            path, own, size = ctx.staged_path, True, None
-        else:
-            path, own, size = Path(params.path), False, params.size
-        try:
-            source = SourceFile.open(path, guard, own=own, size=size)
-        except FileNotFoundError:
-            raise PermanentJobError(f"{path} no longer exists (in-place upload)") from None
-        except Refused as exc:
-            raise PermanentJobError(f"{path} is {exc}") from None
-        except OSError as exc:
-            raise PermanentJobError(f"{path} cannot be opened: {exc.strerror or exc}") from None
-        if params.in_place:
-            try:
-                source.check_size()
-                if source.mtime_ns != params.mtime_ns:
-                    raise Refused("modified since it was submitted")
-            except Refused:
-                source.close()
-                raise PermanentJobError(
-                    f"{path} changed since it was submitted (size or modification time differ)"
-                ) from None
-        elif source.size > ctx.settings.max_upload_bytes:
-            source.close()
-            raise PermanentJobError(f"{path} is over the upload limit of {ctx.settings.max_upload_bytes:,} bytes")
-        return source
+        return open_source(params, ctx.staged_path, DataGuard.beside(ctx.temp_root), ctx.settings.max_upload_bytes)
 
-    @staticmethod
-    def _exists(client: Any, bucket: str, key: str) -> bool:
-        try:
-            client.head_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
+    def _target(
+        self, client: Any, params: UploadParams, checkpoint: dict[str, Any] | None, tag: str
+    ) -> tuple[str | None, dict[str, Any] | None]:
+        """The key this attempt writes and what is there now (``head_object``); no key when the policy skips.
 
-    def _free_name(self, client: Any, bucket: str, key: str) -> str:
-        """``name (1).ext``, ``name (2).ext``… the first that is free."""
-        path = PurePosixPath(key)
-        stem, suffix = path.stem, path.suffix
+        The job's own object (its tag) is never someone else's: an earlier attempt's name is kept unless another
+        writer took it since, and a rename stops at the first name that is free or already the job's.
+        """
+        assert params.bucket and params.key
+        earlier = checkpoint.get("key") if checkpoint else None
+        if earlier and earlier != params.key:
+            found = head_object(client, params.bucket, earlier)
+            if found is None or tagged(found, tag):
+                return earlier, found
+        found = head_object(client, params.bucket, params.key)
+        if found is None or tagged(found, tag) or params.conflict == "overwrite":
+            return params.key, found
+        if params.conflict == "skip":
+            return None, found
+        path = PurePosixPath(params.key)
         for n in range(1, 10_000):
-            candidate = str(path.with_name(f"{stem} ({n}){suffix}"))
-            if not self._exists(client, bucket, candidate):
-                return candidate
-        raise JobError(f"no free name for {key}")
+            candidate = str(path.with_name(f"{path.stem} ({n}){path.suffix}"))
+            found = head_object(client, params.bucket, candidate)
+            if found is None or tagged(found, tag):
+                return candidate, found
+        raise JobError(f"no free name for {params.key}")
+
+
+def job_tag(job_id: int, params: UploadParams) -> str:
+    """The tag in the metadata of the objects the job writes (jobs submitted before tags: one from its id)."""
+    return params.job_tag or f"job-{job_id}"
+
+
+def open_source(params: UploadParams, staged_path: Path | None, guard: DataGuard, limit: int) -> SourceFile:
+    """Open exactly the file that was checked at submission, judged again by its descriptor: the staged copy,
+    or (in place) the resolved path that was stored, which must not have become a link, a special file or one
+    of Jobdeck's own files since."""
+    if not params.in_place:
+        if staged_path is None or not staged_path.exists():
+            raise PermanentJobError("the staged copy of the file is missing from the spool")
+        path, own, size = staged_path, True, None
+    else:
+        path, own, size = Path(params.path), False, params.size
+    try:
+        source = SourceFile.open(path, guard, own=own, size=size)
+    except FileNotFoundError:
+        raise PermanentJobError(f"{path} no longer exists (in-place upload)") from None
+    except Refused as exc:
+        raise PermanentJobError(f"{path} is {exc}") from None
+    except OSError as exc:
+        raise PermanentJobError(f"{path} cannot be opened: {exc.strerror or exc}") from None
+    if params.in_place:
+        try:
+            source.check_size()
+            if source.mtime_ns != params.mtime_ns:
+                raise Refused("modified since it was submitted")
+        except Refused:
+            source.close()
+            raise PermanentJobError(
+                f"{path} changed since it was submitted (size or modification time differ)"
+            ) from None
+    elif source.size > limit:
+        source.close()
+        raise PermanentJobError(f"{path} is over the upload limit of {limit:,} bytes")
+    return source

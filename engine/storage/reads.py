@@ -195,6 +195,11 @@ class LedgerReads:
                 )
             ).all()
 
+    def staged_paths(self) -> set[str]:
+        """Every staged copy a job still refers to: the spool's sweep keeps these (see ``engine.spool``)."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(JOBS.c.staged_path).where(JOBS.c.staged_path.is_not(None))).scalars())
+
     def events_since(self, seq: int, limit: int = 1000) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(EVENTS).where(EVENTS.c.seq > seq).order_by(EVENTS.c.seq).limit(limit)).all()

@@ -24,6 +24,7 @@ from engine.jobs import registry
 from engine.operations import Operations
 from engine.queue.consumer import EmbeddedConsumer
 from engine.queue.huey_queue import JobQueue
+from engine.spool import sweep
 from engine.storage.integrity import check_url
 from engine.storage.repository import Ledger
 from engine.storage.status import JobStatus
@@ -90,6 +91,7 @@ class WorkerService:
         recovered = self.executor.recover(lost, load_settings(self.paths))
         if recovered:
             log.warning("recovered %d job(s) left running by a stopped worker", len(recovered))
+        self._sweep_spool()
         self._rebuild_queue()
         self.server.start()
         self.consumer = EmbeddedConsumer(self.queue.huey, self.dispatch.step)
@@ -102,6 +104,14 @@ class WorkerService:
             self.concurrency,
             self.server.port,
         )
+
+    def _sweep_spool(self) -> None:
+        """Staged copies of jobs that ended while their cleanup did not run (a kill right after the commit)."""
+        assert self.ledger is not None
+        try:
+            sweep(self.paths.spool, self.ledger.staged_paths())
+        except Exception:
+            log.exception("sweeping the spool failed; will retry")
 
     def _rebuild_queue(self) -> None:
         assert self.ledger is not None
@@ -126,6 +136,7 @@ class WorkerService:
                 if time.monotonic() - last_sweep >= self.lease_s / 2:
                     last_sweep = time.monotonic()
                     self.executor.recover(self.ledger.lost_leases(self.lease_s), load_settings(self.paths))
+                    self._sweep_spool()
                     self.consumer.check_health()
             except Exception:
                 log.exception("maintenance pass failed; will retry")
