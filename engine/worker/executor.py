@@ -154,7 +154,14 @@ class Executor:
         ctx: JobContext,
         exc: Exception,
     ) -> None:
-        """Record a run that raised: a permanent error fails the job, any other one goes to the retry decision."""
+        """Record a run that raised: a permanent error fails the job, any other one goes to the retry decision.
+
+        A run that gave up because the worker asked it to stop (a shutdown past its grace period) goes back to the
+        queue uncounted, as the shutdown does with the jobs still running: the error is the stop's, not the job's.
+        """
+        if ctx.stop_requested.is_set() and not isinstance(exc, PermanentJobError):
+            self.ledger.release(job["id"], self.worker_id)
+            return None
         if isinstance(exc, PermanentJobError):
             done = self._fail(job, self.credentials.redact(str(exc)), None)
             self._cleanup(kind, done, staged, "failed", settings, ctx.checkpoint)
