@@ -29,6 +29,8 @@ from engine.storage.checkpoints import Checkpointer
 from engine.storage.database import is_busy, sqlite_begin_immediate, tune_writer, while_busy
 
 TASK_NAME = "jobdeck.run_job"  # stable: queued messages name it; never rename
+# What Huey's SqliteStorage.ddl makes (it also drops an index of older versions, ``task_priority_id``).
+_SCHEMA = frozenset({"kv", "schedule", "schedule_queue_timestamp", "task", "task_queue_priority_id", "counter"})
 IDLE_POLL_S = 1.0  # the fallback for work enqueued by a process that could not wake us
 
 
@@ -47,6 +49,17 @@ class WakeableSqliteStorage(SqliteStorage):
         self._generation = 0
         self.paused = False
         self._schedule_cond = threading.Condition()
+
+    def initialize_schema(self) -> None:
+        """Huey's tables, made only if they are missing: Huey's own check runs its DDL in a write transaction, so
+        every process that opened the queue (a ``jobdeck list`` too) waited behind any other process's writer."""
+        names = {
+            name
+            for (name,) in self.sql("select name from sqlite_master where type in ('table', 'index')", results=True)
+        }
+        if names >= _SCHEMA and "task_priority_id" not in names:
+            return
+        super().initialize_schema()
 
     def _create_connection(self):  # type: ignore[no-untyped-def]
         conn = super()._create_connection()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import sqlite3
@@ -13,12 +14,15 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.exc import OperationalError
 
 from engine.config import sqlite_file
 from engine.storage import json_text
 from engine.storage.integrity import check_on_open
+from engine.storage.lock_wait import LockWait
 
 T = TypeVar("T")
 
@@ -30,7 +34,6 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # copy half the bytes. Alternating in bench/queue.py's shape, six rounds: the create's write lock held 86-105 µs
 # against 97-119, end to end +9 % (mean round ratio 0.80 against 0.74).
 SQLITE_PAGE_SIZE = 2048
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 READER_BUSY_TIMEOUT_MS = 5_000
 SPIN_FOR_S = 0.0003  # how long a writer waiting for another process's lock only yields the CPU between tries
 FAST_POLL_FOR_S = 0.05  # then how long it polls quickly
@@ -62,7 +65,7 @@ def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         if conn.get_execution_options().get("write"):
-            _begin_immediate(conn.exec_driver_sql)
+            _begin_immediate(conn.exec_driver_sql, lambda: sqlite_file(str(conn.engine.url)))
         else:
             conn.exec_driver_sql("BEGIN")
 
@@ -73,7 +76,13 @@ def sqlite_begin_immediate(cursor: sqlite3.Cursor) -> None:
     SQLite's busy timeout also governs BEGIN, and its handler sleeps whole milliseconds, so these connections keep
     it at 0 (``tune_writer``) and ``_begin_immediate`` retries in microseconds instead.
     """
-    _begin_immediate(cursor.execute)
+    _begin_immediate(cursor.execute, lambda: _file_of(cursor.connection))
+
+
+def _file_of(conn: sqlite3.Connection) -> Path | None:
+    """The main database file of a connection (for a message)."""
+    rows = conn.execute("PRAGMA database_list").fetchall()
+    return next((Path(row[2]) for row in rows if row[1] == "main" and row[2]), None)
 
 
 def tune_writer(conn: Any) -> None:
@@ -92,12 +101,12 @@ def is_busy(exc: Exception) -> bool:
     return "locked" in text or "busy" in text
 
 
-def _begin_immediate(execute: Callable[[str], Any]) -> None:
+def _begin_immediate(execute: Callable[[str], Any], file: Callable[[], Path | None]) -> None:
     """Take the write lock (see ``while_busy``)."""
-    while_busy(lambda: execute("BEGIN IMMEDIATE"))
+    while_busy(lambda: execute("BEGIN IMMEDIATE"), file)
 
 
-def while_busy(write: Callable[[], T]) -> T:
+def while_busy(write: Callable[[], T], file: Callable[[], Path | None] = lambda: None) -> T:
     """``write()``, tried again while SQLite says the database is busy; for ``BEGIN IMMEDIATE``, or a single write
     statement run on its own (autocommit), which takes and releases the lock itself.
 
@@ -108,7 +117,8 @@ def while_busy(write: Callable[[], T]) -> T:
     lock released long before and often taken again. So the first 0.3 ms of a wait only yield the CPU between
     tries (end to end +9–24 % in six A/B pairs of bench/queue.py's shape); then it polls every 50–100 µs up to
     50 ms, and a longer wait backs off to 5 ms steps, so that waiting for a long transaction costs no CPU to speak
-    of.
+    of. A wait of over a second is told on stderr, naming the database ``file()`` and who holds its lock, and one
+    past the limit ends in ``LedgerBusy`` (see ``engine.storage.lock_wait``).
     """
     try:
         return write()  # the usual case, with no clock read: the lock was free
@@ -116,11 +126,12 @@ def while_busy(write: Callable[[], T]) -> T:
         if not is_busy(exc):
             raise
     start = time.monotonic()
-    deadline = start + SQLITE_BUSY_TIMEOUT_MS / 1000
+    wait = LockWait(file)
     attempt = 0
     while True:
         attempt += 1
         waited = time.monotonic() - start
+        wait.waited(waited)
         if waited < SPIN_FOR_S:
             _yield_cpu()
         else:
@@ -129,8 +140,10 @@ def while_busy(write: Callable[[], T]) -> T:
         try:
             return write()
         except Exception as exc:
-            if not is_busy(exc) or time.monotonic() >= deadline:
+            if not is_busy(exc):
                 raise
+            if time.monotonic() - start >= wait.limit_s:
+                raise wait.give_up() from exc
 
 
 def _yield_cpu() -> None:
@@ -165,10 +178,25 @@ def alembic_config() -> Config:
 
 
 def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest migration, taking the write lock only if the schema's version says so: a
+    command that reads (``list``, ``show``) must not wait behind a writer of another process, nor fail with it."""
+    if _schema_version(engine) == _newest():
+        return
     with _upgrade_lock, engine.execution_options(write=True).begin() as conn:
         config = alembic_config()
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
+
+
+def _schema_version(engine: Engine) -> set[str]:
+    """The revisions the database is at, read without the write lock (none for a new database)."""
+    with engine.connect() as conn:
+        return set(MigrationContext.configure(conn).get_current_heads())
+
+
+@functools.cache
+def _newest() -> set[str]:
+    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
 def table_names(engine: Engine) -> list[str]:

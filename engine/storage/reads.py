@@ -252,7 +252,7 @@ class LedgerReads:
 
 
 # How far an event's time may trail an event that committed before it: its time is taken before its transaction
-# waits for the write lock, and a writer gives up waiting after 30 s (``SQLITE_BUSY_TIMEOUT_MS``).
+# waits for the write lock, and a writer gives up waiting after 30 s (``lock_wait.MAX_LIMIT_S``).
 EVENT_TIME_SLACK = timedelta(seconds=60)
 
 
