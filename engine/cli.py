@@ -487,8 +487,9 @@ def _db(action: str, outfile: str | None) -> int:
     if action == "check":
         if not ledger.exists():
             raise JobdeckError(f"no ledger at {ledger} yet: nothing to check")
-        health = integrity.check(ledger)
-        print(f"the ledger {ledger} is sound (quick_check ok): {health.jobs} jobs, {health.events} events")
+        integrity.check(ledger)
+        jobs, events = integrity.counts(ledger)
+        print(f"the ledger {ledger} is sound (quick_check ok): {jobs} jobs, {events} events")
         return 0
     if not outfile:
         raise ValidationError("OUTFILE", "give the new file to write, e.g. jobdeck db recover ~/jobdeck-recovered.db")

@@ -8,6 +8,7 @@ others, and a worker would keep running on it; so the check runs before anything
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -53,16 +54,6 @@ class LedgerDamaged(JobdeckError):
                 f"`jobdeck db recover NEWFILE`, then put NEWFILE in its place (README: A damaged ledger)"
             )
         super().__init__(text)
-
-
-@dataclass(frozen=True)
-class Health:
-    """What ``check`` found in a ledger that passed."""
-
-    path: Path
-    jobs: int
-    events: int
-    full: bool  # every page was read (else only the header and the schema)
 
 
 @dataclass(frozen=True)
@@ -112,27 +103,40 @@ def check_on_open(path: Path) -> None:
     check(path, full=_size(path) <= FULL_CHECK_MAX_BYTES)
 
 
-def check(path: Path, *, full: bool = True) -> Health:
-    """``PRAGMA quick_check`` (``full``) or a read of the header and schema; raises ``LedgerDamaged``."""
-    try:  # read-only: closing the last connection to a damaged file must not checkpoint into it
+def check(path: Path, *, full: bool = True) -> None:
+    """``PRAGMA quick_check`` (``full``), or a read of the header and schema only; raises ``LedgerDamaged``."""
+    with _reading(path) as conn:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if not full:
+            return
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check(20)")]
+        if problems != ["ok"]:
+            more = f"; {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""
+            raise LedgerDamaged(path, f"quick_check: {problems[0]}{more}")
+    with _checked_lock:
+        _checked.add(os.path.realpath(path))
+
+
+def counts(path: Path) -> tuple[int, int]:
+    """Jobs and events in a SQLite ledger (every row is read: for ``db check``, not for every command)."""
+    with _reading(path) as conn:
+        return _count(conn, "jobs"), _count(conn, "job_events")
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection (closing the last connection to a damaged file must not checkpoint into it); SQLite's
+    word for damage becomes ``LedgerDamaged``."""
+    try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5, isolation_level=None)
     except sqlite3.Error as exc:
         raise _damaged(path, exc) from None
     try:
-        if full:
-            problems = [row[0] for row in conn.execute("PRAGMA quick_check(20)")]
-            if problems != ["ok"]:
-                more = f"; {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""
-                raise LedgerDamaged(path, f"quick_check: {problems[0]}{more}")
-            with _checked_lock:
-                _checked.add(os.path.realpath(path))
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        counts = [_count(conn, table) for table, _ in TABLES]
+        yield conn
     except sqlite3.DatabaseError as exc:
         raise _damaged(path, exc) from None
     finally:
         conn.close()
-    return Health(path, counts[0], counts[1], full)
 
 
 def server_counts(url: str) -> tuple[int, int]:
@@ -198,9 +202,10 @@ def recover(source: Path, out: Path, *, tool: str | None = None) -> Recovered:
         staging = Path(tmp) / "new.db"
         _new_ledger(staging)
         unplaced = _copy_rows(rows_from, copy, staging)
-        health = check(staging)
+        check(staging)
+        jobs, events = counts(staging)
         os.replace(staging, out)
-    return Recovered(health.jobs, health.events, method, unplaced)
+    return Recovered(jobs, events, method, unplaced)
 
 
 def _readable_at_all(source: Path, copy: Path) -> None:
