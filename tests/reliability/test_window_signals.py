@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -92,6 +93,8 @@ def test_a_signal_closes_the_window_and_stops_the_worker_it_started(window: Wind
     assert "Traceback" not in window.stderr() and "KeyboardInterrupt" not in window.stderr(), window.stderr()
     assert gone(worker_pid), f"the worker {worker_pid} the window started is still running"
     assert not (window.home / "runtime" / "worker.json").exists()
+    for log in ("gui.log", "worker-console.log", "worker.log"):  # the window's umask reaches the worker it starts
+        assert stat.S_IMODE((window.home / "logs" / log).stat().st_mode) == 0o600, log
 
 
 def test_a_worker_found_running_is_left_alone(jobdeck_home: Path) -> None:
