@@ -17,7 +17,7 @@ from PySide6.QtCore import QEvent, QObject, QSocketNotifier, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from engine.config import Paths, make_private
-from engine.failures import describe
+from engine.failures import report
 
 log = logging.getLogger("desktop")
 
@@ -116,11 +116,7 @@ def main(args: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl+C before the window took over the signal (see ``_StopSignals``)
         return 130
     except Exception as exc:
-        line = describe(exc, paths)
-        if line is None:
-            raise
-        print(f"jobdeck: {line}", file=sys.stderr)
-        return 1
+        return report(exc, paths)
 
 
 def _run(options: argparse.Namespace, paths: Paths) -> int:

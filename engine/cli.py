@@ -26,7 +26,7 @@ from engine.config import (
 )
 from engine.credentials.store import CREDENTIAL_NAMES, check_name, default_store, keyring_status
 from engine.errors import JobdeckError, ValidationError
-from engine.failures import describe
+from engine.failures import report
 from engine.inert import inert, inert_json
 from engine.jobs import registry
 from engine.storage.status import ALL_STATUSES
@@ -260,11 +260,7 @@ def run(argv: Sequence[str]) -> int:
     except BrokenPipeError:
         return _output_closed()
     except Exception as exc:
-        line = describe(exc, paths)
-        if line is None:
-            raise
-        print(f"jobdeck: {line}", file=sys.stderr)
-        return 1
+        return report(exc, paths)
 
 
 def _output_closed() -> int:

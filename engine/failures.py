@@ -11,6 +11,7 @@ import errno
 import re
 import shutil
 import sqlite3
+import sys
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -40,6 +41,16 @@ def describe(exc: BaseException, paths: Paths | None = None) -> str | None:
     if isinstance(exc, OSError):
         return _os(exc, paths)
     return None
+
+
+def report(exc: Exception, paths: Paths | None) -> int:
+    """For a front end's last ``except``: ``exc``'s one line on stderr and exit status 1, or ``exc`` raised again
+    when it is a bug (its traceback is wanted)."""
+    line = describe(exc, paths)
+    if line is None:
+        raise exc
+    print(f"jobdeck: {line}", file=sys.stderr)
+    return 1
 
 
 def first_line(exc: BaseException) -> str:
