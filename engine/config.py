@@ -182,8 +182,8 @@ class Settings(BaseModel):
     multipart_concurrency: int = Field(default=4, ge=1, le=32)
     bandwidth_limit_bytes_s: int = Field(default=0, ge=0, description="0 means unlimited")
 
-    retry_base_s: float = Field(default=DEFAULT_RETRY_BASE_S, gt=0)
-    retry_cap_s: float = Field(default=DEFAULT_RETRY_CAP_S, gt=0)
+    retry_base_s: float = Field(default=DEFAULT_RETRY_BASE_S, gt=0, le=86_400)
+    retry_cap_s: float = Field(default=DEFAULT_RETRY_CAP_S, gt=0, le=86_400)
     default_max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=100)
     concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=64)
     shutdown_grace_s: float = Field(default=SHUTDOWN_GRACE_S, ge=0, le=3600)

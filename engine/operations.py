@@ -30,6 +30,7 @@ from engine.upload_paths import check_key
 
 MAX_LIST_LIMIT = 10_000
 MAX_IDS = 30_000  # ids one request may name (SQLite binds at most 32,766 values in a statement)
+MAX_DELAY_S = 86_400  # a delay or timeout in seconds: longer than a day is a mistake (and 1e308 never ends)
 
 
 # ------------------------------------------------------------------ input checks shared by every front end
@@ -44,6 +45,13 @@ def parse_int(field: str, value: Any, low: int, high: int, rule: str) -> int:
     if not isinstance(value, int) or not low <= value <= high:
         raise ValidationError(field, f"must be {rule}; got {value!r}")
     return value
+
+
+def parse_seconds(field: str, value: Any) -> float:
+    """A positive, finite number of seconds, at most a day."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_DELAY_S:
+        raise ValidationError(field, f"must be a number of seconds above 0 and at most {MAX_DELAY_S}; got {value!r}")
+    return float(value)
 
 
 def parse_priority(value: Any) -> int:
@@ -210,8 +218,8 @@ class Operations:
         kind = registry.get(job_type)
         prio, retries, when = self._common(priority, max_retries, scheduled_time, schedule_type, settings)
         for field, value in (("retry_base_s", retry_base_s), ("retry_cap_s", retry_cap_s)):
-            if value is not None and (not isinstance(value, int | float) or value <= 0):
-                raise ValidationError(field, f"must be a positive number of seconds; got {value!r}")
+            if value is not None:
+                parse_seconds(field, value)
         params = validate_params(kind, parameters or {})
         prepared = kind.prepare(params, settings, self.paths.spool)
         try:
@@ -548,7 +556,7 @@ class Operations:
             hours = -1.0 if isinstance(older_than_hours, bool) else float(older_than_hours)
         except (TypeError, ValueError):
             hours = -1.0
-        if not hours >= 0:
+        if not 0 <= hours < math.inf:
             raise ValidationError("older_than_hours", f"must be a number of hours ≥ 0; got {older_than_hours!r}")
         live = self.list(status=["pending", "scheduled", "running", "retrying"], job_type="upload_file", limit=10_000)
         keep = {

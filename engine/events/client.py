@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
 from engine.config import Paths
 from engine.errors import JobdeckError, ValidationError, WorkerNotRunning
@@ -26,6 +26,8 @@ from engine.events.wake import send_wake
 EventCallback = Callable[[dict[str, Any]], None]
 
 log = logging.getLogger(__name__)
+
+CONNECT_RETRY_S = 0.02  # first pause before connecting again after a reset; doubles each time
 
 
 def read_worker_info(paths: Paths | None = None) -> dict[str, Any] | None:
@@ -83,22 +85,37 @@ class WorkerClient:
     async def connect(
         cls, paths: Paths | None = None, on_event: EventCallback | None = None, timeout: float = 5.0
     ) -> WorkerClient:
+        """Connect within ``timeout`` seconds.
+
+        A connection reset before the worker answered is tried again until then: under a flood of half-open
+        handshakes the worker turns away connections whose request has not arrived yet (see
+        ``engine.events.admission``), and ours may be accepted in the instant between connecting and sending."""
         info = read_worker_info(paths)
         if info is None:
             raise WorkerNotRunning("no worker is running for this data folder (start one with: jobdeck worker)")
-        try:
-            conn = await connect(
-                f"ws://127.0.0.1:{info['port']}/",
-                additional_headers={"Authorization": f"Bearer {info['token']}"},
-                proxy=None,  # loopback: never through a proxy from the environment
-                open_timeout=timeout,
-                max_size=None,
-                ping_interval=20,
-                compression=None,  # loopback: deflate only costs CPU
-            )
-        except (OSError, InvalidStatus, TimeoutError) as exc:
-            raise WorkerNotRunning(f"could not connect to the worker on port {info['port']}: {exc}") from None
-        return cls(conn, on_event)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pause = CONNECT_RETRY_S
+        while True:
+            try:
+                conn = await connect(
+                    f"ws://127.0.0.1:{info['port']}/",
+                    additional_headers={"Authorization": f"Bearer {info['token']}"},
+                    proxy=None,  # loopback: never through a proxy from the environment
+                    open_timeout=max(0.001, deadline - loop.time()),
+                    max_size=None,
+                    ping_interval=20,
+                    compression=None,  # loopback: deflate only costs CPU
+                )
+            except (ConnectionResetError, InvalidMessage) as exc:
+                if loop.time() + pause < deadline:
+                    await asyncio.sleep(pause)
+                    pause *= 2
+                    continue
+                raise WorkerNotRunning(f"could not connect to the worker on port {info['port']}: {exc}") from None
+            except (OSError, InvalidStatus, TimeoutError) as exc:
+                raise WorkerNotRunning(f"could not connect to the worker on port {info['port']}: {exc}") from None
+            return cls(conn, on_event)
 
     async def _read(self) -> None:
         try:

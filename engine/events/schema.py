@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,3 +48,55 @@ def reply(request_id: Any, result: Any) -> dict[str, Any]:
 
 def error_reply(request_id: Any, field: str | None, message: str) -> dict[str, Any]:
     return {"id": request_id, "ok": False, "error": {"field": field, "message": message}}
+
+
+MAX_DEPTH = 32  # nesting of arrays and objects in one message; ours need five
+MAX_SEQ = 2**63 - 1  # seqs are signed 64-bit integers in the ledger
+
+
+class MalformedMessage(ValueError):
+    """A message that is not one JSON object within the wire's bounds; the text says what is wrong."""
+
+
+def parse_message(raw: str | bytes) -> dict[str, Any]:
+    """Decode one incoming message: a JSON object, at most MAX_DEPTH deep, every number finite.
+
+    Python's decoder accepts ``NaN``, ``Infinity`` and ``1e999`` (which becomes infinity); none of them means
+    anything in a request, and an infinite delay or timeout would hold a job forever, so they are refused here
+    for every field at once. Nesting is bounded before any operation walks the value."""
+    try:
+        message = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise MalformedMessage(f"malformed message: nested deeper than {MAX_DEPTH} levels") from None
+    except MalformedMessage:
+        raise
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedMessage(f"malformed message: not JSON ({exc})") from None
+    if not isinstance(message, dict):
+        raise MalformedMessage("malformed message: must be a JSON object")
+    if _depth(message) > MAX_DEPTH:
+        raise MalformedMessage(f"malformed message: nested deeper than {MAX_DEPTH} levels")
+    return message
+
+
+def _no_constant(name: str) -> float:
+    raise MalformedMessage(f"malformed message: {name} is not a number; every number must be finite")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise MalformedMessage(f"malformed message: {text[:40]} is out of range; every number must be finite")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth without recursion (the decoder already bounded it by the interpreter's stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_DEPTH:
+                stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest

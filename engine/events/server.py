@@ -8,8 +8,9 @@ The live feed is fed two ways. Commits made in this process arrive through ``not
 hand-off from whichever thread committed) and are published at once when they continue the sequence; anything
 else — a gap, or a commit made by another process (the CLI, which then sends a wake datagram, see
 ``engine.events.wake``, or without that a once-a-second poll) — makes the feed read the ledger from its cursor.
-Each client has a bounded send queue; a client that falls behind is disconnected (it resubscribes from its last
-seq), so it never slows the worker or other clients.
+Each client has a send queue bounded in messages and in bytes; a client that falls behind is disconnected (it
+resubscribes from its last seq), so it never slows the worker or other clients, nor grows it without bound. Before
+a connection has shown the token it is a stranger, capped and timed out by ``engine.events.admission``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from websockets.frames import CloseCode
 
 from engine.config import Paths
 from engine.events import auth, schema
+from engine.events.admission import Admission, LoopErrors, connection_class, listen
 from engine.events.control import Dispatcher, WorkerControl
 from engine.events.progress import ProgressCoalescer
 from engine.events.wake import WakeListener
@@ -46,6 +48,13 @@ MAX_MESSAGE_BYTES = 1024 * 1024  # a bigger message closes the connection with 1
 MAX_CLIENTS = 64
 CLIENT_QUEUE = 2000  # live events waiting for one client; past this it catches up from the ledger instead
 HARD_QUEUE = CLIENT_QUEUE + 256  # anything at all waiting for one client; past this it is disconnected
+# The same in bytes: events are as big as a job's parameters and a `list` reply can hold ten thousand jobs. Past
+# QUEUE_BYTES the live feed turns to catching up from the ledger, a replay waits, and no further request is read;
+# past HARD_QUEUE_BYTES (replies of requests already running) the client is disconnected. One reply is always
+# taken into an empty queue, however big.
+QUEUE_BYTES = 16 * 1024**2
+HARD_QUEUE_BYTES = 64 * 1024**2
+SEND_BATCH_BYTES = 1024**2  # a batch joined into one write stops growing past this
 SEND_BUFFER_BYTES = 256 * 1024  # the kernel's share of a slow client's backlog stays small and bounded
 REPLAY_CHUNK = 500
 SEND_BATCH = 64  # messages joined into one socket write when a client has several waiting
@@ -56,7 +65,8 @@ IDLE_TIMEOUT_S = float(os.environ.get("JOBDECK_EVENT_IDLE_S") or 300.0)
 # A client with messages waiting that took none for this long is disconnected as stuck.
 STALL_TIMEOUT_S = float(os.environ.get("JOBDECK_EVENT_STALL_S") or 30.0)
 REAP_EVERY_S = min(5.0, STALL_TIMEOUT_S / 2, IDLE_TIMEOUT_S / 2)
-HANDSHAKE_TIMEOUT_S = 10.0
+HANDSHAKE_TIMEOUT_S = 2.0  # the owner's client needs milliseconds; a half-open handshake holds a descriptor this long
+LISTEN_BACKLOG = 512  # a burst of connections waits in the kernel instead of dropping the owner's SYN
 PING_INTERVAL_S = 20.0  # a peer that does not answer a ping within PING_TIMEOUT_S is dropped
 PING_TIMEOUT_S = 20.0
 CLOSE_TIMEOUT_S = 2.0
@@ -70,12 +80,23 @@ SLOW_CLIENT = "client too slow; reconnect and subscribe from your last seq"
 class Client:
     conn: ServerConnection
     queue: asyncio.Queue[str] = field(default_factory=asyncio.Queue)  # bounds enforced by the server
+    queued_bytes: int = 0  # the size of what ``queue`` holds (messages are ASCII JSON: characters are bytes)
     cursor: int = 0  # last seq queued for this client
     subscribed: bool = False
     last_activity: float = field(default_factory=time.monotonic)  # last message received
     sending_since: float | None = None  # when the send in progress began (None: not sending)
     subscription: asyncio.Task[None] | None = None
     room: asyncio.Event = field(default_factory=asyncio.Event)  # set by the sender when the queue has room again
+    gone: bool = False  # its sender ended: nothing queued will leave any more
+
+    async def wait_for_room(self, max_bytes: int, max_messages: int | None = None) -> bool:
+        """Wait until the queue holds at most this much; False if the connection went away meanwhile."""
+        while not self.gone and (
+            self.queued_bytes > max_bytes or (max_messages is not None and self.queue.qsize() > max_messages)
+        ):
+            self.room.clear()
+            await self.room.wait()
+        return not self.gone
 
 
 class EventServer:
@@ -86,6 +107,8 @@ class EventServer:
         self.port = port
         self.token = auth.new_token()
         self.guard = auth.HandshakeGuard(self.token, ops.settings.allowed_origins)
+        self.admission = Admission()
+        self.guard.on_authenticated = self.admission.forget
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: Server | None = None
@@ -206,13 +229,13 @@ class EventServer:
     async def _main(self, loop: asyncio.AbstractEventLoop) -> None:
         self._dirty = asyncio.Event()
         self._progress = ProgressCoalescer(loop, self._emit_progress)
+        loop.set_exception_handler(LoopErrors(self.admission.shed))
         self.loop = loop  # from here on, other threads may hand us work (commits before the read below are re-read)
         last_seq = await loop.run_in_executor(self._reader, self.ops.ledger.last_seq)
         self._published = max(self._published, last_seq)  # a commit may have been published while we read
         self._server = await serve(
             self._handle,
-            HOST,
-            self.port,
+            sock=listen(HOST, self.port, LISTEN_BACKLOG, self.admission),
             process_request=self.guard,
             select_subprotocol=auth.select_subprotocol,
             max_size=MAX_MESSAGE_BYTES,
@@ -222,8 +245,11 @@ class EventServer:
             open_timeout=HANDSHAKE_TIMEOUT_S,
             close_timeout=CLOSE_TIMEOUT_S,
             compression=None,  # loopback: deflate would only spend CPU in the worker and in every client
+            create_connection=connection_class(self.admission),
+            backlog=LISTEN_BACKLOG,  # asyncio listens again with this (and accepts up to this many a turn)
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        self.guard.port = self.port
         self._ready.set()
         tasks = [asyncio.create_task(self._feed()), asyncio.create_task(self._reap_idle())]
         try:
@@ -234,6 +260,7 @@ class EventServer:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _shutdown(self) -> None:
+        self.admission.cut_all()  # else the server waits for their handshakes to time out
         if self._server is not None:
             self._server.close()
 
@@ -258,6 +285,8 @@ class EventServer:
         try:
             async for raw in conn:
                 client.last_activity = time.monotonic()
+                if not await client.wait_for_room(QUEUE_BYTES):  # replies it has not read: read no more requests
+                    break
                 await slots.acquire()
                 task = asyncio.create_task(self._on_message(client, raw))
                 tasks.add(task)
@@ -280,22 +309,31 @@ class EventServer:
         try:
             while True:
                 batch = [await client.queue.get()]
-                while len(batch) < SEND_BATCH and not client.queue.empty():
+                size = len(batch[0])
+                while len(batch) < SEND_BATCH and size < SEND_BATCH_BYTES and not client.queue.empty():
                     batch.append(client.queue.get_nowait())
+                    size += len(batch[-1])
+                client.queued_bytes -= size
                 client.sending_since = time.monotonic()
                 await _send_all(client.conn, batch)  # returns once the kernel took it; blocks while the peer reads not
                 client.sending_since = None
                 client.room.set()
         except ConnectionClosed:
             pass
+        finally:
+            client.gone = True
+            client.room.set()
 
     def _enqueue(self, client: Client, message: dict[str, Any] | str) -> bool:
-        """Queue without waiting (replies, replayed events); past the hard bound the client is disconnected."""
-        if client.queue.qsize() >= HARD_QUEUE:
+        """Queue without waiting (replies, replayed events); past the hard bounds the client is disconnected."""
+        text = message if isinstance(message, str) else _dumps(message)
+        if client.queue.qsize() >= HARD_QUEUE or (
+            client.queued_bytes and client.queued_bytes + len(text) > HARD_QUEUE_BYTES
+        ):
             self._drop(client)
             self._spawn(self._disconnect(client.conn, CloseCode.TRY_AGAIN_LATER, SLOW_CLIENT))
             return False
-        client.queue.put_nowait(message if isinstance(message, str) else _dumps(message))
+        _put(client, text)
         return True
 
     def _offer_live(self, client: Client, text: str, seq: int) -> None:
@@ -305,17 +343,17 @@ class EventServer:
         transaction) costs a healthy client nothing, and a client that stopped reading holds at most
         CLIENT_QUEUE messages until the reaper disconnects it.
         """
-        if client.queue.qsize() >= CLIENT_QUEUE:
+        if client.queue.qsize() >= CLIENT_QUEUE or client.queued_bytes >= QUEUE_BYTES:
             self._clients.discard(client)
             client.subscription = asyncio.create_task(self._replay(client, client.cursor, None, catch_up=True))
             return
-        client.queue.put_nowait(text)
+        _put(client, text)
         client.cursor = seq
 
     def _offer_transient(self, client: Client, text: str) -> None:
         """Progress and worker status: superseded by the next one, so a backlogged client may skip them."""
-        if client.queue.qsize() < CLIENT_QUEUE:
-            client.queue.put_nowait(text)
+        if client.queue.qsize() < CLIENT_QUEUE and client.queued_bytes < QUEUE_BYTES:
+            _put(client, text)
 
     async def _disconnect(self, conn: ServerConnection, code: int, reason: str) -> None:
         """Close politely, but a peer that stopped reading may never take the close frame: then cut it."""
@@ -347,12 +385,9 @@ class EventServer:
     # ------------------------------------------------------------------ messages
     async def _on_message(self, client: Client, raw: str | bytes) -> None:
         try:
-            message = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            self._enqueue(client, schema.error_reply(None, None, f"malformed message: not JSON ({exc})"))
-            return
-        if not isinstance(message, dict):
-            self._enqueue(client, schema.error_reply(None, None, "malformed message: must be a JSON object"))
+            message = schema.parse_message(raw)
+        except schema.MalformedMessage as exc:
+            self._enqueue(client, schema.error_reply(None, None, str(exc)))
             return
         request_id = message.get("id")
         kind = message.get("type", "request")
@@ -369,8 +404,9 @@ class EventServer:
 
     # ------------------------------------------------------------------ subscribe: replay, then live
     def _start_subscription(self, client: Client, since: Any, request_id: Any) -> None:
-        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
-            self._enqueue(client, schema.error_reply(request_id, "since", "must be a non-negative integer seq"))
+        if isinstance(since, bool) or not isinstance(since, int) or not 0 <= since <= schema.MAX_SEQ:
+            text = f"must be a non-negative integer seq, at most 2^63-1 ({schema.MAX_SEQ}); got {str(since)[:40]}"
+            self._enqueue(client, schema.error_reply(request_id, "since", text))
             return
         if client.subscription is not None:  # a new subscribe replaces the old one
             client.subscription.cancel()
@@ -383,11 +419,10 @@ class EventServer:
         while True:
             batch = await self._read_ledger(client.cursor)
             # Leave room for replies and for the live feed: a replay waits for the client instead of
-            # dropping it, and only ever fills half the queue.
-            while client.queue.qsize() > CLIENT_QUEUE // 2 - REPLAY_CHUNK:
-                client.room.clear()
-                await client.room.wait()
+            # dropping it, and only ever fills half the queue (in messages and in bytes).
             for stored in batch:
+                if not await client.wait_for_room(QUEUE_BYTES // 2, CLIENT_QUEUE // 2):
+                    return
                 if not self._enqueue(client, schema.job_event(stored)):
                     return
                 client.cursor = stored["seq"]
@@ -496,6 +531,11 @@ async def _send_all(conn: ServerConnection, messages: list[str]) -> None:
         for message in messages:
             conn.protocol.send_text(message.encode())
         conn.transport.write(b"".join(conn.protocol.data_to_send()))
+
+
+def _put(client: Client, text: str) -> None:
+    client.queue.put_nowait(text)
+    client.queued_bytes += len(text)
 
 
 def _dumps(message: dict[str, Any]) -> str:

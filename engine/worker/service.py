@@ -30,6 +30,7 @@ from engine.storage.repository import Ledger
 from engine.storage.status import JobStatus
 from engine.worker.dispatch import Dispatch
 from engine.worker.executor import Executor
+from engine.worker.limits import StopDeadline, raise_open_file_limit
 from engine.worker.lock import WorkerLocks
 
 log = logging.getLogger(__name__)
@@ -57,12 +58,14 @@ class WorkerService:
         self.lock = WorkerLocks(self.paths.root, self.paths.worker_lock, sqlite_file(self.paths.database_url()))
         self._stop = threading.Event()
         self._stopped = threading.Event()
+        self._deadline = StopDeadline(self.grace_s, self._stopped)  # armed by the process entry only
         self.ledger: Ledger | None = None
         self.port = settings.event_port if port is None else port
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         registry.load()  # before anything is claimed: see its docstring
+        raise_open_file_limit()
         self.lock.acquire({"pid": os.getpid(), "worker_id": self.worker_id, "home": str(self.paths.root)})
         check_url(self.paths.database_url())  # every page, once per start (a command checks a large ledger less)
         self.ledger = Ledger(self.paths.database_url())
@@ -142,7 +145,8 @@ class WorkerService:
                 log.exception("maintenance pass failed; will retry")
 
     def run_forever(self) -> int:
-        """Block until SIGINT, SIGTERM or a ``shutdown`` command; then stop gracefully."""
+        """Block until SIGINT, SIGTERM or a ``shutdown`` command; then stop gracefully, and within the grace
+        period plus a few seconds whatever the threads are doing (see ``StopDeadline``)."""
         self._install_signal_handlers()
         self.start()
         try:
@@ -150,11 +154,13 @@ class WorkerService:
                 pass
         except KeyboardInterrupt:
             pass
+        self._deadline.arm()
         self.stop()
         return 0
 
     def _install_signal_handlers(self) -> None:
         def _handle(signum: int, _frame: Any) -> None:
+            self._deadline.arm()
             log.info("received %s: stopping gracefully", signal.Signals(signum).name)
             self._stop.set()
 
