@@ -264,6 +264,21 @@ class JobTableModel(QAbstractTableModel):
         self.endResetModel()
         self.new_jobs_changed.emit(0)
 
+    def set_total(self, total: int) -> None:
+        """The snapshot's size, counted after its first page arrived: rows are added (or taken) at the end."""
+        rows = len(self._top)
+        if total > self.total:
+            self.beginInsertRows(QModelIndex(), rows + self.total, rows + total - 1)
+            self.total = total
+            self.endInsertRows()
+        elif total < self.total:
+            self.beginRemoveRows(QModelIndex(), rows + total, rows + self.total - 1)
+            self.total = total
+            for page_no in [p for p in self._pages if p * PAGE >= total]:
+                for row in self._pages.pop(page_no):
+                    self._where.pop(int(row.job["id"]), None)
+            self.endRemoveRows()
+
     def set_page(self, page_no: int, jobs: list[dict[str, Any]]) -> None:
         """A page the view asked for (``jobs`` in the filter's order, read under ``max_id``)."""
         self._asked.discard(page_no)

@@ -87,8 +87,8 @@ class LiveJobs(QObject):
         self._generation += 1
         generation = self._generation
         self._set_loading(True)
-        try:
-            result = await self.connection.request("list", limit=PAGE, **filt.list_args())
+        try:  # the first page alone: counting every match (a search over a million jobs) follows it
+            result = await self.connection.request("list", limit=PAGE, count=False, **filt.list_args())
         except (JobdeckError, OSError, TimeoutError) as exc:
             if generation == self._generation:
                 self._set_loading(False)
@@ -96,18 +96,34 @@ class LiveJobs(QObject):
             return False
         if generation != self._generation:
             return False  # a newer filter superseded this one
-        seq = int(result.get("seq") or 0)
-        self.model.reset(result["jobs"], seq=seq, total=int(result["total"]), max_id=int(result["max_id"]), filt=filt)
+        seq, max_id = int(result.get("seq") or 0), int(result["max_id"])
+        self.model.reset(result["jobs"], seq=seq, total=len(result["jobs"]), max_id=max_id, filt=filt)
         self.counts.remember(result["jobs"])
         self.loaded_once = True
         self._set_loading(False)
         self.connection.start_stream(seq)
         others = Filter(job_type=filt.job_type, search=filt.search)
-        if others != self.counts.others or self.counts.stats is None:
+        if others != self.counts.others:
             self.counts.follow(others)
-            self._schedule_counts(immediately=True)
+        self._keep(asyncio.ensure_future(self._count(filt, max_id, generation)))
         self._flush()
         return True
+
+    async def _count(self, filt: Filter, max_id: int, generation: int) -> None:
+        """The view's size, and the status buttons' counts, under the snapshot's newest id."""
+        others = self.counts.others
+        try:
+            stats = await self.connection.request("status_counts", max_id=max_id, **others.query_args())
+        except (JobdeckError, OSError, TimeoutError) as exc:
+            self.failed.emit(f"Could not count jobs: {exc}")
+            return
+        if generation != self._generation:
+            return
+        by_status = stats["by_status"]
+        self.model.set_total(sum(by_status.get(s, 0) for s in filt.statuses) if filt.statuses else stats["total"])
+        if self.counts.others == others:
+            self.counts.reset(stats)
+            self.counts_changed.emit(self.counts.stats)
 
     def _set_loading(self, loading: bool) -> None:
         if loading != self.loading:
