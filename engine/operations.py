@@ -23,7 +23,7 @@ from engine.jobs import registry
 from engine.jobs.base import CleanupEnv, JobType, Params, remove_staged
 from engine.queue.huey_queue import JobQueue
 from engine.storage.reads import SORT_KEYS, JobQuery
-from engine.storage.repository import ACTIONS, Ledger, Outbox, job_to_dict, no_outbox
+from engine.storage.repository import ACTIONS, Ledger, Outbox, no_outbox
 from engine.storage.status import ALL_STATUSES, WAITING, JobStatus
 from engine.storage.trash import new_batch
 from engine.upload_paths import check_key
@@ -494,8 +494,8 @@ class Operations:
             report["batch"] = new_batch()  # what "Undo" restores
             self.expire_trash()
         rows = self.ledger.act_on(query, action, outbox=self._outbox, skip_types=restaged, batch=report.get("batch"))
-        jobs = [job_to_dict(row) for row in rows]
-        for row, job in zip(rows, jobs, strict=True):
+        jobs = [job for job, _ in rows]
+        for job, row in rows:
             if action in ("cancel", "delete") and (row["staged_path"] or row["checkpoint"]):
                 reason = "canceled" if action == "cancel" else "deleted"
                 self.release(job, row["staged_path"], reason, row["checkpoint"])

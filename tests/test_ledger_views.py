@@ -110,7 +110,7 @@ def test_a_bulk_action_changes_what_it_applies_to_a_batch_a_transaction(
     before = ledger.last_seq()
     # "r1" matches r1 (canceled: retried) and r10 (pending: retry does not apply to it)
     done = ledger.act_on(JobQuery(statuses=("canceled", "pending"), search="R1"), "retry")
-    assert [r["id"] for r in done] == [jobs[1]["id"]] and ledger.get(jobs[10]["id"])["status"] == "pending"
+    assert [job["id"] for job, _ in done] == [jobs[1]["id"]] and ledger.get(jobs[10]["id"])["status"] == "pending"
     done = ledger.act_on(JobQuery(ids=tuple(j["id"] for j in jobs)), "delete")
     assert len(done) == 11 and ledger.list()[1] == 0
     events = ledger.events_since(before)

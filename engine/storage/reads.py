@@ -85,17 +85,19 @@ class JobQuery:
 # The orders a view may ask for: name → the expression it sorts by. Revision 0004 indexes each as (expression, id),
 # so that the first page of any order, and a page deep inside it, is an index walk. The outcome sorts by the
 # error's first 100 characters (an index entry must stay small); the summary is made from parameters in Python and
-# has no order of its own.
+# has no order of its own. Constants are written into the SQL: an index on an expression serves only the same
+# expression, and ``x * ?`` is not ``x * 86400000``.
 def _sort_expression(key: str, dialect: str) -> ColumnElement[Any]:
     if key == "when":
         return func.coalesce(JOBS.c.next_attempt_at, JOBS.c.scheduled_time)
     if key == "duration":
         if dialect == "sqlite":
             # in whole milliseconds: differences of Julian days carry rounding noise that would split ties
-            return func.round((func.julianday(JOBS.c.finished_at) - func.julianday(JOBS.c.started_at)) * 86_400_000)
+            span = func.julianday(JOBS.c.finished_at) - func.julianday(JOBS.c.started_at)
+            return func.round(span * literal_column("86400000"))
         return JOBS.c.finished_at - JOBS.c.started_at
     if key == "outcome":
-        return func.substr(JOBS.c.error, 1, 100)
+        return func.substr(JOBS.c.error, literal_column("1"), literal_column("100"))
     return JOBS.c[key]
 
 
@@ -160,15 +162,18 @@ class LedgerReads:
         """One page of the jobs ``query`` matches, in the order of ``sort`` (ties by id, in the same direction),
         and how many match (``None`` when ``count`` is false: a page of a view that already knows its total).
 
-        The page's ids come from an inner query that an index on the sort key (see ``SORT_KEYS``) answers on
-        its own, so a page deep in a million rows skips index entries, not table rows."""
+        The page's ids come first, from a query that an index on the sort key (see ``SORT_KEYS``) answers on
+        its own, so a page deep in a million rows skips index entries, not table rows; then their rows."""
         where = (query or JobQuery.of(**filters)).where()
         keys = sort_keys(sort, self.engine.dialect.name, descending)
         page = select(JOBS.c.id).where(where).order_by(*keys).limit(limit).offset(offset)
         with self.engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(JOBS).where(where)).scalar_one() if count else None
-            rows = conn.execute(select(JOBS).where(JOBS.c.id.in_(page.scalar_subquery())).order_by(*keys)).all()
-        return [job_to_dict(r) for r in rows], total
+            ids = list(conn.execute(page).scalars())
+            # the rows by their ids, put in the page's order here: an ORDER BY on the outer query let SQLite walk
+            # a whole expression index to test each entry against the page
+            rows = {r.id: r for r in conn.execute(select(JOBS).where(ids_in(ids)))} if ids else {}
+        return [job_to_dict(rows[i]) for i in ids if i in rows], total
 
     def matching(self, query: JobQuery) -> int:
         with self.engine.connect() as conn:

@@ -655,20 +655,20 @@ class Ledger(LedgerReads, LedgerTrash):
         outbox: Outbox = no_outbox,
         skip_types: Sequence[str] = (),
         batch: str | None = None,
-    ) -> list[Row]:
+    ) -> list[tuple[dict[str, Any], Row]]:
         """``action`` (a key of ``ACTIONS``) on every job ``query`` matches that is in a state it applies to,
-        ``BULK_BATCH`` jobs a transaction, in id order, each with its event; returns the rows as the action left
-        them (a deleted job's last row), whose staged files and checkpoints the caller releases."""
+        ``BULK_BATCH`` jobs a transaction, in id order, each with its event; returns each job as the action left
+        it with its row (``staged_path`` and ``checkpoint``, which the caller releases)."""
         allowed, kind = ACTIONS[action], _ACTION_EVENTS[action]
         trash_batch = batch or new_batch()
         where = and_(query.where(), status_in(allowed))
         if skip_types:
             where = and_(where, *(JOBS.c.job_type != name for name in skip_types))
-        done: list[Row] = []
+        done: list[tuple[dict[str, Any], Row]] = []
         after: int | None = 0
         while after is not None:
 
-            def op(tx: Tx, after: int = after) -> tuple[list[Row], int | None]:
+            def op(tx: Tx, after: int = after) -> tuple[list[tuple[dict[str, Any], Row]], int | None]:
                 next_ids = select(JOBS.c.id).where(where, JOBS.c.id > after).order_by(JOBS.c.id).limit(BULK_BATCH)
                 ids = [row["id"] for row in tx.run(next_ids)]
                 if not ids:
@@ -677,16 +677,17 @@ class Ledger(LedgerReads, LedgerTrash):
                 if action == "delete":
                     stmt: Executable = delete(JOBS).where(target).returning(*JOBS.c)
                 else:
-                    stmt = _update_jobs().where(target).values(_action_values(action)).returning(*JOBS.c)
+                    stmt = _update_jobs().where(target).values(_action_values(action)).returning(*_ACTED_ON)
                 rows = sorted(tx.run(stmt), key=lambda row: row["id"])
                 if action == "delete":
                     self.to_trash(tx, rows, trash_batch)
                 jobs = [job_to_dict(row) for row in rows]
+                acted = list(zip(jobs, rows, strict=True))
                 self._record_many(tx, [(job, kind, {}) for job in jobs])
                 if action in ("retry", "run_now"):
                     for job in jobs:
                         outbox(tx.cursor, job)
-                return rows, max(ids)
+                return acted, max(ids)
 
             rows, after = self._write(op)
             done.extend(rows)
@@ -909,6 +910,8 @@ ACTIONS: dict[str, tuple[JobStatus, ...]] = {
 }
 _ACTION_EVENTS = {"retry": "retried", "cancel": "canceled", "run_now": "run_now", "delete": "deleted"}
 BULK_BATCH = 1000  # jobs a bulk action changes in one transaction: the write lock is never held long
+# what a bulk action reads back from its UPDATE: the job JSON's fields and what the caller releases
+_ACTED_ON = [JOBS.c[name] for name in (*JOB_FIELDS, "staged_path", "checkpoint")]
 
 
 def _action_values(action: str) -> dict[str, Any]:
