@@ -64,6 +64,7 @@ class WorkerSupervisor(QObject):
         self.restarts = 0
         self._user_stopped = False
         self._launched_at = 0.0
+        self._console_from = 0  # where the console's text of the worker launched last begins
         self._running_since = 0.0
         self._checking = False
         self._task: asyncio.Future[None] | None = None
@@ -88,7 +89,9 @@ class WorkerSupervisor(QObject):
         process.setProgram(self.command[0])
         process.setArguments(self.command[1:])
         process.setWorkingDirectory(str(self.paths.root))
-        console = str(self.paths.logs / "worker-console.log")
+        console = str(self._console)
+        with contextlib.suppress(OSError):
+            self._console_from = self._console.stat().st_size
         process.setStandardOutputFile(console, QProcess.OpenModeFlag.Append)
         process.setStandardErrorFile(console, QProcess.OpenModeFlag.Append)
         ok = bool(process.startDetached())
@@ -135,6 +138,21 @@ class WorkerSupervisor(QObject):
         self._set_state("stopped")
         self.finished.emit()
         return True
+
+    @property
+    def _console(self) -> Path:
+        return self.paths.logs / "worker-console.log"
+
+    def _console_says(self) -> str:
+        """The last of the one-line failures (``jobdeck: …``) the worker launched last wrote to its console."""
+        try:
+            with self._console.open("rb") as fh:
+                fh.seek(max(self._console_from, fh.seek(0, os.SEEK_END) - 4096))
+                lines = fh.read().decode("utf-8", errors="replace").splitlines()
+        except OSError:
+            return ""
+        said = [line for line in lines if line.startswith("jobdeck")]
+        return said[-1] if said else ""
 
     async def _worker_info_once_started(self) -> dict[str, Any] | None:
         """The running worker's info; a worker launched but not yet serving (a stop right after the window opened)
@@ -186,7 +204,11 @@ class WorkerSupervisor(QObject):
             return
         if self.state == "starting":
             if now - self._launched_at > START_TIMEOUT_S:
-                self._crash(f"the worker did not start within {START_TIMEOUT_S:.0f} s (see logs/worker-console.log)")
+                said = self._console_says()
+                self._crash(
+                    f"the worker did not start within {START_TIMEOUT_S:.0f} s"
+                    + (f": {said}" if said else " (see logs/worker-console.log)")
+                )
             return
         if self.state == "running":
             self.pid = None

@@ -1,5 +1,6 @@
 """The real window (``main.py`` under the offscreen Qt platform) stopped by Ctrl+C or SIGTERM: it closes cleanly,
-stops the worker it started itself, and leaves alone a worker it found already running."""
+stops the worker it started itself, and leaves alone a worker it found already running. And a worker that cannot
+start is reported in the window with the one line it gave."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
+from test_gui_support import *  # noqa: F403  (fixtures)
 from workerproc import ROOT, WorkerProcess
 
 WAIT_S = 60.0
@@ -112,3 +115,32 @@ def test_a_worker_found_running_is_left_alone(jobdeck_home: Path) -> None:
     finally:
         win.close()
         worker.stop()
+
+
+def test_a_worker_that_cannot_start_is_reported_in_its_own_words(
+    qtbot: Any, aloop: Any, jobdeck_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window's message names the cause the worker gave (here a foreign file at the ledger's path), not only
+    "did not start"."""
+    from desktop.services import supervisor as supervisor_module
+    from desktop.services.supervisor import WorkerSupervisor
+    from engine.config import Paths
+
+    ledger = jobdeck_home / "jobdeck.db"
+    ledger.write_text("not a database\n" * 100)
+    (jobdeck_home / "logs").mkdir()
+    (jobdeck_home / "logs" / "worker-console.log").write_text("jobdeck: an older launch's failure\n")
+    monkeypatch.setattr(supervisor_module, "START_TIMEOUT_S", 8.0)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    sup = WorkerSupervisor(Paths(jobdeck_home), command=[sys.executable, str(ROOT / "main.py"), "worker"])
+    messages: list[str] = []
+    sup.crashed.connect(messages.append)
+    sup.autostart = True
+    sup.begin()
+    try:
+        qtbot.waitUntil(lambda: bool(messages), timeout=30_000)
+    finally:
+        sup.autostart = False
+        sup.shutdown_watch()
+    assert str(ledger) in messages[0] and "jobdeck db recover" in messages[0], messages
+    assert "older launch" not in messages[0]
