@@ -191,10 +191,7 @@ def recover(source: Path, out: Path, *, tool: str | None = None) -> Recovered:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".jobdeck-recover-", dir=out.parent) as tmp:
         copy = Path(tmp) / "copy.db"
-        shutil.copyfile(source, copy)
-        wal = source.with_name(source.name + "-wal")
-        if wal.exists():
-            shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+        _copy_still(source, copy)
         _readable_at_all(source, copy)
         rows_from, method = copy, "row salvage"
         if tool and _sqlite_recover(tool, copy, Path(tmp) / "recovered.db"):
@@ -206,6 +203,23 @@ def recover(source: Path, out: Path, *, tool: str | None = None) -> Recovered:
         jobs, events = counts(staging)
         os.replace(staging, out)
     return Recovered(jobs, events, method, unplaced)
+
+
+def _copy_still(source: Path, copy: Path) -> None:
+    """Copy the ledger and its WAL while holding a read transaction on it where SQLite can: no checkpoint rewrites
+    the file meanwhile (a running worker's commits only add to the WAL, and a commit cut off at the end of the copy
+    is ignored as a power cut's would be)."""
+    reader = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True, timeout=5, isolation_level=None)
+    try:
+        with contextlib.suppress(sqlite3.Error):  # a file too damaged to read is copied as it is
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        shutil.copyfile(source, copy)
+        wal = source.with_name(source.name + "-wal")
+        if wal.exists():
+            shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+    finally:
+        reader.close()
 
 
 def _readable_at_all(source: Path, copy: Path) -> None:
