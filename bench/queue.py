@@ -4,9 +4,10 @@
 
 Throughput: submit N no-op jobs through the engine (validation, ledger, queue, wake) to a real `jobdeck worker`
 and time until all have succeeded; and the same N no-op tasks through a bare SqliteHuey consumer in its own
-process with the same thread count and the same durability: WAL with synchronous=FULL (Huey's ``fsync=True``, and
-SQLite's default), as the ledger's commits are, so that on both sides what an enqueue acknowledged survives a power
-cut. Both clocks start once the submitting side is up (interpreter, imports), so that one-time start-up counts on
+process with the same thread count and the same durability: every commit is on disk before it is reported, so that
+on both sides what an enqueue acknowledged survives a power cut (raw Huey: WAL with synchronous=FULL, Huey's
+``fsync=True`` and SQLite's default; Jobdeck: a sync of the WAL after each commit, see ``database.tune_writer``).
+Both clocks start once the submitting side is up (interpreter, imports), so that one-time start-up counts on
 neither side. The two alternate for several rounds (``--rounds``), because the machine's speed drifts by a third
 within minutes: each round's ratio compares neighbours, and the median round is reported. The ratio is the
 overhead of the ledger. Pick-up latency: single jobs submitted to an idle worker, from the ledger's created_at to
@@ -202,8 +203,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="jobdeck-bench-") as tmp:
         folder = Path(tmp)
         print(
-            f"jobs={args.jobs} worker threads={args.concurrency} storage=SQLite WAL synchronous=FULL "
-            f"(ledger; raw Huey too); rounds={rounds}; pickups={pickups} spaced {spacing[0]}-{spacing[1]} s",
+            f"jobs={args.jobs} worker threads={args.concurrency} storage=SQLite WAL, every commit synced before it is "
+            f"reported (both sides); rounds={rounds}; pickups={pickups} spaced {spacing[0]}-{spacing[1]} s",
             flush=True,
         )
         ours = jobdeck(args.jobs, args.concurrency, folder, pickups, spacing, idle_s, rounds)

@@ -105,3 +105,20 @@ def test_exclusive_waits_for_the_running_transaction() -> None:
     writer.join()
     with pytest.raises(ValueError):
         group.run(named("after", fail=True))
+
+
+class UnsyncedBatch(RecordingBatch):
+    """Commits, but the disk fails the sync that would make the commit durable."""
+
+    def durable(self) -> None:
+        raise OSError(5, "Input/output error")
+
+
+def test_a_commit_that_could_not_be_synced_is_neither_announced_nor_run_again() -> None:
+    log: list[list[str]] = []
+    announced: list[Any] = []
+    group = GroupCommit(lambda: UnsyncedBatch(log, 0.02), announced.append)
+    results = run_concurrently(group, [named(f"w{i}") for i in range(6)])
+    assert all(isinstance(r, OSError) for r in results), results  # no writer is told its write is safe
+    assert sorted(name for names in log for name in names) == sorted(f"w{i}" for i in range(6))  # each ran once
+    assert announced == []

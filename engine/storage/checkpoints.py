@@ -25,12 +25,11 @@ this process, or once its writes pause for ``IDLE_S``, not on a timer (bench/upl
 with a 2 s pause against 0.70 and 0.77 with 0.25 s, when a gap between two parts was enough to start one); and it
 may wait only ``WAIT_MS`` for the lock and the readers, else it tries again later.
 
-A checkpoint's first step syncs the log, while writers wait. The ledger's commits sync it themselves
-(``synchronous=FULL``: see ``engine.storage.database``), but the Huey queue's own commits do not (its messages are
-rebuilt from the ledger at start-up), so the checkpointer syncs the log file first, without the lock, and the
-checkpoint's own sync finds little left to write (when every commit was NORMAL, 200 creates' checkpoint held the
-lock 6–7 ms before this and 1.1–1.3 ms after). Where a file opened for reading cannot be synced (Windows), the
-checkpoint syncs it all as before.
+A checkpoint's first step syncs the log, while writers wait. The ledger syncs it after each of its commits
+(``sync_log``: see ``engine.storage.database.tune_writer``), but the Huey queue's own commits do not (its messages
+are rebuilt from the ledger at start-up), so the checkpointer syncs the log file first, without the lock, and the
+checkpoint's own sync finds little left to write (when no commit synced, 200 creates' checkpoint held the lock
+6–7 ms before this and 1.1–1.3 ms after).
 
 A process has one checkpointer per database file (``shared``): the ledger and the Huey queue live in one SQLite
 file, and two checkpointers of one process would each count only half its commits and take turns at the lock.
@@ -38,6 +37,7 @@ file, and two checkpointers of one process would each count only half its commit
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -154,15 +154,23 @@ class Checkpointer:
         self.checkpoints += 1
         return True
 
+    def sync_log(self) -> None:
+        """Put every commit so far on disk: the ledger's writer calls it after each commit, outside the write lock
+        (see ``engine.storage.database.tune_writer``). Raises ``OSError`` if the disk fails: not durable."""
+        try:
+            _fsync(self.path + "-wal")
+        except FileNotFoundError:  # no log: the last connection closed and checkpointed it, so the file holds all
+            _fsync(self.path)
+
     def _sync_log(self) -> None:
         """Flush the log's pending writes to disk before the checkpoint takes the lock (see the module)."""
-        try:
-            fd = os.open(self.path + "-wal", os.O_RDONLY)
-        except OSError:  # no log yet (or not ours to open): the checkpoint does it all
-            return
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        with contextlib.suppress(OSError):  # no log yet, or a failing disk: the checkpoint syncs (and says) itself
+            _fsync(self.path + "-wal")
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDWR)  # read-write: Windows flushes only a handle that may write
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -53,10 +53,9 @@ def _tune_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         # Writers wait in _begin_immediate; this covers the rare busy reader (WAL recovery).
         cur.execute(f"PRAGMA busy_timeout={READER_BUSY_TIMEOUT_MS}")
-        # FULL: a commit returns only once the WAL is on disk, so that what a user was told (created, retried,
-        # canceled, deleted, a final state) survives a power cut. NORMAL survives a process crash only: a cut WAL
-        # lost acknowledged jobs, and their ids were handed out again. The group commit shares one sync among the
-        # transactions that arrive together.
+        # FULL: a commit returns only once the WAL is on disk, so that what a user was told survives a power cut
+        # (NORMAL survives a process crash only: a cut WAL lost acknowledged jobs, and their ids were handed out
+        # again). The ledger's writer connection commits otherwise (see ``tune_writer``).
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints are a Checkpointer's alone (see its module)
@@ -88,9 +87,18 @@ def _file_of(conn: sqlite3.Connection) -> Path | None:
 def tune_writer(conn: Any) -> None:
     """A writer connection: it takes the write lock through ``sqlite_begin_immediate`` (no busy handler of
     SQLite's) and never checkpoints: SQLite's automatic checkpoint is a passive one, which can lose the WAL-reset
-    race (see ``engine.storage.checkpoints``); a ``Checkpointer`` does them all, holding the write lock."""
+    race (see ``engine.storage.checkpoints``); a ``Checkpointer`` does them all, holding the write lock.
+
+    Its commits do not sync (NORMAL): with FULL, SQLite syncs the WAL while it still holds the write lock, and the
+    other process (the worker, or the window and the CLI) waited out every sync, several milliseconds each on a busy
+    disk. The ledger syncs the WAL itself after each commit instead (``Checkpointer.sync_log``), once the lock is
+    free and before anyone is told of the commit: durable just the same when reported, and a sync of one process
+    overlaps the other's next transaction. A job is claimed, and run, only after the commit that created it is on
+    disk, since a sync covers every earlier frame of the WAL. (The Huey queue's own commits need no sync: its
+    messages are rebuilt from the ledger when the worker starts.)"""
     conn.execute("PRAGMA busy_timeout=0")
     conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("PRAGMA synchronous=NORMAL")
 
 
 def is_busy(exc: Exception) -> bool:

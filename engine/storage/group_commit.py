@@ -3,8 +3,9 @@
 A commit is the dearest part of a ledger transition (SQLite writes every page the transaction touched to the
 WAL; a claim and a finish touch the same few index pages), and the worker's threads claim and finish jobs at
 the same moments. So a thread that wants to write joins a queue: the first one in leads, opening a transaction
-and running every queued operation in it; it commits once and wakes the others with their results. An
-uncontended write is led by its own thread, with no hand-off.
+and running every queued operation in it; it commits once, makes the commit durable (``Batch.durable``: on
+SQLite a sync of the log, once the write lock is free) and wakes the others with their results. An uncontended
+write is led by its own thread, with no hand-off.
 """
 
 from __future__ import annotations
@@ -123,6 +124,12 @@ class GroupCommit:
             for op in batch:
                 op.error, op.tx = exc, None
             raise
+        try:
+            writer.durable()
+        except Exception as exc:  # committed, but not known to be on disk: never run again, never announced
+            for op in batch:
+                op.error, op.tx = exc, None
+            return
         if self._after_commit is not None:
             self._after_commit([op.tx for op in batch])
 
@@ -133,6 +140,9 @@ class Batch:
 
     def new_tx(self) -> Tx:
         raise NotImplementedError
+
+    def durable(self) -> None:
+        """After the commit, before any writer is answered: make it survive a power cut, if the commit did not."""
 
     def __enter__(self) -> Batch:
         return self

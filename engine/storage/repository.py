@@ -101,6 +101,7 @@ class _WriteBatch(Batch):
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
+        self.wrote = False
 
     def __enter__(self) -> _WriteBatch:
         # The DBAPI connection itself: SQLAlchemy's pool proxy in front of it only forwards, at some µs a call.
@@ -119,8 +120,9 @@ class _WriteBatch(Batch):
         try:
             if exc_type is None:
                 self.raw.commit()
-                if self.ledger._checkpointer is not None and self._changes() != self.changes:
-                    self.ledger._checkpointer.poke()  # not for a write that matched nothing (an idle heartbeat)
+                self.wrote = self._changes() != self.changes  # not a write that matched nothing (an idle heartbeat)
+                if self.ledger._checkpointer is not None and self.wrote:
+                    self.ledger._checkpointer.poke()
             else:
                 self.raw.rollback()
         except Exception:
@@ -136,6 +138,10 @@ class _WriteBatch(Batch):
 
     def new_tx(self) -> Tx:
         return Tx(self.ledger, self.cursor)
+
+    def durable(self) -> None:
+        if self.ledger._checkpointer is not None and self.wrote:
+            self.ledger._checkpointer.sync_log()  # see ``engine.storage.database.tune_writer``
 
     def _changes(self) -> int:
         return getattr(self.raw, "total_changes", 0)  # SQLite's count of rows written
