@@ -38,7 +38,7 @@ from desktop.views.stats_view import StatsView
 from desktop.views.trash_view import TrashView
 from desktop.views.tray import TrayController
 from desktop.views.worker_control import WorkerControl
-from desktop.widgets.theme import icon
+from desktop.widgets.theme import icon, theme_menu
 from desktop.widgets.worker_badge import WorkerBadge
 from engine.config import Paths, Settings
 from engine.credentials import CredentialStore, default_store
@@ -111,8 +111,10 @@ class MainWindow(QMainWindow):
         self.settings_action = a("Settings…", self.open_settings, QKeySequence.StandardKey.Preferences)
         self.find_action = a("Find", self._focus_search, QKeySequence.StandardKey.Find)
         self.quit_action = a("Quit", self.request_quit, QKeySequence.StandardKey.Quit)
+        self.theme_menu = theme_menu(self, self.paths.root / "theme")
 
     def _build_ui(self) -> None:
+        self.menuBar().addMenu("&View").addMenu(self.theme_menu)
         toolbar = self.addToolBar("Jobs")
         toolbar.setObjectName("jobsToolbar")
         toolbar.setMovable(False)

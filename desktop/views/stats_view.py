@@ -40,6 +40,7 @@ class StatsView(QDialog):
             glyph = QLabel(self)
             glyph.setPixmap(icon(f"status-{status}").pixmap(self.fontMetrics().height(), self.fontMetrics().height()))
             glyph.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            glyph.setAccessibleName(STATUS_LABELS[status])
             value = QLabel("–", self)
             value.setAlignment(Qt.AlignmentFlag.AlignCenter)
             font = value.font()

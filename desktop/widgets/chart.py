@@ -6,11 +6,11 @@ from datetime import timedelta
 from typing import Any
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen
+from PySide6.QtGui import QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from desktop.models.format import parse_iso
-from desktop.widgets.theme import CHART_FAILED, CHART_SUCCEEDED
+from desktop.widgets.theme import color
 
 
 class TimelineChart(QWidget):
@@ -66,7 +66,7 @@ class TimelineChart(QWidget):
             painter.drawText(QRectF(0, y - line / 2, label_w, line), Qt.AlignmentFlag.AlignRight, str(value))
         # bars
         bar_w = plot.width() / minutes
-        ok_color, bad_color = QColor(CHART_SUCCEEDED), QColor(CHART_FAILED)
+        ok_color, bad_color = color("chart_succeeded"), color("chart_failed")
         painter.setPen(Qt.PenStyle.NoPen)
         for i in range(minutes):
             s = succeeded[i] if i < len(succeeded) else 0
@@ -95,8 +95,8 @@ class TimelineChart(QWidget):
 
     def _legend(self, painter: QPainter, line: int) -> None:
         x = 4.0
-        for color, label in ((CHART_SUCCEEDED, "Succeeded"), (CHART_FAILED, "Failed")):
-            painter.fillRect(QRectF(x, line * 0.3, line * 0.8, line * 0.8), QColor(color))
+        for name, label in (("chart_succeeded", "Succeeded"), ("chart_failed", "Failed")):
+            painter.fillRect(QRectF(x, line * 0.3, line * 0.8, line * 0.8), color(name))
             x += line * 1.1
             painter.drawText(QPointF(x, line * 1.0), label)
             x += painter.fontMetrics().horizontalAdvance(label) + line
