@@ -30,7 +30,12 @@ def test_job_dialog_creates_a_job_and_shows_errors_inline(qtbot: Any, aloop: Any
     assert set(dialog.fields) == {"recipient", "subject", "body", "html_body"}
     assert not dialog.submit_button.isEnabled()  # required fields empty
     recipient = dialog.fields["recipient"]
+    dialog.activateWindow()
+    qtbot.waitUntil(dialog.isActiveWindow)
+    recipient.widget.setFocus()
     qtbot.keyClicks(recipient.widget, "not-an-address")
+    assert not recipient.error.isVisible()  # judged when the field is left, not while typing
+    qtbot.keyClick(recipient.widget, Qt.Key.Key_Tab)
     assert recipient.error.isVisible() and "not-an-address" in recipient.error.text()
     assert not dialog.submit_button.isEnabled()
     recipient.widget.clear()

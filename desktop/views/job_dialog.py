@@ -7,7 +7,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -25,7 +25,16 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.models import format as fmt
-from desktop.views.forms import ErrorLabel, ScheduleChooser, add_footer, with_error
+from desktop.views.forms import (
+    ErrorLabel,
+    ScheduleChooser,
+    add_footer,
+    disabled_reason,
+    fit_to_screen,
+    on_focus_left,
+    scroll_body,
+    with_error,
+)
 from engine.errors import JobdeckError, ValidationError
 
 Request = Callable[..., Awaitable[Any]]
@@ -40,6 +49,16 @@ def _kind(schema: dict[str, Any]) -> tuple[str, list[Any] | None, bool]:
     return str(main.get("type", "string")), main.get("enum"), nullable
 
 
+class TextBox(QPlainTextEdit):
+    """A multi-line field that asks for six lines, not Qt's default 192 px box: two of those pushed Create off
+    a 768 px screen. It still grows when the dialog is made taller."""
+
+    def sizeHint(self) -> QSize:
+        hint = super().sizeHint()
+        frame = 2 * self.frameWidth() + int(self.document().documentMargin() * 2)
+        return QSize(hint.width(), self.fontMetrics().lineSpacing() * 6 + frame)
+
+
 class ParamField:
     """One schema property: its widget, its inline error, its value and its cheap local check."""
 
@@ -47,7 +66,7 @@ class ParamField:
         self.name, self.schema, self.required = name, schema, required
         self.format = schema.get("format", "")
         self.type, self.enum, self.nullable = _kind(schema)
-        self.touched = False
+        self.edited = False  # typed into since the form opened: leaving it then shows what is wrong
         self.error = ErrorLabel(parent)
         self.container = QWidget(parent)
         layout = QVBoxLayout(self.container)
@@ -67,9 +86,9 @@ class ParamField:
             self.widget.setChecked(bool(schema.get("default")))
             row = self.widget
         elif self.format == "multiline":
-            edit = QPlainTextEdit(parent)
+            edit = TextBox(parent)
             edit.setTabChangesFocus(True)
-            edit.setMinimumHeight(edit.fontMetrics().height() * 5)
+            edit.setMinimumHeight(edit.fontMetrics().lineSpacing() * 3)
             if schema.get("description"):
                 edit.setPlaceholderText(schema["description"])
             self.widget = row = edit
@@ -103,6 +122,9 @@ class ParamField:
         path, _ = QFileDialog.getOpenFileName(self.container, "Choose a file")
         if path:
             self.set_value(path)
+
+    def connect_left(self, slot: Callable[[], None]) -> None:
+        on_focus_left(self.widget, slot)
 
     def connect_changed(self, slot: Callable[[], None]) -> None:
         w = self.widget
@@ -159,7 +181,11 @@ class ParamField:
 
 
 class JobDialog(QDialog):
-    """Type chooser → generated form → `create`. Submit stays disabled while a cheap local check fails."""
+    """Type chooser → generated form → `create`.
+
+    A field is judged when the user leaves it or presses Create, never at every key. Create stays disabled only
+    while a required field is empty or the schedule is in the past, and the line beside it says which.
+    """
 
     created = Signal(object)  # the new job dict
 
@@ -178,7 +204,7 @@ class JobDialog(QDialog):
         self.fields: dict[str, ParamField] = {}
         self._submitting = False
         self.submit_task: asyncio.Future[Any] | None = None
-        outer = QVBoxLayout(self)
+        outer, body, self.scroll = scroll_body(self)
         top = QFormLayout()
         self.type_combo = QComboBox(self)
         for kind in types:
@@ -187,11 +213,11 @@ class JobDialog(QDialog):
         self.description = QLabel(self)
         self.description.setWordWrap(True)
         top.addRow("", self.description)
-        outer.addLayout(top)
+        body.addLayout(top)
         self.params_box = QWidget(self)
         self.params_form = QFormLayout(self.params_box)
         self.params_form.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(self.params_box, 1)
+        body.addWidget(self.params_box)
         common = QFormLayout()
         self.schedule = ScheduleChooser(self)
         self.schedule_error = ErrorLabel(self)
@@ -212,15 +238,16 @@ class JobDialog(QDialog):
         self.max_retries.setValue(default_max_retries)
         self.retries_error = ErrorLabel(self)
         common.addRow("Max retries", with_error(self, self.max_retries, self.retries_error))
-        outer.addLayout(common)
+        body.addLayout(common)
+        body.addStretch(1)
         self.form_error, self.buttons, self.submit_button = add_footer(
             self, outer, "Create job", self._on_buttons_accepted
         )
+        self.reason = disabled_reason(self)
         self.type_combo.currentIndexChanged.connect(self._on_type_combo_current_index_changed)
         self.schedule.changed.connect(self._revalidate)
         self._build_fields()
-        width = self.fontMetrics().horizontalAdvance("M") * 40
-        self.resize(width, self.sizeHint().height())
+        fit_to_screen(self, self.scroll, self.fontMetrics().horizontalAdvance("M") * 40)
 
     # ------------------------------------------------------------------ form building
     @property
@@ -243,14 +270,20 @@ class JobDialog(QDialog):
                 continue
             field = ParamField(name, prop, name in required, self.params_box)
             field.connect_changed(lambda f=field: self._on_field_changed(f))
+            field.connect_left(lambda f=field: self._on_field_left(f))
             self.fields[name] = field
             self.params_form.addRow(field.label if field.type != "boolean" else "", field.container)
         self._revalidate()
 
     def _on_field_changed(self, field: ParamField) -> None:
-        field.touched = True
-        field.error.show_error(None)
+        field.edited = True
+        if field.error.isVisible():  # already flagged: say at once when it is fixed (or what is wrong now)
+            field.error.show_error(field.local_error())
         self._revalidate()
+
+    def _on_field_left(self, field: ParamField) -> None:
+        if field.edited:
+            field.error.show_error(field.local_error())
 
     # ------------------------------------------------------------------ validation
     def local_errors(self) -> dict[str, str]:
@@ -260,16 +293,35 @@ class JobDialog(QDialog):
             errors["scheduled_time"] = schedule
         return errors
 
+    def blocking_reason(self) -> str:
+        """Why Create is disabled, in words for the line beside it; empty when it can be pressed."""
+        missing = [f.label.rstrip(" *") for f in self.fields.values() if f.local_error() == "Required."]
+        if missing:
+            names = ", ".join(missing[:-1]) + (" and " if len(missing) > 1 else "") + missing[-1]
+            return f"Fill in {names} to create the job."
+        if self.schedule.local_error():
+            return "Pick a time in the future to create the job."
+        return ""
+
     def _revalidate(self) -> None:
+        self.schedule_error.show_error(self.schedule.local_error())
+        reason = self.blocking_reason()
+        self.submit_button.setEnabled(not reason and not self._submitting)
+        self.submit_button.setToolTip(reason)
+        self.reason.setText(reason)
+        self.reason.setVisible(bool(reason) and not self._submitting)
+
+    def show_local_errors(self) -> bool:
+        """Create was pressed: every field says what is wrong, and the first one takes the focus."""
         errors = self.local_errors()
         for name, field in self.fields.items():
-            message = errors.get(name)
-            if field.touched and message and message != "Required.":
-                field.error.show_error(message)
+            field.error.show_error(errors.get(name))
         self.schedule_error.show_error(errors.get("scheduled_time"))
-        self.submit_button.setEnabled(not errors and not self._submitting)
-        missing = [self.fields[n].label.rstrip(" *") for n, m in errors.items() if m == "Required."]
-        self.submit_button.setToolTip(f"Fill in: {', '.join(missing)}" if missing else "")
+        first = next((self.fields[n].widget for n in self.fields if n in errors), None)
+        if first is not None:
+            first.setFocus(Qt.FocusReason.OtherFocusReason)
+            self.scroll.ensureWidgetVisible(first)
+        return bool(errors)
 
     def show_error(self, field: str | None, message: str) -> None:
         """Put an engine error next to its field; unknown fields go to the form-level line."""
@@ -282,6 +334,7 @@ class JobDialog(QDialog):
         if field in self.fields:
             target = self.fields[field].error
             self.fields[field].widget.setFocus()
+            self.scroll.ensureWidgetVisible(self.fields[field].widget)
         if target is not None:
             target.show_error(message)
             self.form_error.hide()
@@ -310,7 +363,7 @@ class JobDialog(QDialog):
         self.submit_task = asyncio.ensure_future(self.submit())
 
     async def submit(self) -> dict[str, Any] | None:
-        if self.local_errors() or self._submitting:
+        if self._submitting or self.show_local_errors():
             return None
         self._submitting = True
         self.form_error.hide()

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 
 from desktop.models import plain_text
 from desktop.services import settings_io
-from desktop.views.forms import ErrorLabel, add_footer, with_error
+from desktop.views.forms import ErrorLabel, add_footer, fit_to_screen, scroll_body, with_error
 from engine.config import Paths, Settings
 from engine.credentials import CredentialStore
 from engine.errors import JobdeckError, ValidationError
@@ -51,9 +51,10 @@ class SettingsDialog(QDialog):
         self.keyring_ok = False
         self.errors: dict[str, ErrorLabel] = {}
         self.tasks: list[asyncio.Future[Any]] = []
-        layout = QVBoxLayout(self)
+        outer, layout, self.scroll = scroll_body(self)
         self.keyring_label = QLabel("Checking the keyring…", self)
         self.keyring_label.setWordWrap(True)
+        self.keyring_label.setTextFormat(Qt.TextFormat.PlainText)
         layout.addWidget(self.keyring_label)
 
         smtp = QGroupBox("Email (SMTP)", self)
@@ -115,14 +116,16 @@ class SettingsDialog(QDialog):
                                        "close_to_tray")  # fmt: skip
         self.on_quit = self._row(h, "On quit", self._combo(ON_QUIT), "on_quit")
         layout.addWidget(app)
+        layout.addStretch(1)
 
-        self.form_error, self.buttons, self.submit_button = add_footer(self, layout, None, self._on_buttons_accepted)
+        self.form_error, self.buttons, self.submit_button = add_footer(self, outer, None, self._on_buttons_accepted)
+        fit_to_screen(self, self.scroll, self.fontMetrics().horizontalAdvance("M") * 46)
         self.setEnabled(False)
         self.load_task = asyncio.ensure_future(self.load())
 
     # ------------------------------------------------------------------ building
     def _row(self, form: QFormLayout, label: str, widget: Any, key: str) -> Any:
-        error = ErrorLabel(self)
+        error = ErrorLabel(self, reserve=False)  # shown only after Save, whose button stays put in the footer
         form.addRow(label, with_error(self, widget, error))
         self.errors[key] = error
         widget.setAccessibleName(label or key)
@@ -140,12 +143,19 @@ class SettingsDialog(QDialog):
         return combo
 
     def _pair(self, button: QPushButton, label: QLabel) -> QWidget:
+        """The button, and its result on the full width below it: a wrapped reply beside a button gets clipped to
+        half lines, because a form row does not give a wrapped label the height its width needs."""
         label.setTextFormat(Qt.TextFormat.PlainText)  # server replies and S3 keys: shown as text, never as markup
+        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         box = QWidget(self)
-        h = QHBoxLayout(box)
-        h.setContentsMargins(0, 0, 0, 0)
+        v = QVBoxLayout(box)
+        v.setContentsMargins(0, 0, 0, 0)
+        v.setSpacing(2)
+        h = QHBoxLayout()
         h.addWidget(button)
-        h.addWidget(label, 1)
+        h.addStretch(1)
+        v.addLayout(h)
+        v.addWidget(label)
         return box
 
     # ------------------------------------------------------------------ load

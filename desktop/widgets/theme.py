@@ -10,7 +10,18 @@ from pathlib import Path
 from string import Template
 
 from PySide6.QtCore import QObject, Qt
-from PySide6.QtGui import QAction, QActionGroup, QColor, QIcon, QPainter, QPaintEvent, QPalette, QPen
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QColor,
+    QIcon,
+    QMoveEvent,
+    QPainter,
+    QPaintEvent,
+    QPalette,
+    QPen,
+    QResizeEvent,
+)
 from PySide6.QtWidgets import QApplication, QFocusFrame, QMenu, QWidget
 
 THEME_CHOICES = (("system", "System"), ("light", "Light"), ("dark", "Dark"))
@@ -207,16 +218,34 @@ def style_sheet(name: str) -> str:
 
 
 class FocusRing(QFocusFrame):
-    """A 2 px ring in the palette's focus colour around the focused control, whatever the control's own style
-    draws (Fusion's hint is a faint tint that vanishes in dark)."""
+    """A 2 px ring in the palette's focus colour on the focused control's edge, whatever the control's own style
+    draws (Fusion's hint is a faint tint that vanishes in dark). It is drawn just inside the control, over its
+    frame: outside, a parent laid out with no margin would clip it."""
+
+    INSET = 3  # QFocusFrame sits 2 px outside its widget; the 2 px stroke covers the widget's outer 2 px
+
+    def follow(self, widget: QWidget | None) -> None:
+        self.setWidget(None)  # QFocusFrame only places itself when its widget changes
+        self.setWidget(widget)
+        self.clearMask()
+        self.raise_()  # above the control and the next row: only the outline is painted, the control shows through
+
+    # QFocusFrame masks out its widget's area each time it places itself; the ring is drawn there.
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.clearMask()
+
+    def moveEvent(self, event: QMoveEvent) -> None:
+        super().moveEvent(event)
+        self.clearMask()
 
     def paintEvent(self, _event: QPaintEvent) -> None:
         painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        pen = QPen(color("focus"), 2)
-        painter.setPen(pen)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+        painter.setPen(QPen(color("focus"), 2))
         painter.setBrush(Qt.BrushStyle.NoBrush)
-        painter.drawRoundedRect(self.rect().adjusted(1, 1, -1, -1), 3, 3)
+        inset = self.INSET
+        painter.drawRect(self.rect().adjusted(inset, inset, -inset, -inset))
         painter.end()
 
 
@@ -229,6 +258,7 @@ class _Theme(QObject):
         self.choice = "system"
         self.palette_name = "light"
         app.focusChanged.connect(self._on_app_focus_changed)
+        self._on_app_focus_changed(None, app.focusWidget())  # a control focused before the theme was applied
         with contextlib.suppress(AttributeError):
             app.styleHints().colorSchemeChanged.connect(self._on_color_scheme_changed)
 
@@ -242,9 +272,8 @@ class _Theme(QObject):
             self.app.setStyle("Fusion")
         self.app.setPalette(qpalette(self.palette_name))
         self.app.setStyleSheet(style_sheet(self.palette_name))
-        for widget in self.app.allWidgets():
-            if isinstance(widget, FocusRing):
-                widget.update()
+        for ring in [w for w in self.app.allWidgets() if isinstance(w, FocusRing)]:
+            ring.follow(ring.widget())  # placed again, and repainted in the new colour
 
     def _on_color_scheme_changed(self, _scheme: Qt.ColorScheme) -> None:
         if self.choice == "system":
@@ -257,7 +286,9 @@ class _Theme(QObject):
         ring = window.findChild(FocusRing)
         if ring is None:
             ring = FocusRing(window)
-        ring.setWidget(new)
+        elif ring.widget() is new and ring.isVisible():
+            return
+        ring.follow(new)
 
 
 def _theme(app: QApplication | None = None) -> _Theme:
