@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from desktop.models.drop import DropCol, DropModel, expand
 from desktop.models.format import size as fmt_size
-from desktop.views.forms import ErrorLabel, ScheduleChooser, add_footer, with_error
+from desktop.views.forms import ErrorLabel, ScheduleChooser, add_footer, fit_to_screen, with_error
 from engine.config import Paths, Settings
 from engine.errors import JobdeckError, ValidationError
 from engine.upload_paths import DataGuard, check_key
@@ -102,7 +102,7 @@ class DropSheet(QDialog):
         self.schedule.changed.connect(self._revalidate)
         self.submit_button.setEnabled(False)
         line = self.fontMetrics().height()
-        self.resize(line * 44, line * 34)
+        fit_to_screen(self, None, line * 44, line * 34)
         self.scan_task: asyncio.Future[None] = asyncio.ensure_future(self.scan(paths))
 
     async def scan(self, paths: list[str]) -> None:
