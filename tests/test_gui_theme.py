@@ -53,10 +53,13 @@ def test_contrast_ratio_matches_wcag_reference_values() -> None:
 def test_style_sheet_takes_every_colour_from_the_palette() -> None:
     raw = (theme.resource_dir() / "style.qss").read_text(encoding="utf-8")
     assert not re.findall(r"#[0-9a-fA-F]{3,8}\b|rgba?\(", raw), "a literal colour escapes the contrast test"
-    used = set(re.findall(r"\$(\w+)", raw))
+    used = set(re.findall(r"\$(\w+)", raw)) - {"icons"}
     for name in PALETTES:
         assert used <= set(theme.PALETTES[name]), used - set(theme.PALETTES[name])
         assert "$" not in theme.style_sheet(name)
+        for arrow in ("arrow-up", "arrow-down"):  # the spin box arrows are pictures: their fill is the palette's
+            svg = (theme.resource_dir() / "icons" / f"{arrow}.svg").read_text(encoding="utf-8")
+            assert f'fill="{theme.PALETTES[name]["arrow"]}"' in svg
 
 
 @pytest.mark.parametrize("name", PALETTES)

@@ -141,7 +141,10 @@ def fit_to_screen(dialog: QWidget, area: QScrollArea | None, width: int, height:
         scrollbar = dialog.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
         body_height = body.heightForWidth(width) if body.hasHeightForWidth() else -1
         natural.setHeight(natural.height() - area.sizeHint().height() + max(body_height, body.sizeHint().height()))
-        width = max(width, body.minimumSizeHint().width() + scrollbar + 4)
+        # Room for the scroll bar from the start: when it appears (a long reply, a warning) the fields keep their
+        # width instead of being cut off on the right.
+        area.setMinimumWidth(body.minimumSizeHint().width() + scrollbar + 2)
+        width = max(width, body.sizeHint().width() + scrollbar + 2)
     want = QSize(max(width, dialog.minimumSizeHint().width()), height or natural.height())
     screen = (dialog.parentWidget() or dialog).screen()
     if screen is not None:

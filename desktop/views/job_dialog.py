@@ -171,7 +171,7 @@ class ParamField:
                 parts = [p.strip() for p in re.split(r"[,;]", value) if p.strip()]
                 bad = [p for p in parts if not _ADDRESS.match(p)]
                 if bad:
-                    return f"Not an email address: {', '.join(bad)} (expected name@example.com)"
+                    return f"Not an email address: {', '.join(bad)}"  # the placeholder shows the form
             limit = self.schema.get("maxLength")
             if limit and len(value) > limit:
                 return f"At most {limit} characters."
@@ -247,6 +247,8 @@ class JobDialog(QDialog):
         self.type_combo.currentIndexChanged.connect(self._on_type_combo_current_index_changed)
         self.schedule.changed.connect(self._revalidate)
         self._build_fields()
+        if self.fields:  # typing starts in the first field, not in the type chooser
+            next(iter(self.fields.values())).widget.setFocus(Qt.FocusReason.OtherFocusReason)
         fit_to_screen(self, self.scroll, self.fontMetrics().horizontalAdvance("M") * 40)
 
     # ------------------------------------------------------------------ form building

@@ -147,6 +147,7 @@ class SettingsDialog(QDialog):
         half lines, because a form row does not give a wrapped label the height its width needs."""
         label.setTextFormat(Qt.TextFormat.PlainText)  # server replies and S3 keys: shown as text, never as markup
         label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        label.hide()  # no empty line under the button until there is something to say
         box = QWidget(self)
         v = QVBoxLayout(box)
         v.setContentsMargins(0, 0, 0, 0)
@@ -157,6 +158,11 @@ class SettingsDialog(QDialog):
         v.addLayout(h)
         v.addWidget(label)
         return box
+
+    @staticmethod
+    def _say(label: QLabel, text: str) -> None:
+        label.setText(text)
+        label.setVisible(bool(text))
 
     # ------------------------------------------------------------------ load
     async def load(self) -> None:
@@ -273,7 +279,7 @@ class SettingsDialog(QDialog):
         self.tasks.append(asyncio.ensure_future(self.test_s3()))
 
     async def test_smtp(self) -> str:
-        self.smtp_result.setText("Testing…")
+        self._say(self.smtp_result, "Testing…")
         try:
             settings = self._form_settings()
             password = self.smtp_password.text() or (
@@ -282,18 +288,18 @@ class SettingsDialog(QDialog):
             text = "✔ " + await settings_io.test_smtp(settings, password)
         except Exception as exc:  # reported plainly, whatever it is
             text = f"✘ {exc}"
-        self.smtp_result.setText(text)
+        self._say(self.smtp_result, text)
         return text
 
     async def test_s3(self) -> str:
-        self.s3_result.setText("Testing…")
+        self._say(self.s3_result, "Testing…")
         try:
             settings = self._form_settings()
             store = settings_io.OverlayStore(self.typed_secrets(), self.store)
             text = "✔ " + await settings_io.test_s3(settings, store)
         except Exception as exc:
             text = f"✘ {exc}"
-        self.s3_result.setText(text)
+        self._say(self.s3_result, text)
         return text
 
     # ------------------------------------------------------------------ stale multipart uploads
@@ -318,7 +324,7 @@ class SettingsDialog(QDialog):
         if self.request is None:
             return ""
         self.s3_cleanup.setEnabled(False)
-        self.s3_cleanup_result.setText("Cleaning up…")
+        self._say(self.s3_cleanup_result, "Cleaning up…")
         bucket = self.s3_bucket.text().strip() or None
         try:
             report = await self.request("cleanup_uploads", bucket=bucket, older_than_hours=STALE_UPLOAD_HOURS)
@@ -327,7 +333,7 @@ class SettingsDialog(QDialog):
             text, detail = f"✘ {exc}", ""
         finally:
             self.s3_cleanup.setEnabled(True)
-        self.s3_cleanup_result.setText(text)
+        self._say(self.s3_cleanup_result, text)
         self.s3_cleanup_result.setToolTip(plain_text.tooltip(detail))
         return text
 

@@ -58,6 +58,7 @@ PALETTES: dict[str, dict[str, str]] = {
         "link": "#0b57d0",
         "disabled_text": "#8a9096",
         "border": "#767c83",
+        "arrow": "#7b8289",
         "focus": "#1a5fd0",
         "error": "#b3261e",
         "warning": "#8a5300",
@@ -81,6 +82,7 @@ PALETTES: dict[str, dict[str, str]] = {
         "link": "#8ab4f8",
         "disabled_text": "#6f757c",
         "border": "#858c94",
+        "arrow": "#7b8289",
         "focus": "#8ab4f8",
         "error": "#ff8a80",
         "warning": "#f6b24a",
@@ -118,6 +120,9 @@ CONTRAST_PAIRS: tuple[tuple[str, str, float], ...] = (
     ("focus", "base", GRAPHIC),
     ("focus", "button", GRAPHIC),
     ("highlight", "window", GRAPHIC),
+    ("highlight", "base", GRAPHIC),
+    ("arrow", "button", GRAPHIC),
+    ("arrow", "base", GRAPHIC),
     ("chart_succeeded", "base", GRAPHIC),
     ("chart_failed", "base", GRAPHIC),
 )
@@ -211,9 +216,10 @@ def qpalette(name: str) -> QPalette:
 
 
 def style_sheet(name: str) -> str:
-    """resources/style.qss with ``$error``, ``$focus``… filled in from the palette ``name``."""
+    """resources/style.qss with ``$error``, ``$focus``… filled in from the palette ``name``, and ``$icons``."""
     with contextlib.suppress(OSError):
-        return Template((resource_dir() / "style.qss").read_text(encoding="utf-8")).substitute(PALETTES[name])
+        sheet = Template((resource_dir() / "style.qss").read_text(encoding="utf-8"))
+        return sheet.substitute(PALETTES[name], icons=(resource_dir() / "icons").as_posix())
     return ""
 
 
