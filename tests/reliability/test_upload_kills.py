@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,10 @@ from test_upload import MiB, open_uploads, write_file
 from test_upload_worker import AWS_ENV, configure, wait_until
 
 from engine.config import Paths
+from engine.credentials.store import MemoryStore
 from engine.jobs import registry
 from engine.jobs.base import CleanupEnv
+from engine.operations import Operations
 from engine.upload_aborts import PendingAborts, abort_quietly
 from engine.uploads import JOB_TAG
 
@@ -185,6 +187,7 @@ def test_a_kill_between_creating_a_multipart_upload_and_saving_its_id_leaves_non
 # ------------------------------------------------------------------ storms
 def storm(
     ops: Any,
+    env: dict[str, str],
     spy: ServerSpy,
     server: S3Server,
     bucket: str,
@@ -218,7 +221,7 @@ def storm(
         client.put_object(Bucket=bucket, Key=name, Body=b"someone else's")
         paths.append(str(folder / name))
         sizes[name] = size
-    worker = worker_factory(env=AWS_ENV, concurrency=4, start=False)
+    worker = worker_factory(env=env, concurrency=4, start=False)
     worker.start()
     spy.arm("create", worker.pid)  # the first job is a multipart one: this kill comes at once
     submitted = ops.upload(paths, max_retries=kills + 3)
@@ -231,7 +234,7 @@ def storm(
         else:
             time.sleep(rng.uniform(0.1, 1.0))
             worker.kill()
-        worker = worker_factory(env=AWS_ENV, concurrency=4, start=False)
+        worker = worker_factory(env=env, concurrency=4, start=False)
         worker.start()
         if k % 2 == 1 and k + 1 < kills:
             spy.arm(targeted[(k // 2) % len(targeted)], worker.pid)
@@ -253,6 +256,8 @@ def storm(
         "lost": len(lost),
         "extra_objects": extra,
         "open_multipart": len(open_uploads(server, bucket)),
+        "found_complete": sum(1 for job in results if (job["result"] or {}).get("found_complete")),
+        "attempts": sum(job["attempts"] for job in results),
     }
     print(f"\nupload storm: {figures}")
     assert lost == [], lost[:3]
@@ -261,17 +266,50 @@ def storm(
     return figures
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(
+    request: pytest.FixtureRequest, jobdeck_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Operations, dict[str, str]]]:
+    """Operations on this test's home and the worker's environment, on a SQLite ledger or a PostgreSQL one of its
+    own (ask for it before ``worker_factory``: the workers stop before the database is dropped)."""
+    if request.param == "sqlite":
+        ops = Operations(Paths(jobdeck_home), store=MemoryStore())
+        yield ops, dict(AWS_ENV)
+        ops.ledger.close()
+        return
+    request.getfixturevalue("postgres_url")  # skips (or fails in CI) without a server
+    from servers import PostgresDatabase
+
+    with PostgresDatabase() as database:
+        monkeypatch.setenv("JOBDECK_DATABASE_URL", database.url)
+        ops = Operations(Paths(jobdeck_home), store=MemoryStore())
+        yield ops, {**AWS_ENV, "JOBDECK_DATABASE_URL": database.url}
+        ops.ledger.close()
+
+
 def test_kill_storm_over_uploads_with_rename_keeps_one_object_per_job(
-    ops: Any, spy: ServerSpy, s3_server: S3Server, s3_bucket: str, tmp_path: Path, worker_factory: Callable[..., Any]
+    ledger: tuple[Operations, dict[str, str]],
+    spy: ServerSpy,
+    s3_server: S3Server,
+    s3_bucket: str,
+    tmp_path: Path,
+    worker_factory: Callable[..., Any],
 ) -> None:
-    storm(ops, spy, s3_server, s3_bucket, tmp_path, worker_factory, jobs=24, kills=6, multipart_every=6, seed=1)
+    ops, env = ledger
+    storm(ops, env, spy, s3_server, s3_bucket, tmp_path, worker_factory, jobs=24, kills=6, multipart_every=6, seed=1)
 
 
 @pytest.mark.long
 def test_long_kill_storm_over_uploads_with_rename(
-    ops: Any, spy: ServerSpy, s3_server: S3Server, s3_bucket: str, tmp_path: Path, worker_factory: Callable[..., Any]
+    ledger: tuple[Operations, dict[str, str]],
+    spy: ServerSpy,
+    s3_server: S3Server,
+    s3_bucket: str,
+    tmp_path: Path,
+    worker_factory: Callable[..., Any],
 ) -> None:
-    storm(ops, spy, s3_server, s3_bucket, tmp_path, worker_factory, jobs=300, kills=20, multipart_every=10, seed=2)
+    ops, env = ledger
+    storm(ops, env, spy, s3_server, s3_bucket, tmp_path, worker_factory, jobs=300, kills=20, multipart_every=10, seed=2)
 
 
 # ------------------------------------------------------------------ shutdown, spool, abort journal
