@@ -1,7 +1,8 @@
 """Aborting multipart uploads, which S3 bills until someone does: now, later when the endpoint is back, or when stale.
 
 A failed abort (endpoint down) is kept in a small journal under the spool, retried in the background while the
-process lives, and by the next upload run or ``jobdeck uploads cleanup`` after that.
+process lives, and by the next upload run or ``jobdeck uploads cleanup`` after that. An upload whose id a crash kept
+from the checkpoint (only its intent was saved) is found again by its key (``abort_untracked``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,38 @@ def abort_quietly(client: Any, bucket: str | None, key: str | None, upload_id: s
         log.info("could not abort multipart upload %s of s3://%s/%s: %s", upload_id, bucket, key, exc)
         return False
     return True
+
+
+def forget(client: Any, checkpoint: dict[str, Any] | None) -> None:
+    """Abort the multipart upload a checkpoint names, or one it was about to create (see ``Transfer``)."""
+    if not checkpoint:
+        return
+    if checkpoint.get("upload_id"):
+        abort_quietly(client, checkpoint.get("bucket"), checkpoint.get("key"), checkpoint["upload_id"])
+    elif checkpoint.get("creating"):
+        abort_untracked(client, checkpoint)
+
+
+def abort_untracked(client: Any, checkpoint: dict[str, Any]) -> None:
+    """Abort the uploads at the checkpoint's key that have no part: one of them is the one a crash left between
+    CreateMultipartUpload and saving its id.
+
+    S3 does not list an open upload's metadata, so the job's tag cannot tell which; any other upload at this key
+    with no part yet is a concurrent upload of the same key, which then fails its first part with NoSuchUpload and
+    starts over on its next attempt.
+    """
+    bucket, key = checkpoint.get("bucket"), checkpoint.get("key")
+    if not bucket or not key:
+        return
+    for upload in list_all(client, "list_multipart_uploads", "Uploads", Bucket=bucket, Prefix=key):
+        if upload.get("Key") != key:
+            continue
+        try:
+            parts = client.list_parts(Bucket=bucket, Key=key, UploadId=upload["UploadId"], MaxParts=1)
+        except ClientError:
+            continue  # gone meanwhile
+        if not parts.get("Parts"):
+            abort_quietly(client, bucket, key, upload["UploadId"])
 
 
 class PendingAborts:
@@ -90,6 +123,11 @@ def abort_or_defer(settings: Settings, credentials: Credentials, checkpoint: dic
     """Abort the checkpoint's multipart upload; if the endpoint is unreachable, keep retrying in the background."""
     bucket, key, upload_id = checkpoint.get("bucket"), checkpoint.get("key"), checkpoint.get("upload_id")
     if not (bucket and key and upload_id):
+        if checkpoint.get("creating"):
+            try:
+                abort_untracked(make_client(settings, credentials), checkpoint)
+            except Exception as exc:  # endpoint down: the stale-upload cleanup finds it later
+                log.info("could not look for an untracked upload of s3://%s/%s: %s", bucket, key, exc)
         return True
     client = make_client(settings, credentials)
     if abort_quietly(client, bucket, key, upload_id):

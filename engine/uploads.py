@@ -36,7 +36,7 @@ from engine.config import Settings
 from engine.credentials.store import Credentials
 from engine.errors import JobError, PermanentJobError
 from engine.s3 import make_client
-from engine.upload_aborts import abort_quietly, list_all
+from engine.upload_aborts import forget, list_all
 from engine.upload_paths import Refused, SourceFile
 
 MIN_PART = 5 * 1024**2
@@ -187,38 +187,6 @@ def finished_here(head: dict[str, Any] | None, tag: str, source: SourceFile) -> 
     if not server:
         return False
     return server == file_checksum(source, int(part_size) if part_size.isdigit() else None)
-
-
-def forget(client: Any, checkpoint: dict[str, Any] | None) -> None:
-    """Abort the multipart upload a checkpoint names, or one it was about to create (see ``Transfer``)."""
-    if not checkpoint:
-        return
-    if checkpoint.get("upload_id"):
-        abort_quietly(client, checkpoint.get("bucket"), checkpoint.get("key"), checkpoint["upload_id"])
-    elif checkpoint.get("creating"):
-        abort_untracked(client, checkpoint)
-
-
-def abort_untracked(client: Any, checkpoint: dict[str, Any]) -> None:
-    """Abort the uploads at the checkpoint's key that have no part: one of them is the one a crash left between
-    CreateMultipartUpload and saving its id.
-
-    S3 does not list an open upload's metadata, so the job's tag cannot tell which; any other upload at this key
-    with no part yet is a concurrent upload of the same key, which then fails its first part with NoSuchUpload and
-    starts over on its next attempt.
-    """
-    bucket, key = checkpoint.get("bucket"), checkpoint.get("key")
-    if not bucket or not key:
-        return
-    for upload in list_all(client, "list_multipart_uploads", "Uploads", Bucket=bucket, Prefix=key):
-        if upload.get("Key") != key:
-            continue
-        try:
-            parts = client.list_parts(Bucket=bucket, Key=key, UploadId=upload["UploadId"], MaxParts=1)
-        except ClientError:
-            continue  # gone meanwhile
-        if not parts.get("Parts"):
-            abort_quietly(client, bucket, key, upload["UploadId"])
 
 
 # ------------------------------------------------------------------ bandwidth limit

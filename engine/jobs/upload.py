@@ -24,14 +24,13 @@ from engine.errors import JobdeckError, JobError, PermanentJobError, ValidationE
 from engine.jobs.base import CleanupEnv, JobContext, JobType, Params, Prepared, remove_staged
 from engine.jobs.registry import register
 from engine.s3 import make_client, object_url
-from engine.upload_aborts import PendingAborts, abort_or_defer
+from engine.upload_aborts import PendingAborts, abort_or_defer, forget
 from engine.upload_paths import DataGuard, Refused, SourceFile, check_bucket, check_key, check_named
 from engine.uploads import (
     CHECKSUM_ALGORITHM,
     Outcome,
     Transfer,
     finished_here,
-    forget,
     head_object,
     streaming_client,
     tagged,
@@ -285,7 +284,7 @@ class UploadFile(JobType):
     ) -> None:
         """Also abort an unfinished multipart upload: S3 bills its parts until someone does."""
         super().cleanup(job, staged_path, env, reason, checkpoint=checkpoint)
-        if reason != "succeeded" and checkpoint and checkpoint.get("upload_id"):
+        if reason != "succeeded" and checkpoint and (checkpoint.get("upload_id") or checkpoint.get("creating")):
             abort_or_defer(env.settings, env.credentials, checkpoint)
 
     @staticmethod
