@@ -14,6 +14,7 @@ The idle lateness of the same timer, measured first in the same run, is the base
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import resource
@@ -87,7 +88,6 @@ def p99(values: list[float]) -> float:
 
 
 def gui_phase(home: Path, size: int, feed_seconds: float, rate: int, t_start: float, profile: Path | None) -> dict:
-    import asyncio
     import cProfile
 
     from PySide6.QtCore import QEvent, QObject, Qt, QTimer
@@ -121,7 +121,6 @@ def gui_phase(home: Path, size: int, feed_seconds: float, rate: int, t_start: fl
 
     watch = PaintWatch()
     window.table.viewport().installEventFilter(watch)
-    window.resize(1400, 900)
     window.show()
     window.begin()
     late: list[float] = []
@@ -165,13 +164,16 @@ def gui_phase(home: Path, size: int, feed_seconds: float, rate: int, t_start: fl
         return shown[0] - t0
 
     async def scenario() -> dict[str, Any]:
-        await until(lambda: bool(paints))
+        await until(lambda: bool(paints), limit_s=600.0)
         out: dict[str, Any] = {"open_s": paints[0] - t_start, "rows_at_paint": window.model.rowCount()}
         await until(lambda: window.connection.state == "connected" and window.model.rowCount() == size)
         out["idle"] = await lateness(min(2.0, feed_seconds))
         await window.connection.request("pause")  # jobs retried below stay in the ledger as retried
         ticking[0] = True  # lateness from here on counts for "throughout"
         late.clear()
+        actions_profiler = cProfile.Profile() if profile else None
+        if actions_profiler is not None:
+            actions_profiler.enable()
         header = window.table.horizontalHeader()
         sorts = {}
         for col, key in SORT_KEY_OF.items():
@@ -214,6 +216,9 @@ def gui_phase(home: Path, size: int, feed_seconds: float, rate: int, t_start: fl
             out["search_ms"] = await painted_after(t0, 0, searched) * 1000
             out["search_rows"] = window.model.rowCount()
         out["actions_late"] = list(late)
+        if actions_profiler is not None and profile is not None:
+            actions_profiler.disable()
+            actions_profiler.dump_stats(str(profile) + ".actions")
         ticking[0] = False
         before = window.model.rowCount()
         feeder = subprocess.Popen([sys.executable, __file__, "--feed", str(home), "--rate", str(rate),
@@ -242,6 +247,21 @@ def gui_phase(home: Path, size: int, feed_seconds: float, rate: int, t_start: fl
         return loop.run_until_complete(scenario())
 
 
+async def _answered(home: Path) -> None:
+    from engine.config import Paths
+    from engine.events.client import call
+
+    deadline = time.perf_counter() + 600
+    while True:
+        try:
+            await call("status", Paths(home), timeout=600)
+            return
+        except Exception:
+            if time.perf_counter() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 def one_size(size: int, seconds: float, rate: int, profile: Path | None) -> dict[str, Any]:
     """Seed ``size`` jobs, start a worker, measure the window; prints a report and returns the figures."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -255,6 +275,9 @@ def one_size(size: int, seconds: float, rate: int, profile: Path | None) -> dict
 
     try:
         with WorkerProcess(home):
+            t = time.perf_counter()
+            asyncio.run(_answered(home))  # the worker's own start-up (it checks the ledger file) is not the window's
+            print(f"the worker answered {time.perf_counter() - t:.1f} s after it wrote its address", flush=True)
             t_start = time.perf_counter()  # "start": before the GUI modules are even imported
             r = gui_phase(home, size, seconds, rate, t_start, profile)
     finally:

@@ -461,10 +461,6 @@ class JobTableModel(QAbstractTableModel):
         """The ids of those rows that are loaded."""
         return [int(job["id"]) for r in rows if (job := self.job_at(r))]
 
-    @property
-    def exhausted(self) -> bool:
-        return True
-
 
 def _runs(rows: list[int]) -> list[tuple[int, int]]:
     """Sorted row numbers as (first, last) runs of consecutive rows."""
