@@ -316,8 +316,12 @@ class Operations:
         created_before: Any = None,
         ids: Any = None,
         max_id: Any = None,
+        **unknown: Any,
     ) -> JobQuery:
         """The jobs a view, a selection or a bulk action means, checked as every front end's input is."""
+        if unknown:
+            allowed = "status, job_type, search, created_after, created_before, ids, max_id"
+            raise ValidationError(next(iter(unknown)), f"is not a filter; allowed: {allowed}")
         if job_type:
             registry.get(job_type)
         if ids is not None and (not isinstance(ids, list | tuple) or len(ids) > MAX_IDS):

@@ -172,3 +172,13 @@ def test_undo_and_the_cli_trash(ops: Any, capsys: pytest.CaptureFixture[str]) ->
     ops.delete(jobs[1]["id"])
     assert main(["trash", "purge", "--all"]) == 0 and ops.ledger.trash_list()[1] == 0
     assert capsys.readouterr().out.splitlines()[-1] == "purged 1 job(s)"
+
+
+def test_a_view_or_bulk_request_names_a_wrong_argument(ops: Any) -> None:
+    from engine.errors import ValidationError
+
+    for call in (lambda: ops.list(colour="red"), lambda: ops.bulk("retry", colour="red"),
+                 lambda: ops.list(sort="summary"), lambda: ops.bulk("archive", status=["failed"])):  # fmt: skip
+        with pytest.raises(ValidationError) as err:
+            call()
+        assert err.value.field in ("colour", "sort", "action") and "allowed" in err.value.message
