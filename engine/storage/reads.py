@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Connection,
     Engine,
@@ -20,11 +21,15 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
+    literal,
     literal_column,
     or_,
     select,
     true,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from engine.errors import NotFound
 from engine.storage.prepared import status_in
@@ -63,14 +68,8 @@ class JobQuery:
             conditions.append(JOBS.c.job_type == self.job_type)
         if self.search:
             pattern = f"%{_escape_like(self.search.lower())}%"
-            conditions.append(
-                or_(
-                    *(
-                        func.lower(cast(col, Text)).like(pattern, escape="\\")
-                        for col in (JOBS.c.parameters, JOBS.c.result, JOBS.c.error)
-                    )
-                )
-            )
+            columns = (JOBS.c.parameters, JOBS.c.result, JOBS.c.error)
+            conditions.append(or_(*(_Contains(col, pattern) for col in columns)))
         if self.created_after:
             conditions.append(JOBS.c.created_at >= self.created_after)
         if self.created_before:
@@ -278,6 +277,30 @@ def _first_seq_from(conn: Connection, when: datetime) -> int:
         else:
             lo = mid + 1
     return lo
+
+
+class _Contains(ColumnElement[bool]):
+    """``text`` LIKE ``pattern``, ignoring case: SQLite's own LIKE already does (for ASCII, as its ``lower`` does),
+    and ``lower(text)`` on every row of a million doubled the time a search takes; PostgreSQL has ILIKE."""
+
+    inherit_cache = True
+    type = Boolean()
+    _traverse_internals = [(name, InternalTraversal.dp_clauseelement) for name in ("text", "pattern")]
+
+    def __init__(self, text: ColumnElement[Any], pattern: str) -> None:
+        self.text = text
+        self.pattern = literal(pattern)
+
+
+@compiles(_Contains)
+def _contains_sqlite(element: _Contains, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"({compiler.process(element.text, **kw)} LIKE {compiler.process(element.pattern, **kw)} ESCAPE '\\')"
+
+
+@compiles(_Contains, "postgresql")
+def _contains_postgresql(element: _Contains, compiler: SQLCompiler, **kw: Any) -> str:
+    text = compiler.process(cast(element.text, Text), **kw)
+    return f"({text} ILIKE {compiler.process(element.pattern, **kw)} ESCAPE '\\')"
 
 
 def _escape_like(value: str) -> str:
