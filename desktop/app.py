@@ -164,6 +164,20 @@ def _run(options: argparse.Namespace, paths: Paths) -> int:
     try:
         with loop:
             loop.run_until_complete(done.wait())
+            _finish(loop)
     finally:
         stop_signals.close()
     return 0
+
+
+def _finish(loop: asyncio.AbstractEventLoop) -> None:
+    """What ``asyncio.run`` does at its end: cancel what still runs (a connection's reader, a keep-alive ping) and
+    let it unwind, then close async generators, while the loop can still run them. Left to the garbage collector
+    after the loop has closed, each printed "Task was destroyed but it is pending" or an ignored exception's
+    traceback on the console."""
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())

@@ -7,6 +7,7 @@ that closed its end of the pipe. (A ledger another process keeps locked: ``test_
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -18,6 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import in_ci
@@ -105,12 +107,17 @@ def test_a_full_disk_names_the_disk_not_a_closed_database(small_disk: Path) -> N
 
     (small_disk / "filler").unlink()
     assert submit(home).returncode == 0  # nothing was left half-done: it works again once there is room
+    listed = json.loads(jobdeck(home, "list", "--json").stdout)
+    assert [job["id"] for job in listed] == [2, 1]  # the refused submit wrote nothing, took no id
 
 
-def test_the_worker_console_on_a_full_disk_is_one_line_per_failure(small_disk: Path) -> None:
+def test_the_worker_console_on_a_full_disk_is_one_line_per_failure(small_disk: Path, smtp_server: Any) -> None:
     """A scheduled job falls due while the disk is full: the worker keeps running, and says what it cannot write
-    (the ledger, its log file) in single lines, a few times a second at most, not a traceback per attempt."""
+    (the ledger, its log file) in single lines, a few times a second at most, not a traceback per attempt. Once
+    there is room again, the job runs, once."""
     home = small_disk / "home"
+    home.mkdir()
+    (home / "config.json").write_text(json.dumps({"smtp_host": "127.0.0.1", "smtp_port": smtp_server.port}))
     worker = WorkerProcess(home)
     worker.log_path = small_disk.parent / "worker-console.log"  # the console itself must not be on the full disk
     worker.start()
@@ -118,11 +125,18 @@ def test_the_worker_console_on_a_full_disk_is_one_line_per_failure(small_disk: P
         at = datetime.now(UTC) + timedelta(seconds=15)
         out = jobdeck(home, *SUBMIT, "--at", at.isoformat(), "--json")
         assert out.returncode == 0, out.stderr
+        job_id = json.loads(out.stdout)["id"]
         fill(small_disk)
         time.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()) + 3.0)  # due, and tried on a full disk
         (small_disk / "filler").unlink()
+        smtp_server.wait_for(1, timeout=60)
+        deadline = time.monotonic() + 60
+        while json.loads(jobdeck(home, "show", str(job_id), "--json").stdout)["status"] != "succeeded":
+            assert time.monotonic() < deadline, "the job did not finish once the disk had room"
+            time.sleep(0.5)
     finally:
         worker.stop()
+    assert len(smtp_server.messages) == 1
     console = worker.output()
     assert "Traceback" not in console, console
     full = [line for line in console.splitlines() if "is full" in line]
