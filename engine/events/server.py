@@ -53,7 +53,7 @@ HARD_QUEUE = CLIENT_QUEUE + 256  # anything at all waiting for one client; past 
 # past HARD_QUEUE_BYTES (replies of requests already running) the client is disconnected. One reply is always
 # taken into an empty queue, however big.
 QUEUE_BYTES = 16 * 1024**2
-HARD_QUEUE_BYTES = 64 * 1024**2
+HARD_QUEUE_BYTES = 32 * 1024**2
 SEND_BATCH_BYTES = 1024**2  # a batch joined into one write stops growing past this
 SEND_BUFFER_BYTES = 256 * 1024  # the kernel's share of a slow client's backlog stays small and bounded
 REPLAY_CHUNK = 500
