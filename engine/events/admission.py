@@ -33,6 +33,10 @@ MAX_STRANGERS_PER_PEER = 128  # ... and from one address
 DESCRIPTOR_SHARE = 4  # strangers hold at most this fraction of the open-file limit
 MIN_STRANGERS = 16
 PEEK_BYTES = 16 * 1024
+# The kernel holds a silent connection back this long (Linux), so the owner's client, which sends its whole request
+# in one write, is accepted with that request already waiting (elsewhere it may be turned away in the instant
+# between connecting and sending, and tries again).
+DEFER_ACCEPT_S = 1
 DOOR_BATCH = 1000  # connections turned away in one call to accept before the loop gets a turn
 ACCEPT_PAUSE_S = 0.5  # after accept failed for want of descriptors, the rest of asyncio's round is skipped
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
@@ -125,7 +129,14 @@ class Listener(socket.socket):
     of that round, so the loop pauses once and retries a second later."""
 
     admission: Admission | None = None
+    queue_length = 0  # the kernel's queue of connections not yet accepted (asyncio asks for less)
     _failed_at: float | None = None
+
+    def listen(self, backlog: int = 0) -> None:
+        """asyncio listens again with its ``backlog``, which also bounds how many it accepts in one turn of the loop:
+        keep that small (each accepted connection costs the loop a transport) but the kernel's queue long, so a
+        burst waits there instead of the owner's SYN being dropped (and retried only a second later)."""
+        super().listen(max(backlog, self.queue_length))
 
     def accept(self) -> tuple[socket.socket, Any]:
         if self._failed_at is not None and time.monotonic() - self._failed_at < ACCEPT_PAUSE_S:
@@ -144,14 +155,17 @@ class Listener(socket.socket):
         raise BlockingIOError(errno.EAGAIN, "turned strangers away; the rest next turn")
 
 
-def listen(host: str, port: int, backlog: int, admission: Admission) -> Listener:
+def listen(host: str, port: int, queue_length: int, admission: Admission) -> Listener:
     sock = Listener(socket.AF_INET, socket.SOCK_STREAM)
     sock.admission = admission
+    sock.queue_length = queue_length
     try:
         if os.name == "posix":  # as asyncio does: a restarted worker can take its port back at once
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, "TCP_DEFER_ACCEPT"):  # Linux: a connection is accepted once its first data arrived
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT_S)
         sock.bind((host, port))
-        sock.listen(backlog)
+        sock.listen()
         sock.setblocking(False)
     except BaseException:
         sock.close()

@@ -27,7 +27,8 @@ EventCallback = Callable[[dict[str, Any]], None]
 
 log = logging.getLogger(__name__)
 
-CONNECT_RETRY_S = 0.02  # first pause before connecting again after a reset; doubles each time
+CONNECT_RETRY_S = 0.01  # first pause before connecting again after a reset; doubles up to CONNECT_RETRY_MAX_S
+CONNECT_RETRY_MAX_S = 0.1
 
 
 def read_worker_info(paths: Paths | None = None) -> dict[str, Any] | None:
@@ -110,7 +111,7 @@ class WorkerClient:
             except (ConnectionResetError, InvalidMessage) as exc:
                 if loop.time() + pause < deadline:
                     await asyncio.sleep(pause)
-                    pause *= 2
+                    pause = min(pause * 2, CONNECT_RETRY_MAX_S)
                     continue
                 raise WorkerNotRunning(f"could not connect to the worker on port {info['port']}: {exc}") from None
             except (OSError, InvalidStatus, TimeoutError) as exc:

@@ -66,7 +66,8 @@ IDLE_TIMEOUT_S = float(os.environ.get("JOBDECK_EVENT_IDLE_S") or 300.0)
 STALL_TIMEOUT_S = float(os.environ.get("JOBDECK_EVENT_STALL_S") or 30.0)
 REAP_EVERY_S = min(5.0, STALL_TIMEOUT_S / 2, IDLE_TIMEOUT_S / 2)
 HANDSHAKE_TIMEOUT_S = 2.0  # the owner's client needs milliseconds; a half-open handshake holds a descriptor this long
-LISTEN_BACKLOG = 512  # a burst of connections waits in the kernel instead of dropping the owner's SYN
+LISTEN_QUEUE = 4096  # a burst of connections waits in the kernel instead of the owner's SYN being dropped
+ACCEPT_PER_TURN = 100  # connections let in during one turn of the loop (asyncio's default)
 PING_INTERVAL_S = 20.0  # a peer that does not answer a ping within PING_TIMEOUT_S is dropped
 PING_TIMEOUT_S = 20.0
 CLOSE_TIMEOUT_S = 2.0
@@ -235,7 +236,7 @@ class EventServer:
         self._published = max(self._published, last_seq)  # a commit may have been published while we read
         self._server = await serve(
             self._handle,
-            sock=listen(HOST, self.port, LISTEN_BACKLOG, self.admission),
+            sock=listen(HOST, self.port, LISTEN_QUEUE, self.admission),
             process_request=self.guard,
             select_subprotocol=auth.select_subprotocol,
             max_size=MAX_MESSAGE_BYTES,
@@ -246,7 +247,7 @@ class EventServer:
             close_timeout=CLOSE_TIMEOUT_S,
             compression=None,  # loopback: deflate would only spend CPU in the worker and in every client
             create_connection=connection_class(self.admission),
-            backlog=LISTEN_BACKLOG,  # asyncio listens again with this (and accepts up to this many a turn)
+            backlog=ACCEPT_PER_TURN,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self.guard.port = self.port
