@@ -1,15 +1,24 @@
-"""Render the main window with jobs in every state, the new-job dialog, the drop sheet and the stats view to PNGs.
+"""Render the main window with jobs in every state, the new-job dialog, Settings, the drop sheet and the stats view.
 
 Everything is real: a temporary JOBDECK_HOME, the worker the GUI starts, a loopback SMTP server and a moto S3
 server (the test helpers). Run offscreen (default) or under ``xvfb-run -a``:
 
-    .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--scale 2] [--dark]
+    .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--scale 2] [--theme dark] [--size 1600x1000]
+
+``--dialogs`` renders only New job, Settings and the drop sheet (no worker, a few seconds), on an offscreen screen
+of ``--size``. The dialog pictures in docs/screenshots come from
+
+    for args in "--size 1366x768" "--size 1366x768 --theme dark" "--size 2560x1600 --scale 2 --theme dark"; do
+        .venv/bin/python scripts/screenshots.py --dialogs --out /tmp/shots $args; done
+
+named without the size and reduced to 64 colours (``convert F +dither -colors 64 OUT``) to keep the repository small.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -26,28 +35,83 @@ def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--scale", type=float, default=1.0, help="QT_SCALE_FACTOR, e.g. 2 for 200 %%")
-    parser.add_argument("--dark", action="store_true", help="use a dark palette (as a dark desktop would)")
+    parser.add_argument("--theme", choices=("light", "dark"), default="light", help="View → Theme to render in")
+    parser.add_argument("--dark", action="store_const", const="dark", dest="theme", help="same as --theme dark")
+    parser.add_argument("--size", default="", help="screen size offscreen, e.g. 800x600 (dialogs fit it)")
+    parser.add_argument("--dialogs", action="store_true", help="only the dialogs: no worker, no jobs, seconds")
     return parser.parse_args()
 
 
-def dark_palette() -> Any:
-    from PySide6.QtGui import QColor, QPalette
+def _screen(size: str, home: Path) -> None:
+    """An offscreen screen of ``size`` pixels (before the scale factor), so dialogs size themselves to it."""
+    if not size or os.environ.get("QT_QPA_PLATFORM", "offscreen") != "offscreen":
+        return
+    width, height = (int(n) for n in size.lower().split("x"))
+    config = home / "screen.json"
+    screen = {"name": "shot", "x": 0, "y": 0, "width": width, "height": height, "logicalDpi": 96, "dpr": 1}
+    config.write_text(json.dumps({"screens": [screen]}))
+    os.environ["QT_QPA_PLATFORM"] = f"offscreen:configfile={config}"
 
-    p = QPalette()
-    roles = {
-        QPalette.ColorRole.Window: "#202124", QPalette.ColorRole.WindowText: "#e8eaed",
-        QPalette.ColorRole.Base: "#17181a", QPalette.ColorRole.AlternateBase: "#232428",
-        QPalette.ColorRole.Text: "#e8eaed", QPalette.ColorRole.Button: "#2b2c30",
-        QPalette.ColorRole.ButtonText: "#e8eaed", QPalette.ColorRole.Highlight: "#3b6fe0",
-        QPalette.ColorRole.HighlightedText: "#ffffff", QPalette.ColorRole.ToolTipBase: "#2b2c30",
-        QPalette.ColorRole.ToolTipText: "#e8eaed", QPalette.ColorRole.PlaceholderText: "#9aa0a6",
-        QPalette.ColorRole.Mid: "#5f6368", QPalette.ColorRole.Link: "#8ab4f8",
-    }  # fmt: skip
-    for role, color in roles.items():
-        p.setColor(role, QColor(color))
-    for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText):
-        p.setColor(QPalette.ColorGroup.Disabled, role, QColor("#80868b"))  # greyed out, as a dark theme does
-    return p
+
+def flag_new_job(dialog: Any) -> None:
+    """The new-job dialog as a user leaves it: one address mistyped, flagged at its field, a time chosen."""
+    dialog.show()
+    dialog.fields["recipient"].set_value("ops@example.com, finance@")
+    dialog.fields["subject"].set_value("Payment reminder")
+    dialog.fields["body"].set_value("Dear customer,\n\nyour invoice is due on Friday.\n")
+    dialog.schedule.at_radio.setChecked(True)
+    dialog.show_local_errors()
+
+
+def render_dialogs(out: Path, suffix: str, home: Path) -> None:
+    """New job, Settings (without a keyring: its longest state) and the drop sheet, with no worker behind them."""
+    from PySide6.QtWidgets import QApplication
+
+    from desktop.views.drop_sheet import DropSheet
+    from desktop.views.job_dialog import JobDialog
+    from desktop.views.settings_dialog import SettingsDialog
+    from engine.config import Paths, Settings
+    from engine.credentials import MemoryStore
+    from engine.jobs import registry
+
+    class NoKeyring(MemoryStore):
+        def describe(self) -> str:
+            return "unavailable: no OS keyring is available. On Linux start a Secret Service (GNOME Keyring)."
+
+    async def request(op: str, **_args: Any) -> Any:
+        raise OSError(f"{op}: no worker while rendering")
+
+    async def shoot() -> None:
+        types = [kind.describe() for _, kind in sorted(registry.load().items())]
+        dialog = JobDialog(types, request)
+        flag_new_job(dialog)
+        await asyncio.sleep(0.2)
+        dialog.grab().save(str(out / f"new-job{suffix}.png"))
+        settings = SettingsDialog(Paths(home), NoKeyring())
+        settings.show()
+        await settings.load_task
+        settings._say(settings.smtp_result, "✘ Could not connect to smtp.example.com:587: connection refused")
+        await asyncio.sleep(0.2)
+        settings.grab().save(str(out / f"settings{suffix}.png"))
+        folder = Path(tempfile.mkdtemp(prefix="jobdeck-drop-")) / "site-assets"  # outside the data folder
+        (folder / "img").mkdir(parents=True, exist_ok=True)
+        for name, size in (
+            ("index.html", 4_200),
+            ("img/hero.jpg", 812_000),
+            ("img/icon.svg", 1_900),
+            ("robots.txt", 0),
+        ):
+            (folder / name).write_bytes(os.urandom(size))
+        sheet = DropSheet([str(folder)], Settings(s3_bucket="reports"), request, data_folder=Paths(home))
+        sheet.show()
+        await sheet.scan_task
+        await asyncio.sleep(0.2)
+        sheet.grab().save(str(out / f"drop-sheet{suffix}.png"))
+        for window in (dialog, settings, sheet):
+            window.close()
+        QApplication.processEvents()
+
+    asyncio.get_event_loop().run_until_complete(shoot())
 
 
 async def until(predicate: Any, timeout: float = 60.0) -> None:
@@ -111,13 +175,7 @@ async def scenario(window: Any, out: Path, smtp: Any, s3: Any, bucket: str, file
 
     # the new-job dialog, with an invalid address flagged inline
     dialog = window.new_job_dialog()
-    dialog.show()
-    dialog.fields["recipient"].widget.setText("ops@example.com, finance@")
-    dialog.fields["recipient"].touched = True
-    dialog.fields["subject"].set_value("Payment reminder")
-    dialog.fields["body"].set_value("Dear customer,\n\nyour invoice is due on Friday.\n")
-    dialog._revalidate()
-    dialog.schedule.at_radio.setChecked(True)
+    flag_new_job(dialog)
     await asyncio.sleep(0.2)
     dialog.grab().save(str(out / f"new-job{suffix}.png"))
     dialog.close()
@@ -155,6 +213,7 @@ def main() -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "offscreen")
     if args.scale != 1.0:
         os.environ["QT_SCALE_FACTOR"] = str(args.scale)
+    _screen(args.size, home)
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
         os.environ.pop(var, None)
     os.environ["NO_PROXY"] = "127.0.0.1,localhost"
@@ -164,11 +223,22 @@ def main() -> int:
 
     from desktop.event_loop import GuiEventLoop
     from desktop.views.main_window import MainWindow
-    from desktop.widgets.theme import apply_style
+    from desktop.widgets.theme import apply_style, apply_theme
     from engine.config import Paths, save_settings
     from engine.credentials import default_store
 
-    suffix = ("-dark" if args.dark else "") + (f"@{args.scale:g}x" if args.scale != 1.0 else "")
+    suffix = (f"-{args.size}" if args.size else "") + ("-dark" if args.theme == "dark" else "")
+    suffix += f"@{args.scale:g}x" if args.scale != 1.0 else ""
+    if args.dialogs:
+        app = QApplication(sys.argv[:1])
+        apply_style(app)
+        apply_theme(args.theme)
+        loop = GuiEventLoop(app)
+        asyncio.set_event_loop(loop)
+        with loop:
+            render_dialogs(args.out, suffix, home)
+        print(f"screenshots written to {args.out}")
+        return 0
     with SmtpServer() as smtp, S3Server() as s3:
         bucket = s3.create_bucket("jobdeck-demo")
         store = default_store()
@@ -180,13 +250,13 @@ def main() -> int:
                        "s3_key_prefix": "uploads/"})  # fmt: skip
         app = QApplication(sys.argv[:1])
         apply_style(app)
-        if args.dark:
-            app.setPalette(dark_palette())
+        apply_theme(args.theme)
         loop = GuiEventLoop(app)
         asyncio.set_event_loop(loop)
         window = MainWindow(Paths(home), store=store)
         line = window.fontMetrics().height()
-        window.resize(int(line * 100), int(line * 40))
+        room = window.screen().availableGeometry().size()
+        window.resize(min(int(line * 100), room.width()), min(int(line * 40), room.height()))
         window.show()
         window.begin()
         files = home / "files"

@@ -152,3 +152,11 @@ def test_every_focusable_control_shows_a_focus_ring(qtbot: Any, dialog: JobDialo
     finally:
         qapp.setStyleSheet(sheet)
         qapp.setPalette(palette)
+
+
+def test_before_the_worker_names_its_job_types_create_says_so(qtbot: Any, aloop: Any, ops: Any) -> None:
+    dialog = JobDialog([], ops_request(ops))
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert not dialog.submit_button.isEnabled()
+    assert dialog.reason.isVisible() and "worker" in dialog.reason.text()

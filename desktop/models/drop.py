@@ -68,9 +68,9 @@ class DropModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole and col == DropCol.KEY:
             return plain_text.tooltip(item.path)
         if role == Qt.ItemDataRole.ForegroundRole and col == DropCol.STATE and item.problem:
-            from PySide6.QtGui import QColor
+            from desktop.widgets.theme import color  # the palette's error colour: readable in light and dark
 
-            return QColor("#d93025")
+            return color("error")
         if role == Qt.ItemDataRole.TextAlignmentRole and col == DropCol.SIZE:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None

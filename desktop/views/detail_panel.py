@@ -11,6 +11,7 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTextBrowser, QVBoxLayout, QWidget
 
 from desktop.models import format as fmt
+from desktop.widgets import theme
 from desktop.widgets.theme import STATUS_COLORS
 
 
@@ -114,7 +115,7 @@ def render(job: dict[str, Any]) -> str:
             parts.append(f"<tr><td valign='top'><b>{_e(key)}</b></td><td>{cell}</td></tr>")
         parts.append("</table>")
     if job.get("error"):
-        parts.append(f"<h4>Error</h4><p style='color:#d93025'>{_value(job['error'])}</p>")
+        parts.append(f"<h4>Error</h4><p style='color:{theme.color('error').name()}'>{_value(job['error'])}</p>")
     if job.get("traceback"):
         parts.append(f"<h4>Traceback</h4><pre>{_e(job['traceback'])}</pre>")
     schedule = job.get("retry_schedule") or []

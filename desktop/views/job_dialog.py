@@ -297,6 +297,8 @@ class JobDialog(QDialog):
 
     def blocking_reason(self) -> str:
         """Why Create is disabled, in words for the line beside it; empty when it can be pressed."""
+        if not self.job_type:
+            return "No job types yet: the worker has not said which it runs."
         missing = [f.label.rstrip(" *") for f in self.fields.values() if f.local_error() == "Required."]
         if missing:
             names = ", ".join(missing[:-1]) + (" and " if len(missing) > 1 else "") + missing[-1]
