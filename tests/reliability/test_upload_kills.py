@@ -101,6 +101,16 @@ def finished(ops: Any, job_id: int) -> dict[str, Any] | None:
     return job if job["status"] in TERMINAL else None
 
 
+def armed(
+    worker_factory: Callable[..., Any], spy: ServerSpy, operation: str, env: dict[str, str], concurrency: int = 0
+) -> Any:
+    """A started worker that is killed right after the server's next ``operation`` ("" for none)."""
+    worker = worker_factory(env=env, concurrency=concurrency or None, start=False)
+    worker.start()
+    spy.arm(operation, worker.pid)
+    return worker
+
+
 def dies(worker: Any, timeout: float = 30.0) -> bool:
     assert worker.proc is not None
     try:
@@ -130,9 +140,7 @@ def test_a_retry_finishes_on_the_object_its_killed_attempt_completed(
         spy.calls.clear()
     data = write_file(tmp_path / "report.bin", size, seed=5)
     operation = "put" if size < 5 * MiB else "complete"
-    first = worker_factory(env=AWS_ENV, start=False)
-    first.start()
-    spy.arm(operation, first.pid)
+    first = armed(worker_factory, spy, operation, AWS_ENV)
     (job,) = ops.upload([str(tmp_path / "report.bin")])
     assert dies(first), "the worker should have been killed when the object was complete"
     assert ops.get(job["id"])["status"] == "running" and spy.calls[operation] == 1
@@ -178,9 +186,7 @@ def test_a_kill_between_creating_a_multipart_upload_and_saving_its_id_leaves_non
     """The next attempt, or the cleanup of a job that failed as worker lost, finds the upload by its key."""
     configure(ops, s3_server, s3_bucket)
     write_file(tmp_path / "disk.img", 11 * MiB, seed=6)
-    first = worker_factory(env=AWS_ENV, start=False)
-    first.start()
-    spy.arm("create", first.pid)
+    first = armed(worker_factory, spy, "create", AWS_ENV)
     (job,) = ops.upload([str(tmp_path / "disk.img")], max_retries=retries)
     assert dies(first)
     assert len(open_uploads(s3_server, s3_bucket)) == 1  # created, and the worker died before saving its id
@@ -229,9 +235,7 @@ def storm(
         client.put_object(Bucket=bucket, Key=name, Body=b"someone else's")
         paths.append(str(folder / name))
         sizes[name] = size
-    worker = worker_factory(env=env, concurrency=4, start=False)
-    worker.start()
-    spy.arm("create", worker.pid)  # the first job is a multipart one: this kill comes at once
+    worker = armed(worker_factory, spy, "create", env, 4)  # the first job is a multipart one: this kill comes at once
     submitted = ops.upload(paths, max_retries=kills + 3)
     targeted = ["put", "complete", "create"]
     for k in range(kills):
@@ -242,10 +246,8 @@ def storm(
         else:
             time.sleep(rng.uniform(0.1, 1.0))
             worker.kill()
-        worker = worker_factory(env=env, concurrency=4, start=False)
-        worker.start()
-        if k % 2 == 1 and k + 1 < kills:
-            spy.arm(targeted[(k // 2) % len(targeted)], worker.pid)
+        following = targeted[(k // 2) % len(targeted)] if k % 2 == 1 and k + 1 < kills else ""
+        worker = armed(worker_factory, spy, following, env, 4)
     spy.arm("")
     results = [wait_until(f"job {j['id']} to finish", lambda j=j: finished(ops, j["id"]), 600.0) for j in submitted]
     on_server = objects(server, bucket)
@@ -295,7 +297,15 @@ def ledger(
         ops.ledger.close()
 
 
+@pytest.mark.parametrize(
+    ("jobs", "kills", "multipart_every"),
+    [(24, 6, 6), pytest.param(300, 20, 10, marks=pytest.mark.long)],
+    ids=["short", "long"],
+)
 def test_kill_storm_over_uploads_with_rename_keeps_one_object_per_job(
+    jobs: int,
+    kills: int,
+    multipart_every: int,
     ledger: tuple[Operations, dict[str, str]],
     spy: ServerSpy,
     s3_server: S3Server,
@@ -304,20 +314,8 @@ def test_kill_storm_over_uploads_with_rename_keeps_one_object_per_job(
     worker_factory: Callable[..., Any],
 ) -> None:
     ops, env = ledger
-    storm(ops, env, spy, s3_server, s3_bucket, tmp_path, worker_factory, jobs=24, kills=6, multipart_every=6, seed=1)
-
-
-@pytest.mark.long
-def test_long_kill_storm_over_uploads_with_rename(
-    ledger: tuple[Operations, dict[str, str]],
-    spy: ServerSpy,
-    s3_server: S3Server,
-    s3_bucket: str,
-    tmp_path: Path,
-    worker_factory: Callable[..., Any],
-) -> None:
-    ops, env = ledger
-    storm(ops, env, spy, s3_server, s3_bucket, tmp_path, worker_factory, jobs=300, kills=20, multipart_every=10, seed=2)
+    storm(ops, env, spy, s3_server, s3_bucket, tmp_path, worker_factory, jobs=jobs, kills=kills,
+          multipart_every=multipart_every, seed=jobs)  # fmt: skip
 
 
 # ------------------------------------------------------------------ shutdown, spool, abort journal
