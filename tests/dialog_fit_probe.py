@@ -51,6 +51,7 @@ def main(data: Path) -> None:
     from desktop.views.drop_sheet import DropSheet
     from desktop.views.job_dialog import JobDialog
     from desktop.views.settings_dialog import SettingsDialog
+    from desktop.views.stats_view import StatsView
     from desktop.widgets.theme import apply_style
     from engine.config import Paths, Settings
     from engine.jobs import registry
@@ -75,6 +76,8 @@ def main(data: Path) -> None:
         sheet = DropSheet([str(files)], Settings(s3_bucket="reports"), _request, data_folder=Paths(data))
         loop.run_until_complete(sheet.scan_task)
         results["drop sheet"] = measure(sheet, sheet.submit_button)
+        stats = StatsView(_request)
+        results["statistics"] = measure(stats, stats.refresh_button)
     print(json.dumps(results))
 
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QLabel, QWidget
 from test_gui_support import *  # noqa: F403  (fixtures)
-from test_gui_support import QT_LOG_IGNORE, ops_request
+from test_gui_support import QT_LOG_IGNORE, ops_request, run
 
 from desktop.views.job_dialog import JobDialog
 from desktop.widgets import theme
@@ -39,7 +39,7 @@ def test_every_dialog_fits_the_screen(tmp_path: Path, width: int, height: int, s
     )
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout)
-    assert set(results) == {"new job (email)", "new job (upload)", "settings (no keyring)", "drop sheet"}
+    assert set(results) == {"new job (email)", "new job (upload)", "settings (no keyring)", "drop sheet", "statistics"}
     for name, r in results.items():
         room_w, room_h = r["screen"]
         assert (room_w * r["ratio"], room_h * r["ratio"]) == (width, height)
@@ -160,3 +160,21 @@ def test_before_the_worker_names_its_job_types_create_says_so(qtbot: Any, aloop:
     dialog.show()
     assert not dialog.submit_button.isEnabled()
     assert dialog.reason.isVisible() and "worker" in dialog.reason.text()
+
+
+def test_the_drop_sheet_says_why_upload_is_disabled(qtbot: Any, aloop: Any, ops: Any, tmp_path: Path) -> None:
+    from desktop.views.drop_sheet import DropSheet
+    from engine.config import Paths, Settings
+
+    files = tmp_path / "outside"
+    files.mkdir()
+    (files / "a.csv").write_text("a\n")
+    sheet = DropSheet([str(files)], Settings(s3_bucket=""), ops_request(ops), data_folder=Paths(tmp_path / "data"))
+    qtbot.addWidget(sheet)
+    sheet.show()
+    run(qtbot, sheet.scan_task)
+    reason = sheet.findChild(QLabel, "disabledReason")
+    assert not sheet.submit_button.isEnabled()
+    assert reason.isVisible() and "bucket" in reason.text()
+    qtbot.keyClicks(sheet.bucket, "reports")
+    assert sheet.submit_button.isEnabled() and not reason.isVisible()

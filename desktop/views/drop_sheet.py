@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from desktop.models.drop import DropCol, DropModel, expand
 from desktop.models.format import size as fmt_size
-from desktop.views.forms import ErrorLabel, ScheduleChooser, add_footer, fit_to_screen, with_error
+from desktop.views.forms import ErrorLabel, ScheduleChooser, add_footer, disabled_reason, fit_to_screen, with_error
 from engine.config import Paths, Settings
 from engine.errors import JobdeckError, ValidationError
 from engine.upload_paths import DataGuard, check_key
@@ -151,6 +151,9 @@ class DropSheet(QDialog):
         count = len(self.model.ok_items)
         self.submit_button.setText(f"Upload {count:,} file{'s' if count != 1 else ''}")
         self.submit_button.setEnabled(not errors and not self._submitting)
+        reason = disabled_reason(self)  # why Upload is disabled, in the sheet rather than only in a tooltip
+        reason.setText(next(iter(errors.values()), ""))
+        reason.setVisible(bool(errors) and not self._submitting)
 
     def show_error(self, field: str | None, message: str) -> None:
         target = {"bucket": self.bucket_error, "key": self.prefix_error, "scheduled_time": self.schedule_error}.get(
