@@ -31,6 +31,7 @@ from engine.upload_paths import check_key
 MAX_LIST_LIMIT = 10_000
 MAX_IDS = 30_000  # ids one request may name (SQLite binds at most 32,766 values in a statement)
 MAX_DELAY_S = 86_400  # a delay or timeout in seconds: longer than a day is a mistake (and 1e308 never ends)
+MAX_AGE_HOURS = 1_000_000  # over a century back; far more is no date at all (and overflows)
 
 
 # ------------------------------------------------------------------ input checks shared by every front end
@@ -560,8 +561,10 @@ class Operations:
             hours = -1.0 if isinstance(older_than_hours, bool) else float(older_than_hours)
         except (TypeError, ValueError):
             hours = -1.0
-        if not 0 <= hours < math.inf:
-            raise ValidationError("older_than_hours", f"must be a number of hours ≥ 0; got {older_than_hours!r}")
+        if not 0 <= hours <= MAX_AGE_HOURS:
+            raise ValidationError(
+                "older_than_hours", f"must be a number of hours from 0 to {MAX_AGE_HOURS}; got {older_than_hours!r}"
+            )
         live = self.list(status=["pending", "scheduled", "running", "retrying"], job_type="upload_file", limit=10_000)
         keep = {
             cp["upload_id"]

@@ -190,6 +190,9 @@ async def test_numbers_that_are_not_finite_or_over_a_day_of_seconds_are_refused(
         reply = await _ask(conn, create % ("retry_base_s", literal), timeout=10)
         assert reply["ok"] is False, literal
         assert "every number must be finite" in reply["error"]["message"], reply
+    for hours in ("1e300", '"inf"', "-1"):
+        reply = await _ask(conn, '{"id": 6, "op": "cleanup_uploads", "args": {"older_than_hours": ' + hours + "}}")
+        assert reply["ok"] is False and reply["error"]["field"] == "older_than_hours", (hours, reply)
     listed = await _ask(conn, '{"id": 4, "op": "list"}')
     assert listed["result"]["total"] == 0  # nothing was written
     fine = await _ask(conn, create % ("retry_base_s", "86400"))
@@ -257,6 +260,46 @@ async def test_pipelined_big_lists_without_reading_do_not_grow_the_worker(
 
 
 # ------------------------------------------------------------------ the pre-authentication flood
+class _FakeTransport:
+    def __init__(self, peer: str) -> None:
+        self.peer = peer
+        self.aborted = False
+
+    def get_extra_info(self, name: str) -> Any:
+        return (self.peer, 40000) if name == "peername" else None
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class _FakeConnection:
+    """What ``Admission`` reads of a websockets connection: its transport and whether its request arrived."""
+
+    def __init__(self, peer: str) -> None:
+        self.transport = _FakeTransport(peer)
+        self.request = None
+
+
+def test_strangers_are_capped_in_all_and_per_peer_and_the_biggest_peer_loses_first() -> None:
+    from engine.events.admission import Admission
+
+    gate = Admission(cap=8, per_peer=5)
+    flood = [_FakeConnection("127.0.0.2") for _ in range(20)]
+    others = [_FakeConnection(f"127.0.0.{3 + i}") for i in range(3)]
+    for conn in flood[:10] + others + flood[10:]:
+        gate.admit(conn)  # type: ignore[arg-type]
+    kept = [c for c in flood if not c.transport.aborted]
+    assert kept == flood[-5:]  # its oldest were cut, down to its share
+    assert not any(c.transport.aborted for c in others)  # the peers with fewer kept theirs
+    assert len(gate) == 8
+    owner = _FakeConnection("127.0.0.1")
+    gate.admit(owner)  # type: ignore[arg-type]
+    assert not owner.transport.aborted  # over the cap in all: the biggest peer lost one more
+    assert [c for c in flood if not c.transport.aborted] == flood[-4:]
+    gate.forget(owner)  # its token checked out: no longer a stranger
+    assert len(gate) == 7
+
+
 def test_the_soft_open_file_limit_is_raised_to_the_hard_one(worker_factory: Callable[..., Any]) -> None:
     worker = _worker_with_soft_limit(worker_factory, COMMON_SOFT_LIMIT)
     soft, hard = psutil.Process(worker.pid).rlimit(psutil.RLIMIT_NOFILE)
