@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +137,23 @@ def write_until_power_cut(home: Path, shim: Path, sync_log: Path, jobs: int) -> 
             line = writer.stdout.readline()
             assert line, f"the writer stopped after {len(acknowledged)} jobs"
             acknowledged.append(int(line))
+        _while_nothing_unsynced(sync_log)
     finally:
         writer.send_signal(signal.SIGKILL)
         rest, _ = writer.communicate(timeout=30)
     acknowledged += [int(line) for line in rest.split()]  # printed before the kill: told to the user as well
     return acknowledged, cut_power(home / "jobdeck.db", sync_log)
+
+
+def _while_nothing_unsynced(sync_log: Path, patience_s: float = 2.0) -> None:
+    """Wait (a little) for a moment when the WAL has writes not yet synced, a commit under way: the cut is harshest
+    then. A writer that happens to be between commits is cut all the same."""
+    deadline = time.monotonic() + patience_s
+    with sync_log.open("rb") as log:
+        while time.monotonic() < deadline:
+            log.seek(max(0, sync_log.stat().st_size - 64))
+            if log.read().rstrip(b"\n").rsplit(b"\n", 1)[-1].startswith(b"w "):
+                return
 
 
 @pytest.mark.parametrize(
