@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from engine import __version__
+from engine import __version__, cli_schedules
 from engine.config import (
     Paths,
     Settings,
@@ -153,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     cf.add_argument("action", choices=["show", "set"])
     cf.add_argument("key", nargs="?")
     cf.add_argument("value", nargs="?")
+    cli_schedules.add_parser(sub)
     return p
 
 
@@ -307,6 +308,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
 
     ops = _ops()
+    if cmd == "schedule":
+        return cli_schedules.dispatch(args, ops)
     if cmd == "submit":
         params = _parse_params(args.param, args.params_json)
         job = ops.create(

@@ -22,6 +22,7 @@ from engine.errors import JobdeckError, ValidationError
 from engine.jobs import registry
 from engine.jobs.base import CleanupEnv, JobType, Params, remove_staged
 from engine.queue.huey_queue import JobQueue
+from engine.schedule_ops import ScheduleOperations
 from engine.storage.reads import SORT_KEYS, JobQuery
 from engine.storage.repository import ACTIONS, Ledger, Outbox, no_outbox
 from engine.storage.status import ALL_STATUSES, WAITING, JobStatus
@@ -158,6 +159,7 @@ class Operations:
         # only a few per cent (median of eight alternating pairs in bench/queue.py's shape). With PostgreSQL the
         # message follows the commit.
         self._outbox: Outbox = self._write_message if self.queue.lives_in(self.ledger.sqlite_file) else no_outbox
+        self.schedules = ScheduleOperations(self)
 
     @property
     def settings(self) -> Settings:

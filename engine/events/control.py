@@ -42,6 +42,14 @@ OPERATIONS: dict[str, str] = {
     "trash": "trash",
     "restore": "restore",
     "purge_trash": "purge_trash",
+    "schedule_add": "schedules.add",
+    "schedule_list": "schedules.list",
+    "schedule_get": "schedules.get",
+    "schedule_edit": "schedules.edit",
+    "schedule_pause": "schedules.pause",
+    "schedule_resume": "schedules.resume",
+    "schedule_run_now": "schedules.run_now",
+    "schedule_delete": "schedules.delete",
 }
 WORKER_COMMANDS = ("wake", "pause", "resume", "shutdown", "status")
 
@@ -81,7 +89,9 @@ class Dispatcher:
                     await loop.run_in_executor(self.executor, getattr(self.control, op))
                     result = {"done": op}
             elif isinstance(op, str) and op in OPERATIONS:
-                method = getattr(self.ops, OPERATIONS[op])
+                method: Any = self.ops
+                for name in OPERATIONS[op].split("."):  # "schedules.add": a method of ``ops.schedules``
+                    method = getattr(method, name)
                 result = await loop.run_in_executor(self.executor, _call, method, args)
             else:
                 allowed = ", ".join([*OPERATIONS, *WORKER_COMMANDS])

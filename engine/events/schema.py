@@ -12,6 +12,7 @@ JOB_CREATED = "job.created"
 JOB_UPDATED = "job.updated"
 JOB_DELETED = "job.deleted"
 JOB_PROGRESS = "job.progress"
+SCHEDULE_UPDATED = "schedule.updated"
 WORKER_STATUS = "worker.status"
 REPLAY_DONE = "replay.done"
 
@@ -24,6 +25,15 @@ def now_iso() -> str:
 
 def job_event(stored: dict[str, Any]) -> dict[str, Any]:
     """A ledger ``job_events`` row as clients see it; ``event`` names the transition (started, failed…)."""
+    if "schedule" in stored:  # a schedule's change (see engine.storage.schedules)
+        return {
+            "v": VERSION,
+            "type": SCHEDULE_UPDATED,
+            "seq": stored["seq"],
+            "at": stored["at"],
+            "event": stored["type"].removeprefix("schedule_"),
+            "schedule": stored["schedule"],
+        }
     return {
         "v": VERSION,
         "type": _KIND_TO_TYPE.get(stored["type"], JOB_UPDATED),

@@ -498,7 +498,8 @@ class EventServer:
         self._job_moved_on(stored)
 
     def _job_moved_on(self, stored: dict[str, Any]) -> None:
-        if stored["job"]["status"] != "running" and self._progress is not None:
+        job = stored.get("job")  # none for a schedule's change
+        if job is not None and job["status"] != "running" and self._progress is not None:
             self._progress.finished(stored["job_id"])
 
     def _broadcast(self, message: dict[str, Any]) -> None:

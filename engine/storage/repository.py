@@ -41,6 +41,7 @@ from engine.storage.group_commit import Batch, GroupCommit
 from engine.storage.prepared import Bound, Prepared, status_in
 from engine.storage.reads import JobQuery, LedgerReads, ids_in
 from engine.storage.rows import EVENTS, JOB_FIELDS, JOBS, iso, job_to_dict, utcnow
+from engine.storage.schedules import LedgerSchedules
 from engine.storage.status import CANCELABLE, CLAIMABLE, RETRYABLE, JobStatus, ScheduleType
 from engine.storage.trash import LedgerTrash, new_batch
 
@@ -147,7 +148,7 @@ class _WriteBatch(Batch):
         return getattr(self.raw, "total_changes", 0)  # SQLite's count of rows written
 
 
-class Ledger(LedgerReads, LedgerTrash):
+class Ledger(LedgerReads, LedgerTrash, LedgerSchedules):
     """The job ledger on one database URL (SQLite file or PostgreSQL)."""
 
     def __init__(self, url: str) -> None:

@@ -1,4 +1,4 @@
-"""The two ledger tables. The Alembic migrations are the schema's authority; these mirror them for queries."""
+"""The ledger tables. The Alembic migrations are the schema's authority; these mirror them for queries."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeEngine
@@ -95,9 +95,13 @@ class Job(Base):
     # Bumped by every UPDATE (see engine.storage.repository): a claim prepared from a row read before the write
     # lock was taken is still right if the version has not moved.
     version: Mapped[int] = mapped_column(Integer, server_default="0")
+    # A job made by a schedule: which one, and the planned time it is the run for (revision 0007).
+    schedule_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    planned_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
     __table_args__ = (
         Index("ix_jobs_status_type", "status", "job_type"),
+        Index("ux_jobs_schedule_planned", "schedule_id", "planned_at", unique=True),
         # and the sort indexes of revision 0004, (key, id) for each of ``reads.SORT_KEYS``
         {"sqlite_autoincrement": True},  # an id is never handed out twice (revision 0005)
     )
@@ -113,6 +117,37 @@ class JobEvent(Base):
     at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     __table_args__ = (Index("ix_job_events_job_id", "job_id"),)
+
+
+class Schedule(Base):
+    """A recurring job: a job template plus a rule (cron or interval) in a named time zone; see revision 0007.
+
+    ``next_run_at`` is the earliest planned time not yet dealt with (run, skipped or caught up): the scheduler's
+    cursor, moved in the same transaction as the job it makes for that time.
+    """
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    job_type: Mapped[str] = mapped_column(String(64))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    priority: Mapped[int] = mapped_column(Integer)
+    max_retries: Mapped[int] = mapped_column(Integer)
+    rule: Mapped[str] = mapped_column(String(200))
+    tz: Mapped[str] = mapped_column(String(64))
+    start_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    end_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    catch_up: Mapped[str] = mapped_column(String(8))
+    overlap: Mapped[str] = mapped_column(String(8))
+    paused: Mapped[bool] = mapped_column(Boolean, server_default="0")
+    pause_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    paused_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    next_run_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_schedules_next_run_at", "next_run_at"), {"sqlite_autoincrement": True})
 
 
 class JobTrash(Base):

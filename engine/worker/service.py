@@ -32,6 +32,7 @@ from engine.worker.dispatch import Dispatch
 from engine.worker.executor import Executor
 from engine.worker.limits import StopDeadline, raise_open_file_limit
 from engine.worker.lock import WorkerLocks
+from engine.worker.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,8 @@ class WorkerService:
             log.warning("recovered %d job(s) left running by a stopped worker", len(recovered))
         self._sweep_spool()
         self._rebuild_queue()
+        self.scheduler = Scheduler(self.ledger, self.ops._outbox, self.ops._enqueued)
+        self.scheduler.start()
         self.server.start()
         self.consumer = EmbeddedConsumer(self.queue.huey, self.dispatch.step)
         self.consumer.start()
@@ -173,6 +176,7 @@ class WorkerService:
         if self._stopped.is_set():
             return
         self._stop.set()
+        self.scheduler.stop()
         self.dispatch.close()  # the dispatch keeps recording what finishes until the consumer stops below
         deadline = time.monotonic() + self.grace_s
         while self.dispatch.running() and time.monotonic() < deadline:
@@ -196,6 +200,7 @@ class WorkerService:
     # ------------------------------------------------------------------ control commands
     def wake(self) -> None:
         self.queue.wake()
+        self.scheduler.wake()  # a schedule may have changed in another process
         self.server.notify()
 
     def pause(self) -> None:
