@@ -16,6 +16,7 @@ from workerproc import ROOT
 JOB_FIELDS = {
     "id", "job_type", "status", "priority", "parameters", "attempts", "max_retries", "schedule_type",
     "scheduled_time", "next_attempt_at", "created_at", "started_at", "finished_at", "result", "error",
+    "schedule_id", "planned_at",
 }  # fmt: skip
 
 
