@@ -89,7 +89,9 @@ class ScheduleOperations:
         """The schedule with its latest runs (the jobs it made, newest planned time first)."""
         sid = parse_schedule_id(schedule_id)
         schedule = schedule_to_dict(self.ops.ledger.schedule_row(sid))
-        schedule["runs"] = self.ops.ledger.schedule_runs(sid, runs)
+        from engine.operations import parse_int
+
+        schedule["runs"] = self.ops.ledger.schedule_runs(sid, parse_int("runs", runs, 0, 1000, "a number, 0–1000"))
         return schedule
 
     # ------------------------------------------------------------------ changes

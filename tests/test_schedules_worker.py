@@ -12,8 +12,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from eventtools import Recorder, client, run_async
 
 import bench.noop_jobs  # noqa: F401  (registers noop in this process too, for ``ops``)
+from engine.errors import ValidationError
 
 NOOP_ENV = {"JOBDECK_JOB_MODULES": "bench.noop_jobs"}
 
@@ -116,6 +118,33 @@ def test_pause_until_a_time_then_runs_again_by_itself_and_run_now_while_paused(
     during = [t for t in planned(ops, sid) if paused_at < t <= until]
     assert during == [datetime.fromisoformat(job["planned_at"])]  # only the run asked for
     assert not ops.schedules.get(sid)["paused"]
+
+
+@run_async
+async def test_the_control_channel_runs_schedule_operations_and_streams_schedule_updated(
+    jobdeck_home: Any, worker_factory: Callable[..., Any]
+) -> None:
+    worker_factory(NOOP_ENV)
+    recorder = Recorder()
+    c = await client(jobdeck_home, recorder)
+    try:
+        await c.subscribe(0)
+        s = await c.request("schedule_add", job_type="noop", parameters={}, every="1s", name="ticker", tz="UTC")
+        await recorder.wait_for(lambda events: any(e.get("job", {}).get("schedule_id") == s["id"] for e in events))
+        paused = await c.request("schedule_pause", schedule_id=s["id"], note="enough")
+        assert paused["paused"] and paused["next_runs"] == []
+        with pytest.raises(ValidationError) as caught:
+            await c.request("schedule_add", job_type="noop", parameters={}, cron="0 25 * * *")
+        assert caught.value.field == "cron"
+        (listed,) = await c.request("schedule_list")
+        assert listed["name"] == "ticker" and listed["paused"]
+        await recorder.wait_for(lambda events: any(e.get("event") == "paused" for e in events))
+    finally:
+        await c.close()
+    changes = [e for e in recorder.events if e["type"] == "schedule.updated"]
+    assert [e["event"] for e in changes] == ["added", "paused"]
+    assert all(e["v"] == 1 and e["schedule"]["id"] == s["id"] for e in changes)
+    assert changes[1]["schedule"]["pause_note"] == "enough"
 
 
 def kill_storm(ops: Any, worker_factory: Callable[..., Any], cycles: int) -> None:
