@@ -272,7 +272,7 @@ def test_an_older_ledger_is_upgraded_to_ids_above_every_id_it_mentions(tmp_path:
     engine = migrated(url, "0004")
     index_sql = (  # those of later revisions left out
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name NOT IN ('job_trash', 'schedules')"
-        " AND name != 'ux_jobs_schedule_planned'"
+        " AND name != 'ix_jobs_schedule_planned'"
     )
     with engine.begin() as conn:
         for job_id in (1, 2, 3):
@@ -336,7 +336,7 @@ def test_the_leaner_schema_keeps_every_event_and_never_reuses_a_seq(tmp_path: Pa
     sorts = {f"ix_jobs_sort_{key}" for key in ("type", "status", "priority", "attempts", "when", "created",
                                                 "duration", "outcome")}  # fmt: skip
     assert indexes == {"ix_jobs_status_type", "ix_job_events_job_id", "ix_job_trash_deleted_at", "ix_job_trash_batch",
-                       *sorts}  # fmt: skip
+                       "ix_schedules_next_run_at", "ix_jobs_schedule_planned", *sorts}  # fmt: skip
     assert "AUTOINCREMENT" not in events
     ledger = Ledger(url)
     try:

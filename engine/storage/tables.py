@@ -101,7 +101,7 @@ class Job(Base):
 
     __table_args__ = (
         Index("ix_jobs_status_type", "status", "job_type"),
-        Index("ux_jobs_schedule_planned", "schedule_id", "planned_at", unique=True),
+        Index("ix_jobs_schedule_planned", "schedule_id", "planned_at", unique=True),
         # and the sort indexes of revision 0004, (key, id) for each of ``reads.SORT_KEYS``
         {"sqlite_autoincrement": True},  # an id is never handed out twice (revision 0005)
     )

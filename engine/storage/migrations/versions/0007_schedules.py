@@ -46,12 +46,12 @@ def upgrade() -> None:
     op.create_index("ix_schedules_next_run_at", "schedules", ["next_run_at"])
     op.add_column("jobs", sa.Column("schedule_id", sa.Integer, nullable=True))
     op.add_column("jobs", sa.Column("planned_at", sa.DateTime(timezone=True), nullable=True))
-    op.create_index("ux_jobs_schedule_planned", "jobs", ["schedule_id", "planned_at"], unique=True)
+    op.create_index("ix_jobs_schedule_planned", "jobs", ["schedule_id", "planned_at"], unique=True)
 
 
 def downgrade() -> None:
-    op.drop_index("ux_jobs_schedule_planned", "jobs")
-    with op.batch_alter_table("jobs") as batch:
-        batch.drop_column("planned_at")
-        batch.drop_column("schedule_id")
+    op.drop_index("ix_jobs_schedule_planned", "jobs")
+    # Not Alembic's batch mode: on SQLite it copies the table and loses revision 0004's expression indexes.
+    for column in ("planned_at", "schedule_id"):
+        op.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
     op.drop_table("schedules")
