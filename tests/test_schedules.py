@@ -388,3 +388,18 @@ def test_cli_bad_input_exits_2_naming_the_option_and_writes_nothing(
 def test_cli_usage_errors_exit_2_naming_the_option(cli: Callable[..., Any], args: list[str], option: str) -> None:
     code, _, err = cli("schedule", *args)
     assert code == 2 and len(err.strip().splitlines()) == 1 and option in err, err
+
+
+def test_a_recovered_ledger_keeps_its_schedules(tmp_path: Path) -> None:
+    from engine.storage.integrity import recover
+
+    source = Ledger(f"sqlite:///{tmp_path / 'old.db'}")
+    s = add(source, name="kept")
+    source.close()
+    recover(tmp_path / "old.db", tmp_path / "new.db", tool="")
+    recovered = Ledger(f"sqlite:///{tmp_path / 'new.db'}")
+    try:
+        (row,) = recovered.schedule_rows()
+        assert schedule_to_dict(row)["name"] == "kept" and row["id"] == s["id"]
+    finally:
+        recovered.close()

@@ -13,21 +13,12 @@ from typing import Any
 
 import pytest
 from eventtools import Recorder, client, run_async
+from test_upload_worker import wait_until
 
 import bench.noop_jobs  # noqa: F401  (registers noop in this process too, for ``ops``)
 from engine.errors import ValidationError
 
 NOOP_ENV = {"JOBDECK_JOB_MODULES": "bench.noop_jobs"}
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def runs(ops: Any, schedule_id: int) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
 # reports a damaged page whenever a command reads one.
 FULL_CHECK_MAX_BYTES = 1024 * 1024
 TABLES = (("jobs", "id"), ("job_events", "seq"))  # the ledger's tables and their integer keys, in copy order
+SCHEDULE_TABLES = (("schedules", "id"),)  # copied by a recovery too (not counted in its report)
 
 _checked: set[str] = set()  # files this process has checked in full (once per start)
 _checked_lock = threading.Lock()
@@ -260,7 +261,7 @@ def _copy_rows(rows_from: Path, original: Path, into: Path) -> int:
     dst = sqlite3.connect(into, isolation_level=None)
     try:
         dst.execute("BEGIN IMMEDIATE")
-        for table, key in TABLES:
+        for table, key in (*TABLES, *SCHEDULE_TABLES):
             columns = _shared_columns(src, dst, table)
             if columns:
                 names = ", ".join(columns)

@@ -248,9 +248,9 @@ class LedgerReads:
         with self.engine.connect() as conn:
             first = _first_seq_from(conn, since - EVENT_TIME_SLACK)
             rows = conn.execute(
-                select(EVENTS.c.type, EVENTS.c.at).where(
-                    EVENTS.c.seq >= first, EVENTS.c.type.in_(["succeeded", "failed"]), EVENTS.c.at >= since
-                )
+                select(EVENTS.c.type, EVENTS.c.at)
+                .where(EVENTS.c.seq >= first, EVENTS.c.type.in_(["succeeded", "failed"]), EVENTS.c.at >= since)
+                .order_by(EVENTS.c.seq)  # PostgreSQL returns rows in heap order, which deletes leave shuffled
             ).all()
         return [(t, at) for t, at in rows]
 
