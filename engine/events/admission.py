@@ -164,7 +164,11 @@ def listen(host: str, port: int, queue_length: int, admission: Admission) -> Lis
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if hasattr(socket, "TCP_DEFER_ACCEPT"):  # Linux: a connection is accepted once its first data arrived
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT_S)
-        sock.bind((host, port))
+        try:
+            sock.bind((host, port))
+        except OSError as exc:  # worded as asyncio's own bind: the message names the address that is taken
+            text = f"error while attempting to bind on address {(host, port)!r}: {(exc.strerror or '').lower()}"
+            raise OSError(exc.errno, text) from None
         sock.listen()
         sock.setblocking(False)
     except BaseException:
