@@ -299,7 +299,7 @@ def ledger(
 
 @pytest.mark.parametrize(
     ("jobs", "kills", "multipart_every"),
-    [(24, 6, 6), pytest.param(300, 20, 10, marks=pytest.mark.long)],
+    [(24, 6, 6), pytest.param(300, 20, 10, marks=[pytest.mark.long, pytest.mark.timeout(1800)])],
     ids=["short", "long"],
 )
 def test_kill_storm_over_uploads_with_rename_keeps_one_object_per_job(
