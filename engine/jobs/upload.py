@@ -236,7 +236,10 @@ class UploadFile(JobType):
             keys = [params.key]
             if checkpoint and checkpoint.get("bucket") == params.bucket and checkpoint.get("key"):
                 keys.insert(0, checkpoint["key"])
-            client = make_client(env.settings, env.credentials)
+            # Asked during recovery, before the worker serves: an endpoint that is down must not hold it up long.
+            client = make_client(
+                env.settings, env.credentials, connect_timeout=2, read_timeout=10, retries={"max_attempts": 1}
+            )
             with open_source(params, staged_path, DataGuard(Paths()), env.settings.max_upload_bytes) as source:
                 for key in dict.fromkeys(keys):
                     found = head_object(client, params.bucket, key)
