@@ -34,3 +34,17 @@ def test_seeded_random_is_reproducible() -> None:
 def test_negative_retry_number_is_a_bug() -> None:
     with pytest.raises(ValueError):
         compute_backoff(-1, 2.0, 600.0)
+
+
+def test_the_retry_decision_counts_attempts_the_same_for_any_lost_attempt() -> None:
+    """One rule for an attempt that raised and one whose worker was lost: retries until attempts exceed max_retries,
+    each after a backoff within the window of its retry number."""
+    from engine.queue.backoff import retry_delay
+
+    assert retry_delay(4, 3, 2.0, 600.0, random.Random(1)) is None  # the fourth attempt was the last of 1 + 3
+    assert retry_delay(1, 0, 2.0, 600.0, random.Random(1)) is None  # no retries at all
+    first = retry_delay(1, 3, 2.0, 600.0, random.Random(3))
+    third = retry_delay(3, 3, 2.0, 600.0, random.Random(3))
+    assert first is not None and 0.0 <= first <= 2.0
+    assert third is not None and 0.0 <= third <= 8.0
+    assert third == compute_backoff(2, 2.0, 600.0, random.Random(3))
