@@ -37,6 +37,12 @@ def _event_line(event: dict[str, Any]) -> str | None:
         pct = f"{100 * p['done'] / total:5.1f}%" if total else f"{p['done']} B"
         rate = f"  {p['rate'] / 1e6:.1f} MB/s" if p.get("rate") else ""
         return f"{'':8} {event['at'][11:19]}  job {event['job_id']:<6} progress         {pct}{rate}"
+    if kind == schema.SCHEDULE_UPDATED:
+        s = event["schedule"]
+        state = "paused" if s["paused"] else f"next {(s['next_run_at'] or 'none')[:19]}"
+        return (
+            f"#{event['seq']:<7} {event['at'][11:19]}  schedule {s['id']:<3} {event['event']:<16} {state}  {s['name']}"
+        )
     if kind == schema.WORKER_STATUS:
         w = event["worker"]
         return f"{'':8} {event['at'][11:19]}  worker pid {w['pid']} {w['state']}, running {len(w['running'])}"

@@ -403,3 +403,15 @@ def test_a_recovered_ledger_keeps_its_schedules(tmp_path: Path) -> None:
         assert schedule_to_dict(row)["name"] == "kept" and row["id"] == s["id"]
     finally:
         recovered.close()
+
+
+def test_jobdeck_watch_prints_a_schedule_change_on_one_line(ledger: Ledger) -> None:
+    from engine.watch import format_event
+
+    since = ledger.last_seq()
+    s = add(ledger, name="nightly backup")
+    ledger.schedule_change(s["id"], lambda _r: {"paused": True}, "schedule_paused")
+    lines = [format_event(schema.job_event(e)) for e in ledger.events_since(since)]
+    assert all(line is not None and "\n" not in line for line in lines)
+    assert "added" in lines[0] and "next " in lines[0] and "nightly backup" in lines[0]
+    assert "paused" in lines[1]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, case, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.errors import ValidationError
@@ -133,13 +133,11 @@ class LedgerSchedules:
 
     def schedule_wakeup(self) -> datetime | None:
         """When the scheduler next has something to do: the earliest planned time of a running schedule, or the
-        earliest end of a pause. One indexed read, whatever the number of schedules."""
+        earliest end of a pause. One read of one small table."""
         c = SCHEDULES.c
+        when = case((c.paused.is_(True), c.paused_until), else_=c.next_run_at)
         with self.engine.connect() as conn:
-            due = conn.execute(select(func.min(c.next_run_at)).where(c.paused.is_(False))).scalar_one()
-            until = conn.execute(select(func.min(c.paused_until)).where(c.paused.is_(True))).scalar_one()
-        times = [t for t in (due, until) if t is not None]
-        return min(times) if times else None
+            return conn.execute(select(func.min(when))).scalar_one()
 
     # ---------------------------------------------------------------- changes
     def schedule_add(self, values: dict[str, Any]) -> dict[str, Any]:

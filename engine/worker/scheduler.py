@@ -73,14 +73,16 @@ class Scheduler:
         stale = True
         while not self._stop.is_set():
             try:
-                if missed_before is not None or stale:
-                    self._wake.clear()
+                if missed_before is not None:
                     self.run_due(missed_before)
-                    missed_before = None
+                    missed_before, stale = None, True
+                if stale:  # woken (a change, or any submission from the CLI): one read says whether to act
+                    self._wake.clear()
                     next_at = self.ledger.schedule_wakeup()
                     stale = False
                 now = time.time()
                 if next_at is not None and next_at.timestamp() <= now:
+                    self.run_due()
                     stale = True
                     continue
                 # Nothing to wake for but a change (no schedule, or all paused for good): wait for the change.
