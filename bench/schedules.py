@@ -8,8 +8,8 @@ N schedules (daily cron rules spread over the day and hourly-or-longer intervals
 idle for the same seconds at the same time, so the machine's drift hits both; the goal is that the schedules cost
 no measurable CPU (< 1 % of a core more than the worker with none). Then an ``every 1s`` schedule is added to the
 busy worker and the lateness of its runs (started_at − planned_at) is taken; then that worker is stopped across
-three planned times and restarted, and the time from its start (worker.json's ``started_at``) to the catch-up
-run's creation is taken. The last line is one JSON object.
+three planned times and restarted, and the time from the launch of its process to the catch-up run's creation is
+taken. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +98,8 @@ def main() -> int:
             workers[1].stop()
             time.sleep(3.5)  # three planned times pass with no worker
             known = {j["id"] for j in ops.ledger.schedule_runs(ticker["id"], 1000)}
-            info = workers[1].start()
-            worker_start = datetime.fromisoformat(info["started_at"])
+            worker_start = datetime.now(UTC)  # the process is launched: interpreter, imports and ledger checks count
+            workers[1].start()
             deadline = time.monotonic() + 30
             caught = None
             while caught is None and time.monotonic() < deadline:
@@ -110,7 +110,7 @@ def main() -> int:
                 (datetime.fromisoformat(caught["created_at"]) - worker_start).total_seconds() if caught else None
             )
             print(f"catch-up run made {catch_up_s if catch_up_s is None else round(catch_up_s, 3)} s after the "
-                  "worker started (goal < 2 s)", flush=True)  # fmt: skip
+                  "worker process was launched (goal < 2 s)", flush=True)  # fmt: skip
         finally:
             for worker in workers:
                 worker.stop()
