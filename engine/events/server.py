@@ -50,8 +50,9 @@ CLIENT_QUEUE = 2000  # live events waiting for one client; past this it catches 
 HARD_QUEUE = CLIENT_QUEUE + 256  # anything at all waiting for one client; past this it is disconnected
 # The same in bytes: events are as big as a job's parameters and a `list` reply can hold ten thousand jobs. Past
 # QUEUE_BYTES the live feed turns to catching up from the ledger, a replay waits, and no further request is read;
-# past HARD_QUEUE_BYTES (replies of requests already running) the client is disconnected. One reply is always
-# taken into an empty queue, however big.
+# past HARD_QUEUE_BYTES (replies of requests already running) the client is disconnected. A reply is always taken
+# while no more than QUEUE_BYTES wait, however big it is: what waits stays under HARD_QUEUE_BYTES, or QUEUE_BYTES
+# and one reply.
 QUEUE_BYTES = 16 * 1024**2
 HARD_QUEUE_BYTES = 32 * 1024**2
 SEND_BATCH_BYTES = 1024**2  # a batch joined into one write stops growing past this
@@ -329,7 +330,7 @@ class EventServer:
         """Queue without waiting (replies, replayed events); past the hard bounds the client is disconnected."""
         text = message if isinstance(message, str) else _dumps(message)
         if client.queue.qsize() >= HARD_QUEUE or (
-            client.queued_bytes and client.queued_bytes + len(text) > HARD_QUEUE_BYTES
+            client.queued_bytes > QUEUE_BYTES and client.queued_bytes + len(text) > HARD_QUEUE_BYTES
         ):
             self._drop(client)
             self._spawn(self._disconnect(client.conn, CloseCode.TRY_AGAIN_LATER, SLOW_CLIENT))
