@@ -1,17 +1,95 @@
-"""The filter row above the table: status buttons with live counts, a type chooser and a search box."""
+"""The filter row above the table: status buttons with live counts (those that do not fit move into a "More" menu),
+a type chooser and a search box."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QTimer, Signal
-from PySide6.QtWidgets import QButtonGroup, QComboBox, QHBoxLayout, QLineEdit, QToolButton, QWidget
+from PySide6.QtCore import QSize, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QResizeEvent
+from PySide6.QtWidgets import QButtonGroup, QComboBox, QHBoxLayout, QLineEdit, QMenu, QSizePolicy, QToolButton, QWidget
 
 from desktop.models.format import STATUS_LABELS, STATUS_ORDER
 from desktop.models.jobs import Filter
 from desktop.widgets.theme import icon
 
 SEARCH_DEBOUNCE_MS = 300
+
+
+class PillStrip(QWidget):
+    """The status pills in a row that never forces the window's width: the pills that do not fit are hidden and
+    offered, with their counts, in the "More" menu at the end (the checked pill and "All" always stay in view)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self._layout = QHBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._layout.setSizeConstraint(QHBoxLayout.SizeConstraint.SetNoConstraint)  # our own minimum, not the pills'
+        self.pills: list[QToolButton] = []
+        self.more = QToolButton(self)
+        self.more.setObjectName("statusMore")
+        self.more.setText("More")
+        self.more.setAccessibleName("More status filters")
+        self.more.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.more.setMenu(QMenu(self.more))
+        self.more.menu().aboutToShow.connect(self._on_more_menu_about_to_show)
+        self._layout.addWidget(self.more)
+        self._layout.addStretch(1)
+
+    def add(self, pill: QToolButton) -> None:
+        self._layout.insertWidget(len(self.pills), pill)
+        self.pills.append(pill)
+
+    def minimumSizeHint(self) -> QSize:
+        first = self.pills[0].sizeHint() if self.pills else QSize(0, 0)
+        more = self.more.sizeHint()
+        return QSize(first.width() + more.width() + self._layout.spacing(), max(first.height(), more.height()))
+
+    def sizeHint(self) -> QSize:
+        spacing = self._layout.spacing()
+        width = sum(p.sizeHint().width() + spacing for p in self.pills)
+        return QSize(width, self.minimumSizeHint().height())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.relayout()
+
+    def hidden(self) -> list[QToolButton]:
+        """The pills that did not fit, in order (their statuses are in the "More" menu)."""
+        return [p for p in self.pills if p.isHidden()]
+
+    def relayout(self) -> None:
+        """Show as many pills as fit; "All" and the checked pill first, then the others in their order."""
+        spacing = self._layout.spacing()
+        widths = [p.sizeHint().width() + spacing for p in self.pills]
+        room = self.width()
+        if sum(widths) > room:
+            room -= self.more.sizeHint().width() + spacing
+        keep = {0} | {i for i, p in enumerate(self.pills) if p.isChecked()}
+        room -= sum(widths[i] for i in keep)
+        shown = set(keep)
+        for i, width in enumerate(widths):
+            if i not in shown and width <= room:
+                shown.add(i)
+                room -= width
+            elif i not in shown:
+                room = -1  # keep the order: once one pill does not fit, the later ones go to the menu too
+        for i, pill in enumerate(self.pills):
+            pill.setVisible(i in shown)
+        self.more.setVisible(len(shown) < len(self.pills))
+
+    def _on_more_menu_about_to_show(self) -> None:
+        menu = self.more.menu()
+        menu.clear()
+        group = QActionGroup(menu)
+        for pill in self.hidden():
+            action = QAction(pill.icon(), pill.text(), menu)
+            action.setCheckable(True)
+            action.setChecked(pill.isChecked())
+            action.triggered.connect(pill.click)
+            group.addAction(action)
+            menu.addAction(action)
 
 
 class FilterBar(QWidget):
@@ -24,8 +102,9 @@ class FilterBar(QWidget):
         self.group = QButtonGroup(self)
         self.group.setExclusive(True)
         self.buttons: dict[str, QToolButton] = {}
+        self.pills = PillStrip(self)
         for status in ("", *STATUS_ORDER):
-            button = QToolButton(self)
+            button = QToolButton(self.pills)
             button.setObjectName("statusFilter")
             button.setCheckable(True)
             button.setIcon(icon(f"status-{status or 'all'}"))
@@ -33,11 +112,13 @@ class FilterBar(QWidget):
             button.setProperty("status", status)
             self.group.addButton(button)
             self.buttons[status] = button
-            layout.addWidget(button)
+            self.pills.add(button)
         self.buttons[""].setChecked(True)
         self.group.buttonClicked.connect(self._on_group_button_clicked)
-        layout.addStretch(1)
+        layout.addWidget(self.pills, 1)
         self.type_combo = QComboBox(self)
+        self.type_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.type_combo.setMinimumContentsLength(9)
         self.type_combo.addItem("All types", "")
         self.type_combo.setAccessibleName("Job type filter")
         self.type_combo.currentIndexChanged.connect(self._on_type_combo_current_index_changed)
@@ -45,7 +126,7 @@ class FilterBar(QWidget):
         self.search = QLineEdit(self)
         self.search.setPlaceholderText("Search parameters, results, errors…")
         self.search.setClearButtonEnabled(True)
-        self.search.setMinimumWidth(self.fontMetrics().horizontalAdvance("M") * 18)
+        self.search.setMinimumWidth(self.fontMetrics().horizontalAdvance("M") * 12)
         self.search.textChanged.connect(self._on_search_text_changed)
         layout.addWidget(self.search)
         self._debounce = QTimer(self)
@@ -80,12 +161,15 @@ class FilterBar(QWidget):
             label = STATUS_LABELS.get(status, "All")
             count = (stats or {}).get("total") if not status else by_status.get(status)
             button.setText(f"{label} {count:,}" if isinstance(count, int) else label)
+        self.pills.relayout()
 
     def select_status(self, status: str) -> None:
         self.buttons[status].setChecked(True)
+        self.pills.relayout()
         self.filter_changed.emit(self.current())
 
     def _on_group_button_clicked(self, _button: QToolButton) -> None:
+        self.pills.relayout()
         self.filter_changed.emit(self.current())
 
     def _on_type_combo_current_index_changed(self, _index: int) -> None:

@@ -40,7 +40,9 @@ class JobsTable(QTableView):
         self.setItemDelegateForColumn(Col.OUTCOME, ProgressDelegate(model, self))
         header = self.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setStretchLastSection(True)
+        header.setStretchLastSection(False)  # spare width goes to Summary and Result (``_share_spare_width``)
+        header.setHighlightSections(False)  # a header's weight never changes with the selection
+        self.setTabKeyNavigation(False)  # Tab leaves the table for the next pane instead of walking its cells
         self._size_columns()
         self._sort = (Col.ID, Qt.SortOrder.DescendingOrder)
         header.setSortIndicator(*self._sort)
@@ -74,6 +76,15 @@ class JobsTable(QTableView):
         self.setColumnWidth(Col.STATUS, max(StatusBadgeDelegate.width_for(self.font()),
                                             bold.horizontalAdvance(HEADERS[Col.STATUS]) + 2 * em))  # fmt: skip
         self.setColumnWidth(Col.SUMMARY, em * 16)
+        self.setColumnWidth(Col.OUTCOME, em * 14)
+        self._base = {Col.SUMMARY: em * 16, Col.OUTCOME: em * 14}
+
+    def _share_spare_width(self) -> None:
+        """Summary and Result share the width the other columns leave (never below their own base width)."""
+        others = sum(self.columnWidth(c) for c in range(len(HEADERS)) if c not in self._base)
+        spare = self.viewport().width() - others - sum(self._base.values())
+        for col, base in self._base.items():
+            self.setColumnWidth(col, base + max(0, spare) // len(self._base))
 
     # ------------------------------------------------------------------ selection
     def selection_count(self) -> int:
@@ -164,6 +175,7 @@ class JobsTable(QTableView):
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
+        self._share_spare_width()
         self.empty_label.resize(self.viewport().size())
 
     def scrollContentsBy(self, dx: int, dy: int) -> None:

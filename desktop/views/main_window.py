@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeySequence
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
@@ -82,8 +82,18 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._build_ui()
         self._connect()
+        self.resize(self.initial_size())
+
+    def initial_size(self) -> QSize:
+        """A sensible share of the screen's available area (never more than it), and not sprawling on a big one."""
         line = self.fontMetrics().height()
-        self.resize(line * 80, line * 42)
+        wanted = QSize(line * 80, line * 42)
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return wanted
+        area = screen.availableGeometry().size()
+        share = QSize(int(area.width() * 0.85), int(area.height() * 0.85))
+        return wanted.boundedTo(share).expandedTo(self.minimumSizeHint()).boundedTo(area)
 
     # ------------------------------------------------------------------ building
     def _build_actions(self) -> None:
