@@ -7,7 +7,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engine.config import PRIVATE_UMASK
+    from engine.modes import PRIVATE_UMASK
 
     os.umask(PRIVATE_UMASK)  # before any file is made: every file and folder Jobdeck creates is its user's alone
     args = sys.argv[1:] if argv is None else argv
@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import multiprocessing
+    if getattr(sys, "frozen", False):  # a bundled build: child processes start through this same executable
+        import multiprocessing
 
-    multiprocessing.freeze_support()
+        multiprocessing.freeze_support()
     sys.exit(main())

@@ -3,33 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import getpass
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from engine import __version__, cli_schedules
-from engine.config import (
-    Paths,
-    Settings,
-    load_file,
-    load_settings,
-    make_private,
-    parse_value,
-    save_settings,
-    sqlite_file,
-)
-from engine.credentials.store import CREDENTIAL_NAMES, check_name, default_store, keyring_status
+from engine.credentials.store import CREDENTIAL_NAMES
 from engine.errors import JobdeckError, ValidationError
-from engine.failures import report
 from engine.inert import inert, inert_json
-from engine.jobs import registry
 from engine.storage.status import ALL_STATUSES
+
+if TYPE_CHECKING:
+    from engine.config import Paths
+
+# Start-up is most of what a command costs: what it needs beyond argparse (pydantic, SQLAlchemy, Huey, the job
+# types) is imported inside the branch that uses it, so `--help` and a bad flag import none of it.
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,12 +32,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _setting_range(field: str, note: str = "") -> Callable[[str], int]:
-    """An argparse type for a whole number within the bounds the setting of that name has (one source of truth)."""
-    bounds = {type(m).__name__: m for m in Settings.model_fields[field].metadata}
-    low, high = bounds["Ge"].ge, bounds["Le"].le
-    allowed = f"allowed: {low}–{high}{note}"
+    """An argparse type for a whole number within the bounds the setting of that name has (one source of truth);
+    the bounds are read when a value is parsed, so building the parser does not import the settings model."""
 
     def parse(text: str) -> int:
+        from engine.config import Settings
+
+        bounds = {type(m).__name__: m for m in Settings.model_fields[field].metadata}
+        low, high = bounds["Ge"].ge, bounds["Le"].le
+        allowed = f"allowed: {low}–{high}{note}"
         try:
             value = int(text)
         except ValueError:
@@ -172,6 +167,8 @@ def _say(text: str) -> None:
 
 
 def _job_line(job: dict[str, Any]) -> str:
+    from engine.jobs import registry
+
     kind = registry.load().get(job["job_type"])
     summary = kind.summary(job["parameters"]) if kind else ""
     when = job["next_attempt_at"] or job["scheduled_time"] or job["created_at"]
@@ -231,6 +228,7 @@ def _parse_params(pairs: Sequence[str], raw_json: str | None) -> dict[str, Any]:
 
 
 def _ops():  # type: ignore[no-untyped-def]
+    from engine.config import Paths
     from engine.events.client import try_wake
     from engine.operations import Operations
 
@@ -245,6 +243,8 @@ def run(argv: Sequence[str]) -> int:
     args = _parser().parse_args(argv)
     paths: Paths | None = None
     try:
+        from engine.config import Paths, make_private
+
         paths = Paths()
         make_private(paths)
         status = _dispatch(args)
@@ -261,6 +261,8 @@ def run(argv: Sequence[str]) -> int:
     except BrokenPipeError:
         return _output_closed()
     except Exception as exc:
+        from engine.failures import report
+
         return report(exc, paths)
 
 
@@ -276,12 +278,17 @@ def _output_closed() -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    from engine.config import Paths
+    from engine.jobs import registry
+
     cmd = args.command
     if cmd == "worker":
         from engine.worker.service import main as worker_main
 
         return worker_main(args.concurrency, args.port)
     if cmd == "watch":
+        import asyncio
+
         from engine.watch import watch
 
         return asyncio.run(watch(Paths(), args.json, args.since))
@@ -446,6 +453,8 @@ def _uploads_cleanup(ops: Any, bucket: str | None, older_than: float, as_json: b
 
 
 def _credentials(action: str, name: str | None) -> int:
+    from engine.credentials.store import check_name, default_store, keyring_status
+
     store = default_store()
     if action == "status":
         ok, text = keyring_status()
@@ -460,6 +469,8 @@ def _credentials(action: str, name: str | None) -> int:
         store.delete(name)
         print(f"deleted {name}")
         return 0
+    import getpass
+
     secret = getpass.getpass(f"{name}: ") if sys.stdin.isatty() else sys.stdin.read().rstrip("\r\n")
     store.set(name, secret)
     print(f"stored {name} in the keyring")
@@ -468,6 +479,7 @@ def _credentials(action: str, name: str | None) -> int:
 
 def _db(action: str, outfile: str | None) -> int:
     """Read the ledger without opening it for work (no migration, no write): it may be the thing that is broken."""
+    from engine.config import Paths, sqlite_file
     from engine.storage import integrity
 
     url = Paths().database_url()
@@ -504,6 +516,8 @@ def _db(action: str, outfile: str | None) -> int:
 
 
 def _config(action: str, key: str | None, value: str | None) -> int:
+    from engine.config import Paths, Settings, load_file, load_settings, parse_value, save_settings
+
     paths = Paths()
     if action == "show":
         settings = load_settings(paths)

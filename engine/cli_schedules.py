@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.errors import ValidationError
 from engine.inert import inert
-from engine.storage.schedules import CATCH_UP_POLICIES, OVERLAP_POLICIES
+from engine.storage.status import CATCH_UP_POLICIES, OVERLAP_POLICIES
 
 # The engine's field names → the options a user typed.
 OPTIONS = {

@@ -19,9 +19,9 @@ from typing import Any, Literal
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy.engine import make_url
 
 from engine.errors import ValidationError
+from engine.modes import PRIVATE_DIR, PRIVATE_FILE
 
 APP_NAME = "jobdeck"
 
@@ -41,11 +41,6 @@ def home() -> Path:
     path = Path(os.environ.get("JOBDECK_HOME") or platformdirs.user_data_dir(APP_NAME, appauthor=False))
     path.mkdir(PRIVATE_DIR, parents=True, exist_ok=True)
     return path
-
-
-PRIVATE_DIR = 0o700  # the data folder and every folder in it: other local users cannot even list them
-PRIVATE_FILE = 0o600  # the ledger, its -wal/-shm, logs, spool copies, config.json, runtime files
-PRIVATE_UMASK = 0o077  # what main.py sets, so that every file any part of Jobdeck makes is born private
 
 
 def make_private(paths: Paths) -> None:
@@ -156,6 +151,8 @@ class Paths:
 
 def sqlite_file(url: str) -> Path | None:
     """The database file of a SQLite URL; ``None`` for an in-memory database or another dialect."""
+    from sqlalchemy.engine import make_url  # here: commands that never touch a URL start without SQLAlchemy
+
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         return Path(parsed.database)

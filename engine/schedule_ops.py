@@ -18,13 +18,8 @@ from engine.jobs.base import JobType
 from engine.schedule_rules import Rule, parse_cron, parse_every, zone
 from engine.schedule_rules import local_zone_name as _local_zone_name
 from engine.storage.rows import utcnow
-from engine.storage.schedules import (
-    CATCH_UP_POLICIES,
-    OVERLAP_POLICIES,
-    first_cursor,
-    resume_values,
-    schedule_to_dict,
-)
+from engine.storage.schedules import first_cursor, resume_values, schedule_to_dict
+from engine.storage.status import CATCH_UP_POLICIES, OVERLAP_POLICIES
 
 if TYPE_CHECKING:
     from engine.operations import Operations

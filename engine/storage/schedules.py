@@ -28,8 +28,6 @@ from engine.storage.tables import Schedule
 SCHEDULES = Schedule.__table__
 SCHEDULE_EVENT_JOB_ID = 0
 NEXT_RUNS = 5
-CATCH_UP_POLICIES = ("skip", "once", "all")
-OVERLAP_POLICIES = ("skip", "allow")
 CATCH_UP_LIMIT = 100  # runs one catch-up "all" makes at most: the most recent ones
 _MAX_DUE = 10_000  # planned times one pass looks at for a schedule (a minutely rule a week behind)
 _BUSY = (*WAITING, JobStatus.RUNNING)

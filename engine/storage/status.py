@@ -33,3 +33,7 @@ RETRYABLE = (JobStatus.FAILED, JobStatus.CANCELED)
 WAITING = CLAIMABLE
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
 ALL_STATUSES = tuple(s.value for s in JobStatus)
+
+# What a recurring schedule does with runs it missed, and with a run due while the last one still waits or runs.
+CATCH_UP_POLICIES = ("skip", "once", "all")
+OVERLAP_POLICIES = ("skip", "allow")
