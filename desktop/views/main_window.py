@@ -33,8 +33,10 @@ from desktop.views.filter_bar import FilterBar
 from desktop.views.job_actions import JobActions, window_action
 from desktop.views.job_dialog import JobDialog
 from desktop.views.jobs_table import JobsTable
+from desktop.views.schedules_view import SchedulesView
 from desktop.views.settings_dialog import SettingsDialog
 from desktop.views.stats_view import StatsView
+from desktop.views.table_dialog import TableDialog
 from desktop.views.trash_view import TrashView
 from desktop.views.tray import TrayController
 from desktop.views.worker_control import WorkerControl
@@ -118,6 +120,7 @@ class MainWindow(QMainWindow):
         self.toggle_pause, self.quit_choice = self.worker_control.toggle_pause, self.worker_control.quit_choice
         self.stats_action = a("Statistics", self.open_stats, "Ctrl+I")
         self.trash_action = a("Trash…", self.open_trash, tip="Deleted jobs: restore them or delete them for good")
+        self.schedules_action = a("Schedules…", self.open_schedules, tip="Recurring jobs: pause, resume, run now")
         self.settings_action = a("Settings…", self.open_settings, QKeySequence.StandardKey.Preferences)
         self.find_action = a("Find", self._focus_search, QKeySequence.StandardKey.Find)
         self.quit_action = a("Quit", self.request_quit, QKeySequence.StandardKey.Quit)
@@ -130,7 +133,7 @@ class MainWindow(QMainWindow):
         toolbar.setMovable(False)
         for action in (self.new_action, self.upload_action, None, self.retry_action, self.cancel_action,
                        self.run_now_action, self.delete_action, self.clone_action, None, self.retry_all_action,
-                       None, self.pause_action, self.stats_action, self.trash_action,
+                       None, self.pause_action, self.stats_action, self.schedules_action, self.trash_action,
                        self.settings_action):  # fmt: skip
             if action is None:
                 toolbar.addSeparator()
@@ -388,8 +391,13 @@ class MainWindow(QMainWindow):
         view.start_refresh()
         return view
 
-    def open_trash(self) -> TrashView:
-        view = TrashView(self.connection.request, self)
+    def open_trash(self) -> TableDialog:
+        return self._open_table(TrashView(self.connection.request, self))
+
+    def open_schedules(self) -> TableDialog:
+        return self._open_table(SchedulesView(self.connection.request, self))
+
+    def _open_table(self, view: TableDialog) -> TableDialog:
         view.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         view.changed.connect(self.tell)
         view.show()
