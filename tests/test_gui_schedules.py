@@ -42,3 +42,13 @@ def test_the_schedules_window_lists_and_pauses_resumes_and_runs_now(
         assert not ops.schedules.get(schedule["id"])["paused"]
     finally:
         ops.ledger.close()
+
+
+def test_a_failed_run_of_a_schedule_is_notified_naming_the_schedule(qtbot: Any) -> None:
+    from desktop.views.tray import TrayController
+
+    tray = TrayController()
+    job = {"id": 12, "job_type": "noop", "status": "failed", "parameters": {}, "error": "boom", "schedule_id": 3}
+    assert tray.notify(job).startswith("Job 12 failed (schedule 3): ")
+    assert tray.notify({**job, "schedule_id": None}).startswith("Job 12 failed: ")
+    tray.dispose()

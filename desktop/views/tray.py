@@ -72,6 +72,8 @@ class TrayController(QObject):
         self.last_job_id = int(job["id"])
         failed = job.get("status") == "failed"
         title = f"Job {job['id']} {'failed' if failed else 'succeeded'}"
+        if job.get("schedule_id") is not None:  # a run of a schedule: say which one
+            title += f" (schedule {job['schedule_id']})"
         text = summary(job)
         if failed and job.get("error"):
             text = f"{text}\n{job['error']}" if text else str(job["error"])
