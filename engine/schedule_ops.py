@@ -80,6 +80,26 @@ class ScheduleOperations:
         now = utcnow()
         return [schedule_to_dict(row, now) for row in self.ops.ledger.schedule_rows()]
 
+    def preview(
+        self, *, cron: str | None = None, every: str | None = None, tz: str | None = None, start: Any = None,
+        end: Any = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """A rule checked as ``add`` checks it, in plain language with its next 5 planned times; nothing written.
+        For an editor that shows them as the user types, and refuses a bad rule inline (the error names the field).
+        """
+        rule = _rule(cron, every)
+        now = utcnow()
+        values = {"rule": rule.text, "tz": self._tz(tz), "start_at": _time("start", start),
+                  "end_at": _time("end", end), "created_at": now}  # fmt: skip
+        _check_window(values)
+        first = first_cursor(values, now)
+        shown = schedule_to_dict(
+            {**values, "id": None, "name": "", "job_type": "", "parameters": {}, "priority": 0, "max_retries": 0,
+             "catch_up": "once", "overlap": "skip", "paused": False, "pause_note": None, "paused_until": None,
+             "next_run_at": first, "updated_at": now}, now,
+        )  # fmt: skip
+        return {key: shown[key] for key in ("rule", "kind", "description", "tz", "next_run_at", "next_runs")}
+
     def get(self, schedule_id: Any, *, runs: int = 20) -> dict[str, Any]:
         """The schedule with its latest runs (the jobs it made, newest planned time first)."""
         sid = parse_schedule_id(schedule_id)

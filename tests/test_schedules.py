@@ -415,3 +415,21 @@ def test_jobdeck_watch_prints_a_schedule_change_on_one_line(ledger: Ledger) -> N
     assert all(line is not None and "\n" not in line for line in lines)
     assert "added" in lines[0] and "next " in lines[0] and "nightly backup" in lines[0]
     assert "paused" in lines[1]
+
+
+def test_a_preview_checks_a_rule_and_shows_its_next_runs_without_writing(ops: Any) -> None:
+    shown = ops.schedules.preview(cron="30 2 * * *", tz="Europe/Berlin")
+    assert shown["description"] == "At 02:30" and len(shown["next_runs"]) == 5
+    assert shown["next_run_at"] == shown["next_runs"][0]
+    every = ops.schedules.preview(every="15m", tz="UTC")
+    gaps = {datetime.fromisoformat(b) - datetime.fromisoformat(a) for a, b in itertools.pairwise(every["next_runs"])}
+    assert gaps == {timedelta(minutes=15)}
+    for args, field in (
+        ({"cron": "0 9 * *"}, "cron"),
+        ({"every": "9y"}, "every"),
+        ({"every": "1h", "tz": "X/Y"}, "tz"),
+    ):
+        with pytest.raises(ValidationError) as caught:
+            ops.schedules.preview(**args)
+        assert caught.value.field == field
+    assert ops.schedules.list() == []

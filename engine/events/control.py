@@ -44,6 +44,7 @@ OPERATIONS: dict[str, str] = {
     "purge_trash": "purge_trash",
     "schedule_add": "schedules.add",
     "schedule_list": "schedules.list",
+    "schedule_preview": "schedules.preview",
     "schedule_get": "schedules.get",
     "schedule_edit": "schedules.edit",
     "schedule_pause": "schedules.pause",
