@@ -39,9 +39,10 @@ from desktop.views.stats_view import StatsView
 from desktop.views.table_dialog import TableDialog
 from desktop.views.trash_view import TrashView
 from desktop.views.tray import TrayController
+from desktop.views.window_menus import ShortcutsDialog, about_text, build_menu_bar
 from desktop.views.worker_control import WorkerControl
 from desktop.widgets.theme import icon, theme_menu
-from desktop.widgets.worker_badge import WorkerBadge
+from desktop.widgets.worker_badge import PausedBanner, WorkerBadge
 from engine.config import Paths, Settings
 from engine.credentials import CredentialStore, default_store
 from engine.errors import JobdeckError
@@ -121,13 +122,16 @@ class MainWindow(QMainWindow):
         self.stats_action = a("Statistics", self.open_stats, "Ctrl+I")
         self.trash_action = a("Trash…", self.open_trash, tip="Deleted jobs: restore them or delete them for good")
         self.schedules_action = a("Schedules…", self.open_schedules, tip="Recurring jobs: pause, resume, run now")
-        self.settings_action = a("Settings…", self.open_settings, QKeySequence.StandardKey.Preferences)
+        # Ctrl+, everywhere: Qt's standard Preferences key is empty on Linux desktops.
+        self.settings_action = a("Settings…", self.open_settings, "Ctrl+,")
         self.find_action = a("Find", self._focus_search, QKeySequence.StandardKey.Find)
+        self.select_all_action = a("Select all jobs", self._select_all_jobs, QKeySequence.StandardKey.SelectAll)
         self.quit_action = a("Quit", self.request_quit, QKeySequence.StandardKey.Quit)
+        self.shortcuts_action = a("Keyboard shortcuts", self.open_shortcuts, "Ctrl+/")
+        self.about_action = a("About Jobdeck", self.open_about)
         self.theme_menu = theme_menu(self, self.paths.root / "theme")
 
     def _build_ui(self) -> None:
-        self.menuBar().addMenu("&View").addMenu(self.theme_menu)
         toolbar = self.addToolBar("Jobs")
         toolbar.setObjectName("jobsToolbar")
         toolbar.setMovable(False)
@@ -145,6 +149,8 @@ class MainWindow(QMainWindow):
         layout.setSpacing(0)
         self.filter_bar = FilterBar(central)
         layout.addWidget(self.filter_bar)
+        self.paused_banner = PausedBanner(central)
+        layout.addWidget(self.paused_banner)
         self.splitter = QSplitter(Qt.Orientation.Horizontal, central)
         self.table = JobsTable(self.model, self.splitter)
         self.empty_label = self.table.empty_label
@@ -176,6 +182,10 @@ class MainWindow(QMainWindow):
         self.count_label = QLabel(self)
         self.statusBar().addPermanentWidget(self.count_label)
         self.statusBar().addPermanentWidget(self.badge)
+        self.menus = build_menu_bar(self)
+        # Tab goes pane to pane: the filter bar's controls, the table (one stop), the detail panel.
+        self.setTabOrder(self.filter_bar.search, self.table)
+        self.setTabOrder(self.table, self.detail.copy_link_button)
         self.job_actions.update_enabled()
         self._update_empty()
 
@@ -194,6 +204,9 @@ class MainWindow(QMainWindow):
         self.live.failed.connect(self.tell)
         self.live.loading_changed.connect(self._on_live_loading_changed)
         self.worker_control.attach(self.badge)
+        self.paused_banner.resume_requested.connect(self.worker_control.toggle_pause)
+        self.connection.worker_status.connect(self._update_banner)
+        self.connection.state_changed.connect(self._update_banner)
         self.detail.link_copied.connect(self._on_detail_link_copied)
         self.tray.show_requested.connect(self.show_and_raise)
         self.tray.upload_requested.connect(self.open_upload_picker)
@@ -327,6 +340,13 @@ class MainWindow(QMainWindow):
     def _on_live_counts_changed(self, stats: dict[str, Any]) -> None:
         self.filter_bar.set_counts(stats)
         self._update_count()
+        self._update_banner()
+
+    def _update_banner(self, *_args: Any) -> None:
+        """The paused banner over the table follows the worker's state and the jobs waiting for it."""
+        by_status = (self.live.stats or {}).get("by_status") or {}
+        waiting = sum(int(by_status.get(s, 0)) for s in ("pending", "retrying"))
+        self.paused_banner.set_paused(self.badge_state == "paused", waiting)
 
     def _on_live_events_applied(self, events: list[dict[str, Any]]) -> None:
         self.job_actions.update_enabled()
@@ -346,6 +366,24 @@ class MainWindow(QMainWindow):
 
     def _on_detail_link_copied(self, url: str) -> None:
         self.tell(f"Copied {url}")
+
+    def _select_all_jobs(self) -> None:
+        self.table.setFocus()
+        self.table.selectAll()
+
+    def open_shortcuts(self) -> ShortcutsDialog:
+        dialog = ShortcutsDialog(self.menus.values(), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    def open_about(self) -> QMessageBox:
+        box = QMessageBox(QMessageBox.Icon.NoIcon, "About Jobdeck", about_text(self), QMessageBox.StandardButton.Ok,
+                          self)  # fmt: skip
+        box.setIconPixmap(self.windowIcon().pixmap(64, 64))
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        return box
 
     def _focus_search(self) -> None:
         self.filter_bar.search.setFocus()

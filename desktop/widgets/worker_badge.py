@@ -1,10 +1,11 @@
-"""The status-bar badge that shows the worker's state and offers start, stop, restart, pause and resume."""
+"""The status-bar badge that shows the worker's state and offers start, stop, restart, pause and resume; the banner
+over the table while the worker is paused."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QMenu, QToolButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QMenu, QPushButton, QToolButton, QWidget
 
 from desktop.widgets.theme import icon
 
@@ -66,3 +67,33 @@ class WorkerBadge(QToolButton):
         self.pause_action.setEnabled(state == "connected")
         self.resume_action.setEnabled(state == "paused")
         self.setProperty("running", running)
+
+
+class PausedBanner(QWidget):
+    """ "Worker paused — N jobs waiting · Resume": a paused worker is easy to miss as a badge in the corner, and jobs
+    then seem stuck."""
+
+    resume_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("pausedBanner")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 8, 4)
+        self.icon = QLabel(self)
+        self.icon.setAccessibleName("Paused")
+        self.icon.setPixmap(icon("worker-paused").pixmap(self.fontMetrics().height(), self.fontMetrics().height()))
+        self.label = QLabel(self)
+        self.label.setWordWrap(True)
+        self.resume_button = QPushButton("Resume", self)
+        self.resume_button.setAccessibleName("Resume the worker")
+        self.resume_button.clicked.connect(self.resume_requested)
+        layout.addWidget(self.icon)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(self.resume_button)
+        self.hide()
+
+    def set_paused(self, paused: bool, waiting: int) -> None:
+        self.label.setText(f"Worker paused — {waiting:,} job{'s' if waiting != 1 else ''} waiting")
+        self.setVisible(paused)

@@ -1,0 +1,67 @@
+"""The main window from the keyboard: a menu bar holding every action with its shortcut, the shortcuts list and the
+About box built from it, Tab moving pane to pane, and the paused worker shown as a banner over the table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import QApplication
+from test_gui_support import *  # noqa: F403  (fixtures)
+from test_gui_support import QT_LOG_IGNORE, run
+
+from engine import __version__
+
+pytestmark = QT_LOG_IGNORE
+NATIVE = QKeySequence.SequenceFormat.NativeText
+
+
+def test_tab_moves_from_the_filter_bar_to_the_table_to_the_detail_panel(qtbot: Any, make_window: Any) -> None:
+    window = make_window(begin=False)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    window.filter_bar.search.setFocus()
+    qtbot.waitUntil(window.filter_bar.search.hasFocus)
+    assert not window.table.tabKeyNavigation()
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Tab)
+    assert QApplication.focusWidget() is window.table
+    qtbot.keyClick(window.table, Qt.Key.Key_Tab)  # one stop for the whole table, not one per cell
+    assert window.detail.isAncestorOf(QApplication.focusWidget())
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Backtab)
+    assert QApplication.focusWidget() is window.table
+
+
+def test_every_action_with_a_shortcut_is_in_a_menu_that_shows_it(qtbot: Any, make_window: Any, gui_env: Path) -> None:
+    from desktop.views.window_menus import menu_actions
+
+    window = make_window(begin=False)
+    titles = [a.text().replace("&", "") for a in window.menuBar().actions()]
+    assert titles == ["File", "Edit", "View", "Jobs", "Worker", "Help"]
+    in_menus = {action for _path, action in menu_actions(window.menus.values())}
+    with_keys = [a for a in window.actions() if not a.shortcut().isEmpty()]
+    assert with_keys and not [a.text() for a in with_keys if a not in in_menus]
+    assert window.theme_menu.menuAction() in window.menus["View"].actions()
+    assert window.settings_action.shortcut().toString() == "Ctrl+,"
+    dialog = window.open_shortcuts()
+    listed = {(dialog.table.item(r, 0).text(), dialog.table.item(r, 1).text()) for r in range(dialog.table.rowCount())}
+    for path, action in menu_actions(window.menus.values()):
+        if not action.shortcut().isEmpty():
+            assert action.isShortcutVisibleInContextMenu()
+            assert (f"{path} → {action.text()}", action.shortcut().toString(NATIVE)) in listed
+    dialog.close()
+    about = window.open_about()
+    assert __version__ in about.text() and str(gui_env) in about.text() and "Worker:" in about.text()
+    about.close()
+
+
+def test_a_paused_worker_is_a_banner_over_the_table_with_resume(qtbot: Any, make_window: Any) -> None:
+    window = make_window()
+    assert not window.paused_banner.isVisible()
+    run(qtbot, window.connection.request("pause"))
+    qtbot.waitUntil(window.paused_banner.isVisible, timeout=15_000)
+    assert "Worker paused — 0 jobs waiting" in window.paused_banner.label.text()
+    qtbot.mouseClick(window.paused_banner.resume_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not window.paused_banner.isVisible(), timeout=15_000)
+    assert window.badge.state == "connected"
