@@ -29,7 +29,7 @@ class PillStrip(QWidget):
         self.pills: list[QToolButton] = []
         self.more = QToolButton(self)
         self.more.setObjectName("statusMore")
-        self.more.setText("More")
+        self.more.setText("More ▾")
         self.more.setAccessibleName("More status filters")
         self.more.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.more.setMenu(QMenu(self.more))
@@ -60,21 +60,21 @@ class PillStrip(QWidget):
         return [p for p in self.pills if p.isHidden()]
 
     def relayout(self) -> None:
-        """Show as many pills as fit; "All" and the checked pill first, then the others in their order."""
+        """Show as many pills as fit: "All" and the checked pill, then those with jobs, then the empty ones; the
+        shown ones keep their order in the row."""
         spacing = self._layout.spacing()
         widths = [p.sizeHint().width() + spacing for p in self.pills]
         room = self.width()
         if sum(widths) > room:
             room -= self.more.sizeHint().width() + spacing
-        keep = {0} | {i for i, p in enumerate(self.pills) if p.isChecked()}
-        room -= sum(widths[i] for i in keep)
-        shown = set(keep)
-        for i, width in enumerate(widths):
-            if i not in shown and width <= room:
+        keep = [0] + [i for i, p in enumerate(self.pills) if p.isChecked() and i]
+        with_jobs = [i for i, p in enumerate(self.pills) if i not in keep and p.property("count") != 0]
+        empty = [i for i in range(len(self.pills)) if i not in keep and i not in with_jobs]
+        shown: set[int] = set()
+        for i in keep + with_jobs + empty:
+            if i in keep or widths[i] <= room:
                 shown.add(i)
-                room -= width
-            elif i not in shown:
-                room = -1  # keep the order: once one pill does not fit, the later ones go to the menu too
+                room -= widths[i]
         for i, pill in enumerate(self.pills):
             pill.setVisible(i in shown)
         self.more.setVisible(len(shown) < len(self.pills))
@@ -161,6 +161,7 @@ class FilterBar(QWidget):
             label = STATUS_LABELS.get(status, "All")
             count = (stats or {}).get("total") if not status else by_status.get(status)
             button.setText(f"{label} {count:,}" if isinstance(count, int) else label)
+            button.setProperty("count", count if isinstance(count, int) else None)
         self.pills.relayout()
 
     def select_status(self, status: str) -> None:

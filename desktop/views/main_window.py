@@ -88,15 +88,19 @@ class MainWindow(QMainWindow):
         self.resize(self.initial_size())
 
     def initial_size(self) -> QSize:
-        """A sensible share of the screen's available area (never more than it), and not sprawling on a big one."""
+        """Most of a small screen, a sensible share (80 %) of a large one, never more than its available area (less the
+        frame the window manager adds)."""
         line = self.fontMetrics().height()
-        wanted = QSize(line * 80, line * 42)
         screen = self.screen() or QGuiApplication.primaryScreen()
         if screen is None:
-            return wanted
-        area = screen.availableGeometry().size()
-        share = QSize(int(area.width() * 0.85), int(area.height() * 0.85))
-        return wanted.boundedTo(share).expandedTo(self.minimumSizeHint()).boundedTo(area)
+            return QSize(line * 80, line * 42)
+        area = screen.availableGeometry().size() - QSize(line, line * 2)  # room for the window manager's frame
+
+        def side(available: int, comfortable: int, cap: int) -> int:
+            return min(available, max(min(comfortable, available), min(int(available * 0.8), cap)))
+
+        wanted = QSize(side(area.width(), line * 80, line * 110), side(area.height(), line * 42, line * 60))
+        return wanted.expandedTo(self.minimumSizeHint()).boundedTo(area)
 
     # ------------------------------------------------------------------ building
     def _build_actions(self) -> None:
