@@ -19,6 +19,7 @@ from engine.storage.status import ALL_STATUSES
 
 if TYPE_CHECKING:
     from engine.config import Paths
+    from engine.operations import Operations
 
 # Start-up is most of what a command costs: what it needs beyond argparse (pydantic, SQLAlchemy, Huey, the job
 # types) is imported inside the branch that uses it, so `--help` and a bad flag import none of it.
@@ -227,7 +228,7 @@ def _parse_params(pairs: Sequence[str], raw_json: str | None) -> dict[str, Any]:
     return params
 
 
-def _ops():  # type: ignore[no-untyped-def]
+def _ops() -> Operations:
     from engine.config import Paths
     from engine.events.client import try_wake
     from engine.operations import Operations

@@ -61,7 +61,7 @@ class _LogFile(logging.handlers.RotatingFileHandler):
         _to_console(f"jobdeck: cannot write the log file {self.baseFilename} ({why}); logging to the console only")
 
 
-class _Console(logging.StreamHandler):  # type: ignore[type-arg]
+class _Console(logging.StreamHandler):
     """stderr; if even that fails (its file is on a full disk, or closed), there is nowhere left to say so."""
 
     def handleError(self, record: logging.LogRecord) -> None:
@@ -89,8 +89,9 @@ def configure_logging(paths: Paths, name: str, level: int = logging.INFO) -> Non
     file_handler.setFormatter(RedactingFormatter(FORMAT))
     console = _Console(sys.stderr)
     console.setFormatter(OneLineFormatter(paths))
-    for handler in (file_handler, console):
-        handler._jobdeck = True  # type: ignore[attr-defined]
+    handlers: tuple[logging.Handler, ...] = (file_handler, console)
+    for handler in handlers:
+        handler._jobdeck = True  # type: ignore[attr-defined]  # marks ours, so a second call adds none
         root.addHandler(handler)
     root.setLevel(level)
     for noisy in ("huey", "websockets", "botocore", "boto3", "urllib3", "s3transfer"):

@@ -6,6 +6,7 @@ the rule. Results are plain JSON-ready dicts, the same ones the CLI prints with 
 
 from __future__ import annotations
 
+import builtins
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -151,7 +152,7 @@ class Operations:
         self.ledger = ledger or Ledger(self.paths.database_url())
         self.queue = queue or JobQueue(self.paths.queue)
         self.credentials = Credentials(store or default_store())
-        self.after_enqueue: Callable[[], None] | None = None  # the CLI wakes a running worker here
+        self.after_enqueue: Callable[[], object] | None = None  # the CLI wakes a running worker here
         # A transactional outbox: when the queue lives in the ledger's SQLite file (the default: ``Paths.queue``),
         # the transaction that makes a job runnable also writes its message, so that no crash of this process
         # (a CLI killed between the two commits, while the worker runs on) can leave a job waiting for a message
@@ -375,7 +376,7 @@ class Operations:
             job["retry_schedule"] = self.retry_schedule(job)
         return job
 
-    def retry_schedule(self, job: dict[str, Any]) -> list[dict[str, Any]]:
+    def retry_schedule(self, job: dict[str, Any]) -> builtins.list[dict[str, Any]]:
         """The projected retry times: the next is fixed; later ones show the backoff window (min–max)."""
         settings = self.settings
         row = self.ledger.get_row(job["id"])
@@ -425,7 +426,7 @@ class Operations:
                 (succeeded if kind == "succeeded" else failed)[index] += 1
         return {"start": start.isoformat(), "minutes": minutes, "succeeded": succeeded, "failed": failed}
 
-    def types(self) -> list[dict[str, Any]]:
+    def types(self) -> builtins.list[dict[str, Any]]:
         return [t.describe() for _, t in sorted(registry.load().items())]
 
     # ------------------------------------------------------------------ actions
@@ -475,7 +476,7 @@ class Operations:
         self._enqueued([job])
         return job
 
-    def rules(self) -> dict[str, list[str]]:
+    def rules(self) -> dict[str, builtins.list[str]]:
         """The states each operator action applies to: front ends ask rather than keep their own copy."""
         return {action: [s.value for s in statuses] for action, statuses in ACTIONS.items()}
 
@@ -490,7 +491,13 @@ class Operations:
         statuses = tuple(s for s in query.statuses or allowed if s in allowed)
         matched = self.ledger.matching(query)
         applicable = self.ledger.matching(replace(query, statuses=statuses)) if statuses else 0
-        report = {"action": action, "matched": matched, "applicable": applicable, "done": 0, "dry_run": bool(dry_run)}
+        report: dict[str, Any] = {
+            "action": action,
+            "matched": matched,
+            "applicable": applicable,
+            "done": 0,
+            "dry_run": bool(dry_run),
+        }
         if dry_run or not applicable:
             return report
         # A type that stages its input again on retry (see ``JobType.restage``) is retried one job at a time.

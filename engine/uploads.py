@@ -162,7 +162,7 @@ def file_checksum(source: SourceFile, part_size: int | None = None) -> str:
 def head_object(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
     """The object's metadata and checksum; ``None`` when there is no object at the key."""
     try:
-        return client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")  # type: ignore[no-any-return]
+        return client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             return None

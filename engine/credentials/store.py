@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from engine.credentials.redact import SEEN
 from engine.errors import CredentialStoreUnavailable, ValidationError
+
+if TYPE_CHECKING:
+    from keyring.backend import KeyringBackend
 
 SERVICE = "jobdeck"
 
@@ -64,7 +67,7 @@ class MemoryStore:
 class KeyringStore:
     """The OS keyring. With no usable backend it refuses loudly; there is no plaintext fallback."""
 
-    def _backend(self):  # type: ignore[no-untyped-def]
+    def _backend(self) -> KeyringBackend:
         import keyring
         from keyring.backends import fail
 

@@ -25,8 +25,9 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
-SUBPROTOCOL = "jobdeck.v1"
+SUBPROTOCOL = Subprotocol("jobdeck.v1")
 TOKEN_SUBPROTOCOL_PREFIX = "jobdeck.token."
 TOKEN_BYTES = 32  # 256 bits; the issue asks for at least 128
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
@@ -83,7 +84,7 @@ class HandshakeGuard:
         return None
 
 
-def select_subprotocol(_conn: ServerConnection, offered: Sequence[str]) -> str | None:
+def select_subprotocol(_conn: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
     """Answer ``jobdeck.v1`` to a browser that offered it (it must get one of its offers back); else none."""
     return SUBPROTOCOL if SUBPROTOCOL in offered else None
 

@@ -124,7 +124,7 @@ class WorkerClient:
                 message = json.loads(raw)
                 if not isinstance(message, dict):
                     continue  # not ours to understand: clients ignore what they do not know
-                request_id = message.get("id")
+                request_id: Any = message.get("id")  # the peer's: an id we never sent finds nothing pending
                 future = self._pending.pop(request_id, None) if "ok" in message else None
                 if future is not None:
                     if not future.done():
@@ -251,7 +251,12 @@ class EventStream:
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        runner = asyncio.ensure_future(self.run(lambda batch: [queue.put_nowait(e) for e in batch]))
+
+        def enqueue(batch: list[dict[str, Any]]) -> None:
+            for event in batch:
+                queue.put_nowait(event)
+
+        runner = asyncio.ensure_future(self.run(enqueue))
         try:
             while True:
                 yield await queue.get()

@@ -284,6 +284,11 @@ class EventServer:
         sender = asyncio.create_task(self._send_loop(client))
         slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         tasks: set[asyncio.Task[None]] = set()
+
+        def finished(done: asyncio.Task[None]) -> None:
+            tasks.discard(done)
+            slots.release()
+
         try:
             async for raw in conn:
                 client.last_activity = time.monotonic()
@@ -292,15 +297,15 @@ class EventServer:
                 await slots.acquire()
                 task = asyncio.create_task(self._on_message(client, raw))
                 tasks.add(task)
-                task.add_done_callback(lambda t: (tasks.discard(t), slots.release()))
+                task.add_done_callback(finished)
         except ConnectionClosed:
             pass
         finally:
             self._drop(client)
             sender.cancel()
-            for task in (*tasks, client.subscription):
-                if task is not None:
-                    task.cancel()
+            for pending in (*tasks, client.subscription):
+                if pending is not None:
+                    pending.cancel()
 
     def _drop(self, client: Client) -> None:
         self._clients.discard(client)
@@ -486,6 +491,7 @@ class EventServer:
             self._job_moved_on(stored)
         self._pending.clear()
         if not events:
+            assert self._dirty is not None
             self._dirty.set()  # a bare wake: only ``_published`` (the status' last_seq) to bring forward
 
     def _publish(self, stored: dict[str, Any]) -> None:

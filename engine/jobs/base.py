@@ -26,6 +26,11 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+# Inside ``JobType`` the name ``Params`` is the class attribute (the type's own model), so its methods
+# annotate with this alias of the base model.
+AnyParams = Params
+
+
 @dataclass
 class JobContext:
     job_id: int
@@ -105,11 +110,11 @@ class JobType:
     retry_base_s: ClassVar[float | None] = None
     retry_cap_s: ClassVar[float | None] = None
 
-    def prepare(self, params: Params, settings: Settings, spool: Path) -> Prepared:
+    def prepare(self, params: AnyParams, settings: Settings, spool: Path) -> Prepared:
         """Submission-time work after validation (e.g. snapshot a file). Raise ValidationError to refuse."""
         return Prepared(params.model_dump(mode="json", exclude_none=True))
 
-    def run(self, ctx: JobContext, params: Params) -> dict[str, Any] | None:
+    def run(self, ctx: JobContext, params: AnyParams) -> dict[str, Any] | None:
         raise NotImplementedError
 
     def cleanup(

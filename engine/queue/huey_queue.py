@@ -61,7 +61,7 @@ class WakeableSqliteStorage(SqliteStorage):
             return
         super().initialize_schema()
 
-    def _create_connection(self):  # type: ignore[no-untyped-def]
+    def _create_connection(self) -> sqlite3.Connection:
         conn = super()._create_connection()
         conn.execute("pragma synchronous=NORMAL")  # WAL + NORMAL: safe against process crashes
         tune_writer(conn)
@@ -215,7 +215,7 @@ class JobQueue:
 
     @property
     def storage(self) -> WakeableSqliteStorage:
-        return self.huey.storage  # type: ignore[return-value]
+        return self.huey.storage
 
     def take(self, limit: int) -> list[tuple[int, int]]:
         """(job id, priority) of up to ``limit`` due messages, highest priority first, taken in a transaction of

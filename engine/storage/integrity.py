@@ -165,7 +165,7 @@ def _damaged(path: Path, exc: sqlite3.Error) -> LedgerDamaged | sqlite3.Error:
     detail = damage(exc)
     if detail is None:
         return exc  # not damage (a locked or unreadable file): the caller's error handling tells that
-    return LedgerDamaged(path, detail, not_a_database=_code(exc) == SQLITE_NOTADB)  # type: ignore[arg-type]
+    return LedgerDamaged(path, detail, not_a_database=_code(exc) == SQLITE_NOTADB)
 
 
 def _size(path: Path) -> int:

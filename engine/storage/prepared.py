@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import ColumnElement, Dialect, Executable, literal_column
-from sqlalchemy.sql.compiler import Compiled
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from engine.storage.rows import JOBS
 from engine.storage.status import JobStatus
@@ -37,9 +37,11 @@ class Prepared:
     __slots__ = ("_binds", "_columns", "_dialect", "_index", "_positional", "_types", "returns_rows", "sql")
 
     def __init__(self, stmt: Executable, dialect: Dialect, column_keys: list[str] | None = None) -> None:
-        compiled: Compiled = stmt.compile(dialect=dialect, column_keys=column_keys)  # type: ignore[attr-defined]
-        by_name = {name: bind for bind, name in compiled.bind_names.items()}  # type: ignore[attr-defined]
-        order = compiled.positiontup if compiled.positional else list(by_name)  # type: ignore[attr-defined]
+        # Every statement here is a ClauseElement (which has compile(), compiling to a SQLCompiler);
+        # Executable, the type that says "can be run", does not declare it.
+        compiled: SQLCompiler = stmt.compile(dialect=dialect, column_keys=column_keys)  # type: ignore[attr-defined]
+        by_name = {name: bind for bind, name in compiled.bind_names.items()}
+        order = compiled.positiontup if compiled.positional else list(by_name)
         self.sql = compiled.string
         self._positional = compiled.positional
         self._binds: list[tuple[str, Any, Processor]] = []
@@ -67,13 +69,13 @@ class Prepared:
 
     def bound_value(self, bound: Bound, name: str) -> Any:
         """One parameter of ``bound`` (as ``parameters`` made it), in the driver's form."""
-        return bound[self._index[name]] if self._positional else bound[name]  # type: ignore[call-overload]
+        return bound[self._index[name]] if isinstance(bound, tuple) else bound[name]
 
     def rebind(self, bound: Bound, values: Mapping[str, Any]) -> Bound:
         """``bound`` with some parameters replaced by values already in the driver's form (nothing is converted)."""
-        if not self._positional:
-            return {**bound, **values}  # type: ignore[dict-item]
-        replaced = list(bound)  # type: ignore[arg-type]
+        if not isinstance(bound, tuple):
+            return {**bound, **values}
+        replaced = list(bound)
         for name, value in values.items():
             replaced[self._index[name]] = value
         return tuple(replaced)

@@ -5,6 +5,7 @@ A mixin of ``Ledger``: reads never change state, so they live apart from the tra
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -190,7 +191,7 @@ class LedgerReads:
         with self.engine.connect() as conn:
             return conn.execute(select(func.coalesce(func.max(JOBS.c.id), 0))).scalar_one()
 
-    def waiting(self) -> list[Row[Any]]:
+    def waiting(self) -> Sequence[Row[int, str, int, datetime | None, datetime | None]]:
         """Jobs that should have a queue message: what the worker re-enqueues at start-up."""
         with self.engine.connect() as conn:
             return conn.execute(
@@ -204,7 +205,7 @@ class LedgerReads:
         with self.engine.connect() as conn:
             return set(conn.execute(select(JOBS.c.staged_path).where(JOBS.c.staged_path.is_not(None))).scalars())
 
-    def events_since(self, seq: int, limit: int = 1000) -> list[dict[str, Any]]:
+    def events_since(self, seq: int, limit: int = 1000) -> builtins.list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(EVENTS).where(EVENTS.c.seq > seq).order_by(EVENTS.c.seq).limit(limit)).all()
         return [{"seq": r.seq, "job_id": r.job_id, "type": r.type, "at": iso(r.at), **r.payload} for r in rows]
@@ -231,7 +232,7 @@ class LedgerReads:
             query = select(func.count()).select_from(JOBS).where(JOBS.c.status == status.value)
             return conn.execute(query).scalar_one()
 
-    def durations(self, limit: int = 10_000) -> list[float]:
+    def durations(self, limit: int = 10_000) -> builtins.list[float]:
         """Run times of the most recent successful jobs, in seconds."""
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -242,7 +243,7 @@ class LedgerReads:
             ).all()
         return [(f - s).total_seconds() for s, f in rows if f is not None]
 
-    def finished_events_since(self, since: datetime) -> list[tuple[str, datetime]]:
+    def finished_events_since(self, since: datetime) -> builtins.list[tuple[str, datetime]]:
         """The succeeded and failed events at or after ``since``. Events are found by ``seq`` (see
         ``_first_seq_from``), not by an index on their time, which every transition would have to write."""
         with self.engine.connect() as conn:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Table, Text, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeEngine
@@ -65,6 +65,9 @@ def sqlite_text(value: datetime | None) -> str | None:
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, datetime: UtcDateTime}
+    # Every model here is mapped to a plain Table (no joins or subqueries), and the statements
+    # built on `Model.__table__` (insert/update/delete) need it typed as one.
+    __table__: ClassVar[Table]
 
 
 class Job(Base):

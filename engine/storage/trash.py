@@ -66,7 +66,7 @@ class LedgerTrash:
                     return []
                 rows = [_from_json(r["row"]) for r in found]
                 taken = {r["id"] for r in tx.run(select(JOBS.c.id).where(ids_in(row["id"] for row in rows)))}
-                jobs = []
+                jobs: list[dict[str, Any]] = []
                 for row in rows:
                     if row["id"] in taken:  # a ledger from before revision 0005 reused ids: this one gets a new id
                         row = {k: v for k, v in row.items() if k != "id"}

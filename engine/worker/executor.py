@@ -132,7 +132,8 @@ class Executor:
             result = kind.run(ctx, params)
         except Exception as exc:
             if not delivery.done:
-                return self._failed(kind, job, staged, settings, ctx, exc)
+                self._failed(kind, job, staged, settings, ctx, exc)
+                return None
             log.warning("job %s: error after its delivery was recorded (ignored): %s", job_id, exc)
         finally:
             with self._lock:

@@ -13,7 +13,7 @@ its running jobs can be recovered at once, without waiting for their leases to l
 from __future__ import annotations
 
 import json
-import os
+import sys
 from pathlib import Path
 from typing import IO, Any
 
@@ -89,7 +89,7 @@ class WorkerLocks:
 
 
 def _lock(fh: IO[str]) -> None:
-    if os.name == "nt":
+    if sys.platform == "win32":  # the form mypy checks per platform
         import msvcrt
 
         fh.seek(0)
