@@ -3,7 +3,7 @@ by job id, the "new jobs" banner and the empty-state hint."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, Qt, Signal
+from PySide6.QtCore import QEvent, QItemSelection, QItemSelectionModel, QModelIndex, Qt, Signal
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QPushButton, QTableView, QWidget
 
@@ -80,11 +80,12 @@ class JobsTable(QTableView):
         self._base = {Col.SUMMARY: em * 16, Col.OUTCOME: em * 14}
 
     def _share_spare_width(self) -> None:
-        """Summary and Result share the width the other columns leave (never below their own base width)."""
+        """Summary and Result share the width the other columns leave: they grow past their base width on a wide
+        window and give up width (down to half of it) before a horizontal scroll bar appears on a narrow one."""
         others = sum(self.columnWidth(c) for c in range(len(HEADERS)) if c not in self._base)
         spare = self.viewport().width() - others - sum(self._base.values())
         for col, base in self._base.items():
-            self.setColumnWidth(col, base + max(0, spare) // len(self._base))
+            self.setColumnWidth(col, max(base // 2, base + spare // len(self._base)))
 
     # ------------------------------------------------------------------ selection
     def selection_count(self) -> int:
@@ -173,9 +174,15 @@ class JobsTable(QTableView):
         self._sort = (column, order)
         self.sort_changed.emit(key, order == Qt.SortOrder.DescendingOrder)
 
+    def viewportEvent(self, event: QEvent) -> bool:
+        """The viewport also narrows when the vertical scroll bar appears: the shared width follows it, so that no
+        horizontal scroll bar appears for a few pixels."""
+        if event.type() == QEvent.Type.Resize:
+            self._share_spare_width()
+        return super().viewportEvent(event)
+
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
-        self._share_spare_width()
         self.empty_label.resize(self.viewport().size())
 
     def scrollContentsBy(self, dx: int, dy: int) -> None:
