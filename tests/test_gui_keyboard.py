@@ -10,8 +10,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QApplication
 from test_gui_support import *  # noqa: F403  (fixtures)
-from test_gui_support import QT_LOG_IGNORE, run
+from test_gui_support import QT_LOG_IGNORE, email, run
 
+from desktop.views.main_window import WORKER_DOWN_NOTE
 from engine import __version__
 
 pytestmark = QT_LOG_IGNORE
@@ -65,3 +66,34 @@ def test_a_paused_worker_is_a_banner_over_the_table_with_resume(qtbot: Any, make
     qtbot.mouseClick(window.paused_banner.resume_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not window.paused_banner.isVisible(), timeout=15_000)
     assert window.badge.state == "connected"
+
+
+def test_running_rows_say_the_worker_is_down_instead_of_freezing_at_their_progress(
+    qtbot: Any, make_window: Any, gui_env: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert
+
+    from desktop.models.jobs import Col
+    from engine.config import Paths
+    from engine.storage.repository import JOBS, Ledger
+
+    now = datetime.now(UTC)
+    with Ledger(Paths(gui_env).database_url()).engine.begin() as conn:  # a job some worker is running (lease held)
+        conn.execute(insert(JOBS), [{"job_type": "send_email", "status": "running", "priority": 0, "max_retries": 3,
+                                     "attempts": 1, "parameters": email(), "schedule_type": "immediate",
+                                     "created_at": now, "started_at": now, "heartbeat_at": now + timedelta(hours=1),
+                                     "worker_id": "elsewhere"}])  # fmt: skip
+    window = make_window()
+    row = window.model.row_of(1)
+    assert row is not None and window.model.job(1)["status"] == "running"
+    window.model.apply_progress({1: {"done": 69, "total": 100}})
+    assert window.model.progress_at(row) is not None
+    assert window.model.cell(row, Col.OUTCOME) != WORKER_DOWN_NOTE
+    run(qtbot, window.supervisor.stop(window.worker_control.shutdown_request), timeout_ms=40_000)
+    qtbot.waitUntil(lambda: window.model.cell(row, Col.OUTCOME) == WORKER_DOWN_NOTE, timeout=15_000)
+    assert window.model.progress_at(row) is None
+    window.supervisor.start()
+    qtbot.waitUntil(lambda: window.badge.state == "connected", timeout=30_000)
+    assert window.model.cell(row, Col.OUTCOME) != WORKER_DOWN_NOTE

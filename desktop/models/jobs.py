@@ -142,6 +142,7 @@ class JobTableModel(QAbstractTableModel):
         self.following = True  # the view shows its first row
         self.stale = False
         self.loaded = False
+        self.worker_note = ""  # while the worker is down: what running rows say instead of their last progress
 
     # ------------------------------------------------------------------ Qt model API
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
@@ -184,15 +185,13 @@ class JobTableModel(QAbstractTableModel):
         job_id = int(row.job["id"])
         col = index.column()
         if role == _DISPLAY:
-            if row.cells is None:
-                row.cells = _cells(row.job)
-            return row.cells[col]
+            return self.cell(row_no, col)
         if role == _TOOLTIP:
             return plain_text.tooltip(self._tooltip(job_id, row, col))
         if role == _STATUS:
             return row.job.get("status")
         if role == _PROGRESS:
-            return self._progress.get(job_id) if row.job.get("status") == "running" else None
+            return self.progress_at(row_no)
         if role == _ID:
             return job_id
         if role == _JOB:
@@ -208,9 +207,18 @@ class JobTableModel(QAbstractTableModel):
         row = self._row(row_no)
         if row is None:
             return ""
+        if col == Col.OUTCOME and self.worker_note and row.job.get("status") == "running":
+            return self.worker_note
         if row.cells is None:
             row.cells = _cells(row.job)
         return row.cells[col]
+
+    def set_worker_note(self, note: str) -> None:
+        """While the worker is down, running rows say so instead of freezing at their last progress."""
+        if note != self.worker_note:
+            self.worker_note = note
+            if self.rowCount():
+                self.dataChanged.emit(self.index(0, Col.OUTCOME), self.index(self.rowCount() - 1, Col.OUTCOME))
 
     def is_stale(self, row_no: int) -> bool:
         row = self._row(row_no)
@@ -219,11 +227,13 @@ class JobTableModel(QAbstractTableModel):
     def progress_at(self, row_no: int) -> dict[str, Any] | None:
         """The latest progress of the job in this row while it runs, else None."""
         row = self._row(row_no)
-        if row is None or row.job.get("status") != "running":
+        if row is None or row.job.get("status") != "running" or self.worker_note:
             return None
         return self._progress.get(int(row.job["id"]))
 
     def _tooltip(self, job_id: int, row: _Row, col: int) -> str | None:
+        if col == Col.OUTCOME and row.job.get("status") == "running" and self.worker_note:
+            return self.worker_note
         if col == Col.OUTCOME and row.job.get("status") == "running" and job_id in self._progress:
             return fmt.progress_detail(self._progress[job_id])
         if col == Col.OUTCOME:

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 Confirm = Callable[[str, str], bool]
 UNDO_MS = 60_000  # how long "Undo" stays offered after a delete
+WORKER_DOWN_NOTE = "Worker not running — continues when it restarts"
 
 
 class MainWindow(QMainWindow):
@@ -209,8 +210,9 @@ class MainWindow(QMainWindow):
         self.live.loading_changed.connect(self._on_live_loading_changed)
         self.worker_control.attach(self.badge)
         self.paused_banner.resume_requested.connect(self.worker_control.toggle_pause)
-        self.connection.worker_status.connect(self._update_banner)
-        self.connection.state_changed.connect(self._update_banner)
+        self.connection.worker_status.connect(self._follow_worker_state)
+        self.connection.state_changed.connect(self._follow_worker_state)
+        self.supervisor.state_changed.connect(self._follow_worker_state)
         self.detail.link_copied.connect(self._on_detail_link_copied)
         self.tray.show_requested.connect(self.show_and_raise)
         self.tray.upload_requested.connect(self.open_upload_picker)
@@ -344,13 +346,16 @@ class MainWindow(QMainWindow):
     def _on_live_counts_changed(self, stats: dict[str, Any]) -> None:
         self.filter_bar.set_counts(stats)
         self._update_count()
-        self._update_banner()
+        self._follow_worker_state()
 
-    def _update_banner(self, *_args: Any) -> None:
-        """The paused banner over the table follows the worker's state and the jobs waiting for it."""
+    def _follow_worker_state(self, *_args: Any) -> None:
+        """The paused banner (with the jobs waiting) and what running rows say follow the worker's state."""
         by_status = (self.live.stats or {}).get("by_status") or {}
         waiting = sum(int(by_status.get(s, 0)) for s in ("pending", "retrying"))
-        self.paused_banner.set_paused(self.badge_state == "paused", waiting)
+        state = self.badge_state
+        self.paused_banner.set_paused(state == "paused", waiting)
+        down = state in ("stopped", "reconnecting") and self.live.loaded_once
+        self.model.set_worker_note(WORKER_DOWN_NOTE if down else "")
 
     def _on_live_events_applied(self, events: list[dict[str, Any]]) -> None:
         self.job_actions.update_enabled()
