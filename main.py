@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import sys
 
+GUI_ENTRIES = ("gui", "--minimized", "--no-worker", "--smoke-test")  # what opens the window (see desktop/app.py)
+
 
 def main(argv: list[str] | None = None) -> int:
     from engine.modes import PRIVATE_UMASK
 
     os.umask(PRIVATE_UMASK)  # before any file is made: every file and folder Jobdeck creates is its user's alone
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("gui", "--minimized"):
+    if not args or args[0] in GUI_ENTRIES:
         from desktop.app import main as gui_main
 
         return gui_main(args[1:] if args and args[0] == "gui" else args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -61,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"jobdeck {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
+    sub.add_parser(
+        "gui", help="open the window (the same as no command; see: jobdeck gui --help)", add_help=False
+    )  # main.py hands `gui` to the desktop app before this parser runs; listed here so that --help shows it
     w = sub.add_parser("worker", help="run the headless worker (jobs + live events)")
     w.add_argument(
         "--concurrency", type=_setting_range("concurrency"), default=None, help="worker threads, 1–64 (default 4)"
@@ -100,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--type", dest="job_type", metavar="T")
     ls.add_argument("--search", metavar="TEXT", help="search parameters, results and errors")
     ls.add_argument("--limit", default="50", metavar="N")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help='{"jobs", "total" matching, "seq": watch --since from here}')
 
     sh = sub.add_parser("show", help="one job with its history")
     sh.add_argument("id")
@@ -234,8 +238,19 @@ def _ops() -> Operations:
     from engine.operations import Operations
 
     ops = Operations(Paths())
-    ops.after_enqueue = lambda: try_wake(ops.paths)
+
+    def wake() -> None:
+        if not try_wake(ops.paths):
+            _no_worker_notice()
+
+    ops.after_enqueue = wake
     return ops
+
+
+@functools.cache
+def _no_worker_notice() -> None:
+    """Once per command: a job created with no worker to take it is not lost, but nothing will run it yet."""
+    print("jobdeck: no worker is running for this data folder; the job will run when one starts", file=sys.stderr)
 
 
 def run(argv: Sequence[str]) -> int:
@@ -252,7 +267,7 @@ def run(argv: Sequence[str]) -> int:
         sys.stdout.flush()  # here, not at exit, so that a reader who stopped early is seen below
         return status
     except ValidationError as exc:
-        print(f"jobdeck: error: {exc}", file=sys.stderr)
+        print(f"jobdeck: error: {_as_typed(exc, args.command)}", file=sys.stderr)
         return 2
     except JobdeckError as exc:
         print(f"jobdeck: {exc}", file=sys.stderr)
@@ -265,6 +280,22 @@ def run(argv: Sequence[str]) -> int:
         from engine.failures import report
 
         return report(exc, paths)
+
+
+# The engine's field names → the flags a user typed, for the commands whose options carry other names.
+_FLAGS = {"scheduled_time": "--at", "max_retries": "--max-retries", "priority": "--priority", "job_type": "--type",
+          "status": "--status", "search": "--search", "limit": "--limit", "key_prefix": "--key-prefix",
+          "bucket": "--bucket", "conflict": "--conflict", "parameters": "--param", "since": "--since"}  # fmt: skip
+_TYPED_COMMANDS = {"submit", "upload", "list", "retry", "cancel", "run-now", "delete", "trash", "uploads", "watch"}
+
+
+def _as_typed(exc: ValidationError, command: str | None) -> ValidationError:
+    """The error named after the flag the user typed (``--at``, not ``scheduled_time``); `submit` takes its
+    type as the positional TYPE."""
+    if command not in _TYPED_COMMANDS or exc.field not in _FLAGS:
+        return exc
+    flag = "TYPE" if exc.field == "job_type" and command == "submit" else _FLAGS[exc.field]
+    return ValidationError(flag, exc.message)
 
 
 def _output_closed() -> int:
@@ -349,7 +380,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif cmd == "list":
         page = ops.list(status=args.status, job_type=args.job_type, search=args.search, limit=args.limit)
         if args.json:
-            _print_json(page["jobs"])
+            _print_json({"jobs": page["jobs"], "total": page["total"], "seq": page["seq"]})
         elif not page["jobs"]:
             print(
                 "no jobs match"
@@ -457,16 +488,19 @@ def _credentials(action: str, name: str | None) -> int:
     from engine.credentials.store import check_name, default_store, keyring_status
 
     store = default_store()
+    if name:
+        check_name(name)
     if action == "status":
         ok, text = keyring_status()
         print(("keyring: " if ok else "keyring ") + text)
-        for cred in CREDENTIAL_NAMES:
+        for cred in [name] if name else CREDENTIAL_NAMES:
             print(f"  {cred}: {'set' if ok and store.get(cred) else 'not set'}")
         return 0 if ok else 1
     if not name:
         raise ValidationError("name", f"give a credential name: {', '.join(CREDENTIAL_NAMES)}")
-    check_name(name)
     if action == "delete":
+        if store.get(name) is None:
+            raise ValidationError(name, "is not set in the keyring: nothing to delete")
         store.delete(name)
         print(f"deleted {name}")
         return 0
@@ -517,14 +551,12 @@ def _db(action: str, outfile: str | None) -> int:
 
 
 def _config(action: str, key: str | None, value: str | None) -> int:
-    from engine.config import Paths, Settings, load_file, load_settings, parse_value, save_settings
+    from engine.config import Paths, load_settings, origins, parse_value, save_settings
 
     paths = Paths()
     if action == "show":
         settings = load_settings(paths)
-        in_file = load_file(paths)
-        for field in Settings.model_fields:
-            origin = "file" if field in in_file else "default"
+        for field, origin in origins(paths).items():
             print(f"{field:<28} {json.dumps(getattr(settings, field))}  ({origin})")
         return 0
     if key is None or value is None:

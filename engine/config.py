@@ -224,22 +224,67 @@ _TRUE = {"1", "true", "yes", "on"}
 
 
 def _env_overrides() -> dict[str, Any]:
-    values: dict[str, Any] = {key: os.environ[var] for var, key in ENV_OVERRIDES.items() if os.environ.get(var)}
+    return {key: value for key, (value, _) in env_sources().items()}
+
+
+def env_sources() -> dict[str, tuple[Any, str]]:
+    """Each setting the environment overrides: its value and the variable it came from."""
+    values: dict[str, tuple[Any, str]] = {
+        key: (os.environ[var], var) for var, key in ENV_OVERRIDES.items() if os.environ.get(var)
+    }
     use_tls = os.environ.get("EMAIL_USE_TLS")
     if use_tls:
-        values["smtp_tls"] = "starttls" if use_tls.strip().lower() in _TRUE else "plain"
+        values["smtp_tls"] = ("starttls" if use_tls.strip().lower() in _TRUE else "plain", "EMAIL_USE_TLS")
     if (os.environ.get("EMAIL_USE_SSL") or "").strip().lower() in _TRUE:  # implicit TLS (port 465), as Django names it
-        values["smtp_tls"] = "ssl"
+        values["smtp_tls"] = ("ssl", "EMAIL_USE_SSL")
     return values
+
+
+def origins(paths: Paths | None = None) -> dict[str, str]:
+    """Where each setting's value comes from, as `config show` labels it: ``env NAME``, ``file`` or ``default``."""
+    from_env = env_sources()
+    in_file = load_file(paths)
+    return {
+        field: f"env {from_env[field][1]}" if field in from_env else "file" if field in in_file else "default"
+        for field in Settings.model_fields
+    }
+
+
+# What pydantic calls a fault → how Jobdeck words it (the rest keep pydantic's message, which names the rule).
+_WORDING = {
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be text",
+    "list_type": "must be a list",
+}
+_BOUNDS = {"greater_than_equal": "at least {ge}", "less_than_equal": "at most {le}", "greater_than": "more than {gt}",
+           "less_than": "less than {lt}"}  # fmt: skip
 
 
 def _first_error(exc: PydanticValidationError) -> ValidationError:
     err = exc.errors()[0]
     field = ".".join(str(p) for p in err["loc"]) or None
-    if err["type"] == "extra_forbidden":
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "extra_forbidden":
         allowed = ", ".join(sorted(Settings.model_fields))
         return ValidationError(field, f"unknown setting; known settings: {allowed}")
-    return ValidationError(field, err["msg"])
+    given = f"{err['input']!r} " if isinstance(err.get("input"), str | int | float | bool) else ""
+    if kind in _WORDING:
+        text = _WORDING[kind]
+    elif kind in _BOUNDS:
+        text = "must be " + _BOUNDS[kind].format(**ctx)
+    elif kind == "literal_error":
+        text = f"must be one of: {ctx.get('expected', '')}".replace("'", "")
+    else:
+        text = err["msg"][0].lower() + err["msg"][1:]
+    source = env_sources().get(str(field))
+    where = f" (from the environment variable {source[1]})" if source else ""
+    return ValidationError(field, f"{given}{text}{where}".strip())
 
 
 def load_file(paths: Paths | None = None) -> dict[str, Any]:

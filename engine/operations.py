@@ -409,7 +409,7 @@ class Operations:
             "mean_duration_s": statistics.fmean(durations) if durations else None,
             "p95_duration_s": percentile(durations, 95),
             "finished_last_hour": sum(1 for kind, _ in finished if kind == "succeeded"),
-            "failed_last_hour": sum(1 for kind, _ in finished if kind == "failed"),
+            "failed_last_hour": self.ledger.ended_failed_since(now - timedelta(hours=1)),
         }
 
     def timeline(self, hours: Any = 3) -> dict[str, Any]:

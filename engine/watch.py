@@ -61,14 +61,19 @@ def _current_seq(paths: Paths) -> int:
 
 
 async def watch(paths: Paths, as_json: bool, since: int | None) -> int:
-    """Print events after ``since`` (default: from now on) until interrupted."""
-    start = since if since is not None else _current_seq(paths)
+    """Print events after ``since`` (default: from now on) until interrupted; a ``since`` the server refuses ends
+    it with the server's reason (``ValidationError``, exit status 2)."""
+    last = _current_seq(paths)
+    start = last if since is None else since
+    if since is not None and since > last:  # not an error: a script may resume from a seq not yet reached
+        print(f"[waiting for events after {since}; the ledger's last event so far is {last}]", file=sys.stderr)
     stream = EventStream(paths, start, on_state=lambda s: print(f"[{s}]", file=sys.stderr, flush=True))
     try:
         async for event in stream.events():
-            if event.get("type") == schema.REPLAY_DONE:
+            if as_json:  # every message as the server sent it (docs/events.md), replay.done included
+                print(json.dumps(event), flush=True)  # JSON escapes as ASCII
                 continue
-            line = json.dumps(event) if as_json else format_event(event)  # JSON escapes as ASCII
+            line = format_event(event)
             if line:
                 print(line, flush=True)
     finally:

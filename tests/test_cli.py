@@ -57,7 +57,7 @@ def test_submit_list_show_and_json_fields(jobdeck: Callable[..., Any]) -> None:
     assert set(job) == JOB_FIELDS
     assert job["status"] == "pending" and job["priority"] == 7 and job["created_at"].endswith("+00:00")
     listed = jobdeck("list", "--json")
-    assert [j["id"] for j in json.loads(listed.stdout)] == [job["id"]]
+    assert [j["id"] for j in json.loads(listed.stdout)["jobs"]] == [job["id"]]
     human = jobdeck("list")
     assert "a@example.com — Hi" in human.stdout and "pending" in human.stdout
     shown = json.loads(jobdeck("show", str(job["id"]), "--json").stdout)
@@ -74,7 +74,7 @@ def test_params_json_and_schedule(jobdeck: Callable[..., Any]) -> None:
     assert jobdeck("cancel", str(job["id"])).stdout.strip() == f"job {job['id']} is canceled"
     assert jobdeck("retry", str(job["id"])).stdout.strip() == f"job {job['id']} is pending again"
     assert jobdeck("delete", str(job["id"])).stdout.strip() == f"job {job['id']} deleted"
-    assert json.loads(jobdeck("list", "--json").stdout) == []
+    assert json.loads(jobdeck("list", "--json").stdout)["jobs"] == []
 
 
 @pytest.mark.parametrize(

@@ -311,7 +311,7 @@ def test_cli_add_show_list_pause_resume_run_now_edit_delete(jobdeck: Callable[..
     assert job["schedule_id"] == s["id"] and job["planned_at"]
     shown_job = json.loads(jobdeck("show", str(job["id"]), "--json").stdout)
     assert (shown_job["schedule_id"], shown_job["planned_at"]) == (s["id"], job["planned_at"])
-    (listed_job,) = json.loads(jobdeck("list", "--json").stdout)
+    (listed_job,) = json.loads(jobdeck("list", "--json").stdout)["jobs"]
     assert (listed_job["schedule_id"], listed_job["planned_at"]) == (s["id"], job["planned_at"])
 
     assert jobdeck("schedule", "resume", str(s["id"])).returncode == 0

@@ -81,6 +81,7 @@ class WorkerClient:
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._reader = asyncio.create_task(self._read())
         self.closed = asyncio.Event()
+        self.refusal: dict[str, Any] | None = None  # the server's error reply to a subscription, if it refused one
 
     @classmethod
     async def connect(
@@ -129,6 +130,9 @@ class WorkerClient:
                 if future is not None:
                     if not future.done():
                         future.set_result(message)
+                elif message.get("ok") is False:  # a subscription refused (it has no request to answer)
+                    self.refusal = message.get("error") or {}
+                    break
                 elif self.on_event is not None and "type" in message:
                     self.on_event(message)
         except ConnectionClosed:
@@ -241,6 +245,10 @@ class EventStream:
                 await client.subscribe(self.last_seq)
                 self._state("connected")
                 await client.closed.wait()
+                if client.refusal is not None:  # asking again would be refused again: the caller's input is wrong
+                    raise_error(client.refusal)
+            except JobdeckError:
+                raise
             except Exception:  # torn mid-subscribe: resume from the last seq seen
                 log.warning("event stream interrupted; resuming from seq %d", self.last_seq, exc_info=True)
             finally:
@@ -259,7 +267,15 @@ class EventStream:
         runner = asyncio.ensure_future(self.run(enqueue))
         try:
             while True:
-                yield await queue.get()
+                if queue.empty():
+                    getter = asyncio.ensure_future(queue.get())
+                    await asyncio.wait((getter, runner), return_when=asyncio.FIRST_COMPLETED)
+                    if not getter.done():  # the stream ended: a refusal, which ``result()`` raises here
+                        getter.cancel()
+                        runner.result()
+                    yield getter.result()
+                else:
+                    yield queue.get_nowait()
         finally:
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -226,6 +226,17 @@ class LedgerReads:
             by_type.setdefault(job_type, {})[status] = n
         return by_status, by_type
 
+    def ended_failed_since(self, since: datetime) -> int:
+        """Jobs that are failed now and ended at or after ``since``: a failure that a retry later turned into a
+        success is not one (the status index narrows the rows; failed jobs are few)."""
+        with self.engine.connect() as conn:
+            query = (
+                select(func.count())
+                .select_from(JOBS)
+                .where(JOBS.c.status == JobStatus.FAILED.value, JOBS.c.finished_at >= since)
+            )
+            return int(conn.execute(query).scalar_one())
+
     def count(self, status: JobStatus) -> int:
         """Jobs in one status (an index lookup; ``counts`` groups the whole table)."""
         with self.engine.connect() as conn:

@@ -402,7 +402,7 @@ def test_bad_keys_and_bucket_names_are_refused_at_submit(
     assert out.returncode == 2, out.stderr
     assert out.stderr.startswith(f"jobdeck: error: {field}: ") and text in out.stderr, out.stderr
     assert out.stdout == ""
-    assert json.loads(cli("list", "--json").stdout) == []
+    assert json.loads(cli("list", "--json").stdout)["jobs"] == []
 
 
 def test_a_key_with_a_dot_segment_is_refused_for_submit_too(jobdeck_home: Path, ops: Any, tmp_path: Path) -> None:

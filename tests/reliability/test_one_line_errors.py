@@ -107,7 +107,7 @@ def test_a_full_disk_names_the_disk_not_a_closed_database(small_disk: Path) -> N
 
     (small_disk / "filler").unlink()
     assert submit(home).returncode == 0  # nothing was left half-done: it works again once there is room
-    listed = json.loads(jobdeck(home, "list", "--json").stdout)
+    listed = json.loads(jobdeck(home, "list", "--json").stdout)["jobs"]
     assert [job["id"] for job in listed] == [2, 1]  # the refused submit wrote nothing, took no id
 
 
