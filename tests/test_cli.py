@@ -80,7 +80,7 @@ def test_params_json_and_schedule(jobdeck: Callable[..., Any]) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["submit", "fax"], "job_type: unknown job type 'fax'"),
+        (["submit", "fax"], "TYPE: unknown job type 'fax'"),
         (
             ["submit", "send_email", "--param", "recipient=x", "--param", "subject=s", "--param", "body=b"],
             "recipient: not a valid email address: x",
@@ -88,12 +88,12 @@ def test_params_json_and_schedule(jobdeck: Callable[..., Any]) -> None:
         (["submit", "send_email", "--param", "oops"], "param: 'oops' must look like KEY=VALUE"),
         (["submit", "send_email", "--params-json", "[1]"], "params-json: must be a JSON object"),
         (["submit", "send_email", "--params-json", "{", "--priority", "1"], "params-json: is not valid JSON"),
-        (["list", "--status", "done"], "status: unknown status 'done'"),
+        (["list", "--status", "done"], "--status: unknown status 'done'"),
         (["show", "42"], "id: no job with id 42"),
         (["cancel", "x"], "id: must be a positive job id"),
         (["upload", "/nonexistent/file.txt", "--bucket", "b"], "path: /nonexistent/file.txt does not exist"),
         (["config", "set", "colour", "blue"], "colour: unknown setting"),
-        (["config", "set", "smtp_port", "0"], "smtp_port: Input should be greater than or equal to 1"),
+        (["config", "set", "smtp_port", "0"], "smtp_port: 0 must be at least 1"),
         (["credentials", "set", "api-key"], "name: unknown credential 'api-key'"),
     ],
 )
