@@ -5,9 +5,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import boto3
-from botocore.config import Config as BotoConfig
-
 from engine.config import Settings
 from engine.credentials.store import Credentials
 
@@ -17,6 +14,9 @@ def make_client(settings: Settings, credentials: Credentials, **config: Any) -> 
 
     ``config`` overrides botocore Config options (pool size for parallel parts, shorter timeouts for retries).
     """
+    import boto3  # here: most commands never reach S3, and boto3 costs a third of their start
+    from botocore.config import Config as BotoConfig
+
     key_id = credentials.get("aws-access-key-id")
     secret = credentials.get("aws-secret-access-key")
     kwargs: dict[str, Any] = {"region_name": settings.s3_region or None}

@@ -5,24 +5,24 @@ from __future__ import annotations
 import functools
 import os
 import random
+import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from engine.config import sqlite_file
 from engine.storage import json_text
 from engine.storage.integrity import check_on_open
 from engine.storage.lock_wait import LockWait
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 T = TypeVar("T")
 
@@ -180,6 +180,8 @@ def open_engine(url: str) -> Engine:
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
@@ -188,8 +190,11 @@ def alembic_config() -> Config:
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest migration, taking the write lock only if the schema's version says so: a
     command that reads (``list``, ``show``) must not wait behind a writer of another process, nor fail with it."""
-    if _schema_version(engine) == _newest():
+    current = _schema_version(engine)
+    if current == _newest_on_disk() or current == _newest():  # the first asks no Alembic, a third of a start
         return
+    from alembic import command
+
     with _upgrade_lock, engine.execution_options(write=True).begin() as conn:
         config = alembic_config()
         config.attributes["connection"] = conn
@@ -198,13 +203,34 @@ def upgrade(engine: Engine) -> None:
 
 def _schema_version(engine: Engine) -> set[str]:
     """The revisions the database is at, read without the write lock (none for a new database)."""
-    with engine.connect() as conn:
-        return set(MigrationContext.configure(conn).get_current_heads())
+    try:
+        with engine.connect() as conn:
+            return {row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))}
+    except DBAPIError:  # no such table: a new database (anything else fails again, and is reported, on upgrade)
+        return set()
 
 
 @functools.cache
 def _newest() -> set[str]:
+    from alembic.script import ScriptDirectory
+
     return set(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+_REVISION = re.compile(r"""^(down_revision|revision)\s*(?::[^=]*)?=\s*(?:["'](\w+)["']|None)""", re.MULTILINE)
+
+
+@functools.cache
+def _newest_on_disk() -> set[str]:
+    """The head revisions, read from the migration files' ``revision``/``down_revision`` lines without importing
+    Alembic. Only a shortcut: when it disagrees with the database, ``_newest`` asks Alembic."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (MIGRATIONS / "versions").glob("*.py"):
+        for kind, name in _REVISION.findall(script.read_text(encoding="utf-8")):
+            if name:
+                (revisions if kind == "revision" else parents).add(name)
+    return revisions - parents
 
 
 def table_names(engine: Engine) -> list[str]:
