@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -91,6 +93,28 @@ def jobdeck_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in JOBDECK_ENV_VARS:
         monkeypatch.delenv(name, raising=False)
     return home
+
+
+@pytest.fixture
+def jobdeck(jobdeck_home: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run `main.py` as a user would, on this test's JOBDECK_HOME, with no session bus (so never the real keyring)
+    unless ``extra_env`` brings one."""
+    from workerproc import ROOT
+
+    env = {**os.environ, "JOBDECK_HOME": str(jobdeck_home), "PYTHONPATH": str(ROOT)}
+    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+
+    def run(*args: str, stdin: str | None = None, extra_env: dict[str, str] | None = None) -> Any:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "main.py"), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**env, **(extra_env or {})},
+        )
+
+    return run
 
 
 @pytest.fixture

@@ -3,39 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from workerproc import ROOT
 
 JOB_FIELDS = {
     "id", "job_type", "status", "priority", "parameters", "attempts", "max_retries", "schedule_type",
     "scheduled_time", "next_attempt_at", "created_at", "started_at", "finished_at", "result", "error",
     "schedule_id", "planned_at",
 }  # fmt: skip
-
-
-@pytest.fixture
-def jobdeck(jobdeck_home: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    env = {**os.environ, "JOBDECK_HOME": str(jobdeck_home), "PYTHONPATH": str(ROOT)}
-    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
-
-    def run(*args: str, stdin: str | None = None, extra_env: dict[str, str] | None = None) -> Any:
-        return subprocess.run(
-            [sys.executable, str(ROOT / "main.py"), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**env, **(extra_env or {})},
-        )
-
-    return run
 
 
 def test_submit_list_show_and_json_fields(jobdeck: Callable[..., Any]) -> None:

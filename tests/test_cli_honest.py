@@ -16,50 +16,31 @@ from workerproc import ROOT
 EMAIL = ["send_email", "--param", "recipient=a@example.com", "--param", "subject=Hi", "--param", "body=Hello"]
 
 
-def _env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """No session bus unless a test brings its own Secret Service: the keyring is never the user's real one."""
+def _watch_until(home: Path, needle: str, *args: str, on_stderr: bool = False) -> str:
+    """What `jobdeck watch ARGS` printed (on stdout, or stderr) up to the first line holding ``needle``."""
     env = {**os.environ, "JOBDECK_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
-    return {**env, **(extra or {})}
-
-
-@pytest.fixture
-def cli(jobdeck_home: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Any:
-        return subprocess.run(
-            [sys.executable, str(ROOT / "main.py"), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=_env(jobdeck_home, env),
-        )
-
-    return run
-
-
-def _watch(home: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), "watch", *args],
-        env=_env(home),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def _read_until(stream: Any, needle: str) -> str:
     seen = ""
-    for line in stream:
-        seen += line
-        if needle in line:
-            break
+    try:
+        for line in proc.stderr if on_stderr else proc.stdout:  # type: ignore[union-attr]
+            seen += line
+            if needle in line:
+                break
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
     return seen
 
 
-def test_config_show_labels_where_each_value_comes_from(cli: Callable[..., Any]) -> None:
-    assert cli("config", "set", "smtp_port", "2525").returncode == 0
-    shown = cli("config", "show", env={"EMAIL_HOST": "env.example.com", "EMAIL_USE_SSL": "1"}).stdout
+def test_config_show_labels_where_each_value_comes_from(jobdeck: Callable[..., Any]) -> None:
+    assert jobdeck("config", "set", "smtp_port", "2525").returncode == 0
+    shown = jobdeck("config", "show", extra_env={"EMAIL_HOST": "env.example.com", "EMAIL_USE_SSL": "1"}).stdout
     lines = {line.split()[0]: line for line in shown.splitlines()}
     assert lines["smtp_host"].endswith('"env.example.com"  (env EMAIL_HOST)')
     assert lines["smtp_tls"].endswith('"ssl"  (env EMAIL_USE_SSL)')
@@ -67,15 +48,15 @@ def test_config_show_labels_where_each_value_comes_from(cli: Callable[..., Any])
     assert lines["trash_days"].endswith("(default)")
 
 
-def test_config_errors_are_worded_by_jobdeck(cli: Callable[..., Any]) -> None:
-    from_env = cli("config", "show", env={"EMAIL_PORT": "abc"})
+def test_config_errors_are_worded_by_jobdeck(jobdeck: Callable[..., Any]) -> None:
+    from_env = jobdeck("config", "show", extra_env={"EMAIL_PORT": "abc"})
     assert from_env.returncode == 2
     assert from_env.stderr == (
         "jobdeck: error: smtp_port: 'abc' must be a whole number (from the environment variable EMAIL_PORT)\n"
     )
-    too_big = cli("config", "set", "smtp_port", "99999")
+    too_big = jobdeck("config", "set", "smtp_port", "99999")
     assert (too_big.returncode, too_big.stderr) == (2, "jobdeck: error: smtp_port: 99999 must be at most 65535\n")
-    choice = cli("config", "set", "smtp_tls", "tls")
+    choice = jobdeck("config", "set", "smtp_tls", "tls")
     assert choice.stderr == "jobdeck: error: smtp_tls: 'tls' must be one of: plain, starttls or ssl\n"
 
 
@@ -89,95 +70,81 @@ def test_config_errors_are_worded_by_jobdeck(cli: Callable[..., Any]) -> None:
         (["submit", *EMAIL, "--max-retries", "x"], "jobdeck: error: --max-retries: must be an integer"),
     ],
 )
-def test_errors_name_the_flag_that_was_typed(cli: Callable[..., Any], args: list[str], start: str) -> None:
-    out = cli(*args)
+def test_errors_name_the_flag_that_was_typed(jobdeck: Callable[..., Any], args: list[str], start: str) -> None:
+    out = jobdeck(*args)
     assert out.returncode == 2 and out.stderr.startswith(start), out.stderr
     assert out.stderr.count("\n") == 1
 
 
-def test_list_json_carries_the_total_and_the_seq_to_watch_from(cli: Callable[..., Any]) -> None:
+def test_list_json_carries_the_total_and_the_seq_to_watch_from(jobdeck: Callable[..., Any]) -> None:
     for _ in range(3):
-        assert cli("submit", *EMAIL).returncode == 0
-    page = json.loads(cli("list", "--limit", "1", "--json").stdout)
+        assert jobdeck("submit", *EMAIL).returncode == 0
+    page = json.loads(jobdeck("list", "--limit", "1", "--json").stdout)
     assert len(page["jobs"]) == 1 and page["total"] == 3
-    newest = json.loads(cli("show", str(page["jobs"][0]["id"]), "--json").stdout)
+    newest = json.loads(jobdeck("show", str(page["jobs"][0]["id"]), "--json").stdout)
     assert page["seq"] == newest["history"][-1]["seq"] == 3
 
 
-def test_submit_with_no_worker_says_so(cli: Callable[..., Any], worker_factory: Callable[..., Any]) -> None:
-    alone = cli("submit", *EMAIL)
+def test_submit_with_no_worker_says_so(jobdeck: Callable[..., Any], worker_factory: Callable[..., Any]) -> None:
+    alone = jobdeck("submit", *EMAIL)
     assert alone.returncode == 0
     assert "no worker is running for this data folder; the job will run when one starts" in alone.stderr
     worker_factory()
-    served = cli("submit", *EMAIL)
+    served = jobdeck("submit", *EMAIL)
     assert served.returncode == 0 and served.stderr == ""
 
 
-def test_gui_is_a_listed_command_with_its_own_help(cli: Callable[..., Any]) -> None:
-    listed = cli("--help").stdout
+def test_gui_is_a_listed_command_with_its_own_help(jobdeck: Callable[..., Any]) -> None:
+    listed = jobdeck("--help").stdout
     assert any(line.split()[:1] == ["gui"] for line in listed.splitlines()), listed
-    own = cli("gui", "--help")
+    own = jobdeck("gui", "--help")
     assert own.returncode == 0 and "--smoke-test" in own.stdout and "--no-worker" in own.stdout
 
 
 @pytest.mark.secret_service
-def test_credentials_status_of_one_and_delete_of_none(cli: Callable[..., Any], secret_service: Any) -> None:
+def test_credentials_status_of_one_and_delete_of_none(jobdeck: Callable[..., Any], secret_service: Any) -> None:
     env = {**secret_service.env, "JOBDECK_KEYRING": "keyring"}
-    assert cli("credentials", "set", "smtp-password", env=env, stdin="hunter22\n").returncode == 0
-    one = cli("credentials", "status", "smtp-password", env=env)
+    assert jobdeck("credentials", "set", "smtp-password", extra_env=env, stdin="hunter22\n").returncode == 0
+    one = jobdeck("credentials", "status", "smtp-password", extra_env=env)
     assert one.returncode == 0 and "  smtp-password: set" in one.stdout
     assert len([line for line in one.stdout.splitlines() if line.startswith("  ")]) == 1, one.stdout
-    assert cli("credentials", "delete", "smtp-password", env=env).returncode == 0
-    again = cli("credentials", "delete", "smtp-password", env=env)
+    assert jobdeck("credentials", "delete", "smtp-password", extra_env=env).returncode == 0
+    again = jobdeck("credentials", "delete", "smtp-password", extra_env=env)
     assert again.returncode == 2
     assert again.stderr == "jobdeck: error: smtp-password: is not set in the keyring: nothing to delete\n"
 
 
-def test_watch_reports_a_refused_since(jobdeck_home: Path, worker_factory: Callable[..., Any]) -> None:
+def test_watch_reports_a_refused_since(jobdeck: Callable[..., Any], worker_factory: Callable[..., Any]) -> None:
     worker_factory()
-    proc = _watch(jobdeck_home, "--since", "-5")
-    try:
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == 2
+    refused = jobdeck("watch", "--since", "-5")
+    err = refused.stderr
+    assert refused.returncode == 2
     assert err.splitlines()[-1].startswith("jobdeck: error: --since: must be a non-negative integer seq"), err
     assert "Traceback" not in err
 
 
 def test_watch_past_the_end_says_what_it_waits_for(
-    jobdeck_home: Path, cli: Callable[..., Any], worker_factory: Callable[..., Any]
+    jobdeck_home: Path, jobdeck: Callable[..., Any], worker_factory: Callable[..., Any]
 ) -> None:
-    assert cli("submit", *EMAIL, "--at", "2099-01-01T00:00").returncode == 0  # one event, and no more while we watch
+    # one event, and none while watched
+    assert jobdeck("submit", *EMAIL, "--at", "2099-01-01T00:00").returncode == 0
     worker_factory()
-    proc = _watch(jobdeck_home, "--since", "1000")
-    try:
-        assert proc.stderr is not None
-        seen = _read_until(proc.stderr, "waiting for events after 1000")
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    seen = _watch_until(jobdeck_home, "waiting for events after 1000", "--since", "1000", on_stderr=True)
     assert "[waiting for events after 1000; the ledger's last event so far is 1]" in seen
 
 
 def test_watch_json_prints_every_message_raw(
-    jobdeck_home: Path, cli: Callable[..., Any], worker_factory: Callable[..., Any]
+    jobdeck_home: Path, jobdeck: Callable[..., Any], worker_factory: Callable[..., Any]
 ) -> None:
-    assert cli("submit", *EMAIL, "--at", "2099-01-01T00:00").returncode == 0
+    assert jobdeck("submit", *EMAIL, "--at", "2099-01-01T00:00").returncode == 0
     worker_factory()
-    proc = _watch(jobdeck_home, "--json", "--since", "0")
-    try:
-        assert proc.stdout is not None
-        seen = _read_until(proc.stdout, '"replay.done"')
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    seen = _watch_until(jobdeck_home, '"replay.done"', "--json", "--since", "0")
     messages = [json.loads(line) for line in seen.splitlines()]
     assert [m["type"] for m in messages] == ["job.created", "replay.done"]
     assert messages[-1]["seq"] == 1
 
 
-def test_stats_failed_counts_jobs_that_ended_failed(cli: Callable[..., Any], ops: Any) -> None:
+def test_stats_failed_counts_jobs_that_ended_failed(jobdeck: Callable[..., Any], ops: Any) -> None:
     """A failure that a retry turned into a success is not a failed job."""
     recovered, lost = (
         ops.create("send_email", {"recipient": "a@example.com", "subject": "s", "body": "b"}) for _ in "ab"
@@ -187,6 +154,6 @@ def test_stats_failed_counts_jobs_that_ended_failed(cli: Callable[..., Any], ops
         ops.ledger.fail(job["id"], "w1", "refused", None)
     ops.retry(recovered["id"])
     ops.ledger.succeed(ops.ledger.claim(recovered["id"], "w1").job, "w1", None)
-    stats = json.loads(cli("stats", "--json").stdout)
+    stats = json.loads(jobdeck("stats", "--json").stdout)
     assert (stats["finished_last_hour"], stats["failed_last_hour"]) == (1, 1)
-    assert "finished in the last hour: 1 (failed: 1)" in cli("stats").stdout
+    assert "finished in the last hour: 1 (failed: 1)" in jobdeck("stats").stdout
