@@ -32,7 +32,8 @@ class WorkerProcess:
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         return env
 
-    def start(self, timeout: float = 20.0) -> dict[str, Any]:
+    def launch(self) -> None:
+        """Start the process without waiting for it to serve (a storm may kill it while it starts up)."""
         args = [sys.executable, str(ROOT / "main.py"), "worker"]
         if self.concurrency:
             args += ["--concurrency", str(self.concurrency)]
@@ -40,6 +41,10 @@ class WorkerProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(args, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
         log.close()
+
+    def start(self, timeout: float = 20.0) -> dict[str, Any]:
+        self.launch()
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             info = self.info()
