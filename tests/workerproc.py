@@ -44,6 +44,10 @@ class WorkerProcess:
 
     def start(self, timeout: float = 20.0) -> dict[str, Any]:
         self.launch()
+        return self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 20.0) -> dict[str, Any]:
+        """Wait until the launched process serves (its runtime file names its pid); its info."""
         assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -52,7 +56,7 @@ class WorkerProcess:
                 return info
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.output()}")
-            time.sleep(0.05)
+            time.sleep(0.01)
         self.kill()
         raise TimeoutError(f"worker did not start within {timeout} s:\n{self.output()}")
 
