@@ -400,7 +400,8 @@ def test_bad_keys_and_bucket_names_are_refused_at_submit(
         "upload", str(source), *([] if any(a.startswith("--bucket") for a in args) else ["--bucket", "reports"]), *args
     )
     assert out.returncode == 2, out.stderr
-    assert out.stderr.startswith(f"jobdeck: error: {field}: ") and text in out.stderr, out.stderr
+    flag = {"key_prefix": "--key-prefix", "bucket": "--bucket"}.get(field, field)  # named as the user typed it
+    assert out.stderr.startswith(f"jobdeck: error: {flag}: ") and text in out.stderr, out.stderr
     assert out.stdout == ""
     assert json.loads(cli("list", "--json").stdout)["jobs"] == []
 
