@@ -267,7 +267,7 @@ def run(argv: Sequence[str]) -> int:
         sys.stdout.flush()  # here, not at exit, so that a reader who stopped early is seen below
         return status
     except ValidationError as exc:
-        print(f"jobdeck: error: {_as_typed(exc, args.command)}", file=sys.stderr)
+        print(f"jobdeck: error: {as_typed(exc, args.command)}", file=sys.stderr)
         return 2
     except JobdeckError as exc:
         print(f"jobdeck: {exc}", file=sys.stderr)
@@ -289,7 +289,7 @@ _FLAGS = {"scheduled_time": "--at", "max_retries": "--max-retries", "priority": 
 _TYPED_COMMANDS = {"submit", "upload", "list", "retry", "cancel", "run-now", "delete", "trash", "uploads", "watch"}
 
 
-def _as_typed(exc: ValidationError, command: str | None) -> ValidationError:
+def as_typed(exc: ValidationError, command: str | None) -> ValidationError:
     """The error named after the flag the user typed (``--at``, not ``scheduled_time``); `submit` takes its
     type as the positional TYPE."""
     if command not in _TYPED_COMMANDS or exc.field not in _FLAGS:

@@ -29,6 +29,7 @@ from eventtools import (
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus
 from workerproc import ROOT
 
+from engine.cli import as_typed
 from engine.errors import JobdeckError, ValidationError
 
 # ------------------------------------------------------------------ the runtime file and the listening socket
@@ -321,7 +322,7 @@ async def test_errors_are_the_cli_errors(
     with pytest.raises(ValidationError) as err:
         await c.request(op, **args)
     await c.close()
-    assert cli.stderr.strip() == f"jobdeck: error: {err.value}"
+    assert cli.stderr.strip() == f"jobdeck: error: {as_typed(err.value, cli_args[0])}"  # the flag's name, as typed
 
 
 # ------------------------------------------------------------------ worker commands
