@@ -3,6 +3,7 @@ pass fails."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -130,3 +131,30 @@ def test_a_pass_with_idle_threads_pauses_while_jobs_arrive(
     monkeypatch.setattr(ops.queue, "wait_for_work", lambda generation: None)
     dispatch.step()  # nothing queued, nothing to record
     assert pauses == []
+
+
+def test_a_job_claimed_as_shutdown_begins_is_run_not_handed_back(
+    ops: Any, dispatch: Dispatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shutdown begins while a pass commits its claims: the job is already `running` in the ledger, so it is started
+    and gets the grace period like any running job, instead of going straight back to pending."""
+    job = ops.create("noop", {})
+    claimed = threading.Event()
+    real_settle = ops.ledger.settle
+
+    def settle_then_pause(*args: Any, **kwargs: Any) -> Any:
+        result = real_settle(*args, **kwargs)
+        claimed.set()
+        time.sleep(0.3)  # close() arrives here, between the claim's commit and the job's start
+        return result
+
+    monkeypatch.setattr(ops.ledger, "settle", settle_then_pause)
+    stepping = threading.Thread(target=dispatch.step)
+    stepping.start()
+    assert claimed.wait(WAIT_S)
+    dispatch.close()
+    assert dispatch.running() == [job["id"]]  # close() returned after the pass gave the job to a thread
+    stepping.join(WAIT_S)
+    monkeypatch.setattr(ops.ledger, "settle", real_settle)
+    run_until(dispatch, ops, 1)
+    assert ops.get(job["id"])["status"] == "succeeded"

@@ -66,6 +66,9 @@ class Dispatch:
         # to the queue; see WorkerService.stop). ThreadPoolExecutor's threads are joined at interpreter exit.
         self._jobs: SimpleQueue[tuple[Claim, Settings] | None] = SimpleQueue()
         self._lock = threading.Lock()
+        # Held by a pass from its look at the queue until its claims are with the job threads, and by close(): a
+        # job claimed (so `running` in the ledger) when shutdown begins is started and gets the grace period.
+        self._pass_lock = threading.Lock()
         self._running: set[int] = set()  # claimed by us, outcome not yet in the ledger
         self._busy = 0  # job threads running a job
         self._succeeded: list[Success] = []
@@ -83,7 +86,7 @@ class Dispatch:
 
     def close(self) -> None:
         """Shutting down: claim nothing more, but keep recording what finishes."""
-        with self._lock:
+        with self._pass_lock, self._lock:
             self._closing = True
         self.queue.wake()
 
@@ -95,13 +98,24 @@ class Dispatch:
     def step(self) -> None:
         """One pass; the consumer thread's loop body. Never raises: the thread must outlive a bad moment."""
         try:
-            self._pass()
+            if self._pass():
+                time.sleep(BUSY_PAUSE_S)
         except Exception:
             log.exception("dispatch pass failed; will retry")
             time.sleep(RETRY_PAUSE_S)
 
-    def _pass(self) -> None:
+    def _pass(self) -> bool:
+        """Returns whether to pause before the next pass (see ``BUSY_PAUSE_S``)."""
         generation = self.queue.storage.generation  # read before looking, so no wake-up falls between
+        with self._pass_lock:
+            work = self._settle()
+        if work is None:
+            self.queue.wait_for_work(generation)
+            return False
+        return work
+
+    def _settle(self) -> bool | None:
+        """Record successes and claim due jobs; None when there was nothing to do."""
         with self._lock:
             succeeded, self._succeeded = self._succeeded, []
             idle = 0 if self._closing else self.concurrency - self._busy
@@ -113,8 +127,7 @@ class Dispatch:
             taken = self.queue.take(idle)
         remove = partial(self.queue.remove, peeked) if peeked is not None and peeked.row_ids else None
         if not succeeded and not taken and remove is None:
-            self.queue.wait_for_work(generation)
-            return
+            return None
         try:
             settings = self.settings() if taken else None  # before the claims: a bad config file strands nothing
             done, claims = self.ledger.settle(
@@ -147,24 +160,14 @@ class Dispatch:
             self.executor.succeeded(success, job)
         for job_id, claim in early:
             self.queue.enqueue(job_id, claim.priority, claim.not_before)
-        if 0 < len(taken) < idle:
-            time.sleep(BUSY_PAUSE_S)
+        return 0 < len(taken) < idle
 
     def _start(self, claim: Claim, settings: Settings) -> None:
         assert claim.job is not None
-        job_id = claim.job["id"]
-        with self._lock:
-            closing = self._closing
-            if not closing:
-                self._busy += 1
-                self._running.add(job_id)
-        if not closing:
-            self._jobs.put((claim, settings))
-            return
-        try:  # shutdown began while we claimed: hand it straight back
-            self.ledger.release(job_id, self.worker_id)
-        except Exception:
-            log.exception("could not hand job %s back; the next worker start recovers it", job_id)
+        with self._lock:  # (not closing: close() waits for this pass)
+            self._busy += 1
+            self._running.add(claim.job["id"])
+        self._jobs.put((claim, settings))
 
     def _job_thread(self) -> None:
         while (work := self._jobs.get()) is not None:
