@@ -3,11 +3,12 @@ request on everything that matches, the detail panel and the empty state followi
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QObject, Qt
 from sqlalchemy import insert
 from test_gui_support import *  # noqa: F403  (fixtures)
 from test_gui_support import QT_LOG_IGNORE, run
@@ -166,3 +167,48 @@ def test_delete_goes_to_the_trash_and_undo_brings_it_back(qtbot: Any, make_windo
     assert ledger.get(job_id)["status"] == "canceled"
     view.close()
     ledger.close()
+
+
+def test_a_search_paints_its_first_page_before_its_count_and_says_it_is_counting(
+    qtbot: Any, make_window: Any, gui_env: Path
+) -> None:
+    seed(gui_env).close()
+    window = make_window()
+    qtbot.waitUntil(lambda: window.model.rowCount() == N and window.count_label.text() == f"{N:,} of {N:,} matching")
+    held = asyncio.Event()  # the view's count waits here, as a count over a million jobs would
+    real = window.connection.request
+
+    async def slow_counts(op: str, timeout: float = 60.0, **args: Any) -> Any:
+        if op == "status_counts":
+            await held.wait()
+        return await real(op, timeout=timeout, **args)
+
+    window.connection.request = slow_counts  # type: ignore[method-assign]
+    painted: list[str] = []  # the status bar's text at each paint of the table with rows in it
+
+    class PaintWatch(QObject):
+        def eventFilter(self, _obj: QObject, event: QEvent) -> bool:
+            if event.type() == QEvent.Type.Paint and window.model.rowCount() > 0:
+                painted.append(window.count_label.text())
+            return False
+
+    watch = PaintWatch()
+    window.table.viewport().installEventFilter(watch)
+    window.filter_bar.search.setText("@example.com")  # every job: more than a page
+    qtbot.waitUntil(lambda: window.model.filter.search == "@example.com" and not window.live.loading)
+    painted.clear()
+    window.table.viewport().update()
+    qtbot.waitUntil(lambda: bool(painted))  # the first page is on screen while its count is still on its way
+    assert window.model.rowCount() == PAGE and int(window.model.job_at(0)["id"]) == N
+    assert painted[-1] == window.count_label.text() == f"{PAGE:,} shown · counting matches…"
+    held.set()
+    qtbot.waitUntil(lambda: window.model.rowCount() == N)
+    qtbot.waitUntil(lambda: window.count_label.text() == f"{N:,} of {N:,} matching")
+    # a search that matches less than a page: its first page is its count, nothing is said to be counting
+    held.clear()
+    window.filter_bar.search.setText("user12@")
+    qtbot.waitUntil(lambda: window.model.filter.search == "user12@" and not window.live.loading)
+    assert window.model.rowCount() == 1 and window.count_label.text() == "1 of 1 matching"
+    held.set()
+    qtbot.waitUntil(lambda: window.filter_bar.buttons[""].text() == "All 1")
+    assert window.count_label.text() == "1 of 1 matching"

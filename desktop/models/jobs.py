@@ -125,6 +125,7 @@ class JobTableModel(QAbstractTableModel):
     fetch_requested = Signal(int)  # a page number; the owner fetches it and calls set_page
     new_jobs_changed = Signal(int)  # new jobs waiting above a view scrolled away from the top
     stale_changed = Signal()  # some loaded row no longer matches or sorts elsewhere: a refresh would fix it
+    counted_changed = Signal()  # the snapshot's size became known (its first page came before its count)
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
@@ -143,6 +144,7 @@ class JobTableModel(QAbstractTableModel):
         self.stale = False
         self.loaded = False
         self.worker_note = ""  # while the worker is down: what running rows say instead of their last progress
+        self.counted = False  # ``total`` is the snapshot's real size, not just the rows of its first page
 
     # ------------------------------------------------------------------ Qt model API
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
@@ -253,8 +255,11 @@ class JobTableModel(QAbstractTableModel):
         total: int | None = None,
         max_id: int | None = None,
         filt: Filter | None = None,
+        counted: bool = True,
     ) -> None:
-        """A fresh snapshot (first load, filter or sort change, refresh): its first page, its size and bound."""
+        """A fresh snapshot (first load, filter or sort change, refresh): its first page, its size and bound.
+
+        ``counted`` false: ``total`` is only what the first page holds until ``set_total`` brings the count."""
         self.beginResetModel()
         if filt is not None:
             self.filter = filt
@@ -271,6 +276,7 @@ class JobTableModel(QAbstractTableModel):
         self.base_seq = seq
         self.stale = False
         self.loaded = True
+        self.counted = counted
         self.endResetModel()
         self.new_jobs_changed.emit(0)
 
@@ -288,6 +294,9 @@ class JobTableModel(QAbstractTableModel):
                 for row in self._pages.pop(page_no):
                     self._where.pop(int(row.job["id"]), None)
             self.endRemoveRows()
+        if not self.counted:
+            self.counted = True
+            self.counted_changed.emit()
 
     def set_page(self, page_no: int, jobs: list[dict[str, Any]]) -> None:
         """A page the view asked for (``jobs`` in the filter's order, read under ``max_id``)."""

@@ -96,15 +96,16 @@ class LiveJobs(QObject):
             return False
         if generation != self._generation:
             return False  # a newer filter superseded this one
-        seq, max_id = int(result.get("seq") or 0), int(result["max_id"])
-        self.model.reset(result["jobs"], seq=seq, total=len(result["jobs"]), max_id=max_id, filt=filt)
-        self.counts.remember(result["jobs"])
+        seq, max_id, jobs = int(result.get("seq") or 0), int(result["max_id"]), result["jobs"]
+        others = Filter(job_type=filt.job_type, search=filt.search)
+        if others != self.counts.others:
+            self.counts.follow(others)  # before the reset: the new view is never shown with the old filter's counts
+        # a short first page is every match already; a full one is counted next, while it is on screen
+        self.model.reset(jobs, seq=seq, total=len(jobs), max_id=max_id, filt=filt, counted=len(jobs) < PAGE)
+        self.counts.remember(jobs)
         self.loaded_once = True
         self._set_loading(False)
         self.connection.start_stream(seq)
-        others = Filter(job_type=filt.job_type, search=filt.search)
-        if others != self.counts.others:
-            self.counts.follow(others)
         self._keep(asyncio.ensure_future(self._count(filt, max_id, generation)))
         self._flush()
         return True

@@ -201,7 +201,12 @@ class MainWindow(QMainWindow):
         self.job_actions.attach(self.table)
         # (connected after the table's own reset slot, which keeps the jobs still visible selected)
         self.model.modelReset.connect(self._on_selection_changed)
-        for signal in (self.model.modelReset, self.model.rowsInserted, self.model.rowsRemoved):
+        for signal in (
+            self.model.modelReset,
+            self.model.rowsInserted,
+            self.model.rowsRemoved,
+            self.model.counted_changed,
+        ):
             signal.connect(self._update_empty)
             signal.connect(self._update_count)
         self.live.counts_changed.connect(self._on_live_counts_changed)
@@ -323,10 +328,15 @@ class MainWindow(QMainWindow):
         self.table.update_empty(self.live.loading)
 
     def _update_count(self, *_args: Any) -> None:
-        """ "N of M matching": the rows the table holds, and how many jobs match the filter now."""
+        """ "N of M matching": the rows the table holds, and how many jobs match the filter now; while a new view's
+        first page is shown and its matches are still being counted, says so rather than a number that is not one."""
+        if self.model.loaded and not self.model.counted:
+            self.count_label.setText(f"{self.model.rowCount():,} shown · counting matches…")
+            return
         stats = self.live.stats
-        if stats is None:
-            self.count_label.setText(f"{self.model.rowCount():,} jobs" if self.model.loaded else "")
+        if stats is None:  # the status buttons' counts are on their way; the view's own count is here
+            rows = self.model.rowCount()
+            self.count_label.setText(f"{rows:,} of {rows:,} matching" if self.model.loaded else "")
             return
         statuses = self.model.filter.statuses
         matching = sum(stats["by_status"].get(s, 0) for s in statuses) if statuses else stats.get("total", 0)
