@@ -427,22 +427,22 @@ class SourceFile:
 def check_key(field: str, key: str, *, prefix: bool = False) -> str:
     """An object key (or, with ``prefix``, the start of one): S3 and every tool that mirrors a bucket to disk read
     ``.``/``..`` segments as paths, and control characters as line breaks in logs and listings."""
-    what = "key prefix" if prefix else "object key"
+    what = "a key prefix" if prefix else "an object key"
     if not key and not prefix:
         raise ValidationError(field, "an object key must not be empty")
     if key.startswith("/"):
-        raise ValidationError(field, f"{key!r}: an {what} must not start with '/'")
+        raise ValidationError(field, f"{key!r}: {what} must not start with '/'")
     bad = next((c for c in key if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
     if bad is not None:
-        raise ValidationError(field, f"{key!r}: an {what} must not contain control characters (found U+{ord(bad):04X})")
+        raise ValidationError(field, f"{key!r}: {what} must not contain control characters (found U+{ord(bad):04X})")
     segments = key.split("/")
     if prefix:
         segments = segments[:-1] if not key.endswith("/") else segments
     if any(s in (".", "..") for s in segments):
-        raise ValidationError(field, f"{key!r}: an {what} must not have '.' or '..' segments")
+        raise ValidationError(field, f"{key!r}: {what} must not have '.' or '..' segments")
     size = len(key.encode("utf-8", "surrogatepass"))
     if size > MAX_KEY_BYTES:
-        raise ValidationError(field, f"an {what} is at most {MAX_KEY_BYTES:,} bytes of UTF-8; this one is {size:,}")
+        raise ValidationError(field, f"{what} is at most {MAX_KEY_BYTES:,} bytes of UTF-8; this one is {size:,}")
     return key
 
 
