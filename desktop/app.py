@@ -23,7 +23,7 @@ log = logging.getLogger("desktop")
 
 
 def _parse(args: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="jobdeck", description="Jobdeck desktop control panel")
+    parser = argparse.ArgumentParser(prog="jobdeck gui", description="Jobdeck desktop control panel")
     parser.add_argument("--minimized", action="store_true", help="start hidden in the tray (when there is one)")
     parser.add_argument("--no-worker", action="store_true", help="do not start a worker; wait for one to appear")
     parser.add_argument(

@@ -99,6 +99,7 @@ def test_gui_is_a_listed_command_with_its_own_help(jobdeck: Callable[..., Any]) 
     assert any(line.split()[:1] == ["gui"] for line in listed.splitlines()), listed
     own = jobdeck("gui", "--help")
     assert own.returncode == 0 and "--smoke-test" in own.stdout and "--no-worker" in own.stdout
+    assert own.stdout.startswith("usage: jobdeck gui "), own.stdout
 
 
 @pytest.mark.secret_service
