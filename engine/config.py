@@ -54,7 +54,7 @@ def make_private(paths: Paths) -> None:
     Every command runs this, so it reads the whole tree only when the data folder itself was not yet private (the
     first start after an older version); otherwise the folder's own entries and the files in its folders: a file
     copied in lands there, while what lies deeper (each job's spool folder and staged copy) only Jobdeck writes,
-    under its umask. A full walk over a thousand staged copies took 0.1-0.5 s here; the shallow one, a few ms.
+    under its umask. A full walk over many staged copies would cost every command time it cannot spare.
     """
     if os.name != "posix":
         return  # Windows keeps the data folder in the user's profile, which ACLs already keep private

@@ -156,9 +156,8 @@ class Operations:
         # A transactional outbox: when the queue lives in the ledger's SQLite file (the default: ``Paths.queue``),
         # the transaction that makes a job runnable also writes its message, so that no crash of this process
         # (a CLI killed between the two commits, while the worker runs on) can leave a job waiting for a message
-        # that was never written; and a create commits once rather than twice, which bought end-to-end throughput
-        # only a few per cent (median of eight alternating pairs in bench/queue.py's shape). With PostgreSQL the
-        # message follows the commit.
+        # that was never written; and a create commits once rather than twice. With PostgreSQL the message
+        # follows the commit.
         self._outbox: Outbox = self._write_message if self.queue.lives_in(self.ledger.sqlite_file) else no_outbox
         self.schedules = ScheduleOperations(self)
 

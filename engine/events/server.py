@@ -137,9 +137,8 @@ class EventServer:
     # ------------------------------------------------------------------ lifecycle (called from other threads)
     def start(self) -> None:
         # The loop thread, woken by a commit, must wait for the GIL while job and request threads hold it, up to
-        # the switch interval (5 ms) each. A shorter interval cut the p99 commit-to-client latency several-fold
-        # in bench/events.py when events were sent one write each; with batched writes 0.5, 2 and 5 ms gave the
-        # same p99 (6-8 ms) and 2 ms the best throughput. The server lives only in the worker process.
+        # the switch interval each: a shorter one keeps the commit-to-client latency low without costing
+        # throughput (bench/events.py). The server lives only in the worker process.
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self._thread = threading.Thread(target=self._run, name="jobdeck-events", daemon=True)
         self._thread.start()
@@ -185,7 +184,7 @@ class EventServer:
                 return
             self._inbox_scheduled = True
         # With nobody live the events are only bookkeeping, so take them in bursts: waking the loop for every
-        # commit cost the worker a tenth of its CPU in bench/queue.py. (Read from this thread, ``_clients`` may
+        # commit costs the worker CPU for nothing. (Read from this thread, ``_clients`` may
         # be a moment stale; that only delays one drain by IDLE_DRAIN_S.)
         self._call_soon(self._drain_inbox if self._clients else self._drain_later)
 
@@ -485,7 +484,7 @@ class EventServer:
         """Nobody is live, so nothing is sent and a gap needs no ledger read: every seq below a committed one has
         committed too (writers serialise event inserts; see the ledger), and a subscriber's replay reads the ledger
         up to ``_published`` before it joins. With the CLI submitting, every worker commit follows a gap, and
-        reading the ledger for nobody cost a third of the worker's CPU in bench/queue.py."""
+        reading the ledger for nobody would cost the worker much of its CPU."""
         for stored in events:
             self._published = max(self._published, stored["seq"])
             self._job_moved_on(stored)

@@ -70,8 +70,7 @@ def stage(source: Path, spool: Path, limit: int, guard: DataGuard) -> tuple[Path
     leaves no partial copy behind. Returns the copy and the opened source (closed; its ``size`` is what was copied).
 
     The copy is flushed to disk before the job is recorded: after a power loss the job must not point at a torn
-    snapshot. It also keeps the kernel's write-back of a large snapshot out of the upload itself, which it slowed
-    by 15-20 % (bench/upload.py, staged vs --in-place).
+    snapshot. It also keeps the kernel's write-back of a large snapshot out of the upload itself, which it slows.
     """
     with _open_checked(source, guard) as src:
         folder = spool / f"job-{uuid.uuid4().hex}"

@@ -1,8 +1,8 @@
 """SQLite WAL checkpoints off the commit path, each one holding the write lock.
 
 By default the connection whose commit pushes the write-ahead log past 1,000 pages copies the log back into the
-database there and then: one commit in a hundred or so took milliseconds, and on average that was more than half of
-what a ledger commit cost. A ``Checkpointer`` does that work on its own thread and connection shortly after
+database there and then, and that occasional slow commit made up much of what a ledger commit cost on average.
+A ``Checkpointer`` does that work on its own thread and connection shortly after
 writes (SQLite releases the GIL meanwhile), and only while writes happen: an idle process has no timer.
 
 Every checkpoint is a RESTART one, and no connection of ours checkpoints any other way (``tune_connection`` turns
@@ -11,25 +11,24 @@ SQLite's automatic checkpoints off):
 - SQLite before 3.51.3 (Debian 12 ships 3.40) has the "WAL-reset bug": a checkpoint that starts while another
   connection's commit rewinds the log can record frames as copied that were not, and the database is corrupt. A
   passive checkpoint runs beside the writers, so with the worker and the GUI or CLI writing and checkpointing the
-  same files the race was there to be lost (it was, once, in bench/queue.py). A RESTART checkpoint takes the write
+  same files the race was there to be lost. A RESTART checkpoint takes the write
   lock before it reads the log's state, so no commit can rewind the log under it.
 - A passive checkpoint never makes the log start over either: SQLite rewinds it only when a writer begins while
   every frame is already copied back, and with two processes writing in turn that moment never came. The log grew
-  by some 20 KB per job (90 MB after 4,000 no-op jobs), and every commit and page read slowed down with it. A
+  with every job, and every commit and page read slowed down with it. A
   RESTART checkpoint also waits for readers to leave the log, so the next writer rewinds it.
 
 Writers wait while a checkpoint runs (in ``sqlite_begin_immediate``), and a checkpoint syncs the log and the database
 to disk, which takes longer while other files are being written (an upload's part threads record each part in the
 ledger while the S3 server spools the parts to disk). So a checkpoint is due only after ``BATCH_COMMITS`` commits of
-this process, or once its writes pause for ``IDLE_S``, not on a timer (bench/upload.py, alternating: 0.81 and 0.96
-with a 2 s pause against 0.70 and 0.77 with 0.25 s, when a gap between two parts was enough to start one); and it
-may wait only ``WAIT_MS`` for the lock and the readers, else it tries again later.
+this process, or once its writes pause for ``IDLE_S``, not on a timer (a short pause let the gap between two
+upload parts start one, which slowed uploads); and it may wait only ``WAIT_MS`` for the lock and the readers, else
+it tries again later.
 
 A checkpoint's first step syncs the log, while writers wait. The ledger syncs it after each of its commits
 (``sync_log``: see ``engine.storage.database.tune_writer``), but the Huey queue's own commits do not (its messages
 are rebuilt from the ledger at start-up), so the checkpointer syncs the log file first, without the lock, and the
-checkpoint's own sync finds little left to write (when no commit synced, 200 creates' checkpoint held the lock
-6–7 ms before this and 1.1–1.3 ms after).
+checkpoint's own sync finds little left to write, and the lock is held for a fraction of the time.
 
 A process has one checkpointer per database file (``shared``): the ledger and the Huey queue live in one SQLite
 file, and two checkpointers of one process would each count only half its commits and take turns at the lock.

@@ -31,8 +31,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # transaction changes goes to the WAL whole at its commit, and a commit of the other process empties this one's
 # page cache, so that the next transaction reads each page it needs again. A create changes seven pages, a worker's
 # settle some ten, each holding a few ledger rows at most; with 2 KiB pages instead of SQLite's default 4 KiB they
-# copy half the bytes. Alternating in bench/queue.py's shape, six rounds: the create's write lock held 86-105 µs
-# against 97-119, end to end +9 % (mean round ratio 0.80 against 0.74).
+# copy half the bytes, so the create's write lock is held for less time (bench/queue.py).
 SQLITE_PAGE_SIZE = 2048
 READER_BUSY_TIMEOUT_MS = 5_000
 SPIN_FOR_S = 0.0003  # how long a writer waiting for another process's lock only yields the CPU between tries
@@ -120,11 +119,11 @@ def while_busy(write: Callable[[], T], file: Callable[[], Path | None] = lambda:
 
     SQLite's lock has no queue: a process that waits must poll, and the holder usually wants it again soon. Its own
     busy handler sleeps 1, 2, 5, 10… ms between tries, which cut end-to-end throughput several-fold when the
-    GUI/CLI and the worker wrote at once. Most waits are for a transaction of 0.1–0.3 ms, and a sleep is coarse
-    (``time.sleep(50 µs)`` took 125 µs here, the kernel's timer slack included): a sleeping waiter woke to find the
-    lock released long before and often taken again. So the first 0.3 ms of a wait only yield the CPU between
-    tries (end to end +9–24 % in six A/B pairs of bench/queue.py's shape); then it polls every 50–100 µs up to
-    50 ms, and a longer wait backs off to 5 ms steps, so that waiting for a long transaction costs no CPU to speak
+    GUI/CLI and the worker wrote at once. Most waits are for a transaction far shorter than that, and a sleep is
+    coarse (the kernel's timer slack adds to it): a sleeping waiter woke to find the lock released long before and
+    often taken again. So the first ``SPIN_FOR_S`` of a wait only yield the CPU between tries; then it polls
+    at most ``FAST_POLL_CAP_S`` apart until ``FAST_POLL_FOR_S``, and a longer wait backs off to 5 ms steps, so that
+    waiting for a long transaction costs no CPU to speak
     of. A wait of over a second is told on stderr, naming the database ``file()`` and who holds its lock, and one
     past the limit ends in ``LedgerBusy`` (see ``engine.storage.lock_wait``).
     """

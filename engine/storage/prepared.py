@@ -1,8 +1,8 @@
 """Ledger statements compiled once and run straight on the driver's connection.
 
 SQLAlchemy Core re-checks and re-processes every execution: on the worker's hot path (create, claim, finish and
-their event rows) its execution machinery cost about 1 ms per transaction against some 50 µs of SQLite work, and
-capped end-to-end throughput at a few hundred jobs a second. A ``Prepared`` statement keeps what Core is good at
+their event rows) its execution machinery costs many times the SQLite work itself, and capped end-to-end
+throughput. A ``Prepared`` statement keeps what Core is good at
 — one statement definition, rendered for whichever dialect the ledger runs on, and each column type's own
 conversions (JSON, aware UTC datetimes) — and leaves execution to the DBAPI cursor.
 

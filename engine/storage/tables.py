@@ -30,7 +30,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
         """On SQLite, ``sqlite_text`` itself: the generic wrapper that a TypeDecorator puts around
-        ``process_bind_param`` cost as much again as the conversion (4 µs in all), and a create binds two times."""
+        ``process_bind_param`` costs as much again as the conversion, and a create binds two times."""
         if dialect.name == "sqlite":
             return sqlite_text
         return super().bind_processor(dialect)

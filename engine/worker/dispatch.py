@@ -15,10 +15,10 @@ reports it through ``ctx.delivered``, and the job thread commits that success at
 
 While work streams in, a pass that found fewer messages than idle threads is followed by a short pause
 (``BUSY_PAUSE_S``) before the next. Without it, no-op jobs submitted one by one went one or two per pass: the
-passes held the ledger's write lock a fifth of the time, and a submitting process met it on four creates in ten.
-With it, most passes serve four jobs, half as many transactions hold the lock, a submitter meets it on one create
-in four, and the worker's CPU per job fell from about 500 to 350 µs (alternating runs of bench/queue.py's shape:
-1,990–2,030 jobs/s against 1,800–1,950). An idle worker does not pause: a job submitted to it is taken at once.
+passes held the ledger's write lock often, and a submitting process kept meeting it. With it, most passes serve
+several jobs, fewer transactions hold the lock, a submitter meets it less often, and the worker spends less CPU per
+job (figures in docs/benchmarks.md, bench/queue.py). An idle worker does not pause: a job submitted to it is taken
+at once.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ class Dispatch:
         self.concurrency = concurrency
         # With the queue in the ledger's SQLite file, a pass looks at the messages without taking them, and they
         # leave the queue in the transaction that claims their jobs: one write transaction a pass instead of two,
-        # and a pass that fails leaves them where they were. (A worker's take was ≈ 15 µs of write lock per job,
-        # which a submitting process waited out.) Otherwise they are taken first, in a transaction of their own.
+        # and a pass that fails leaves them where they were (a separate take held the write lock that a
+        # submitting process then waited out). Otherwise they are taken first, in a transaction of their own.
         self._in_ledger = queue.lives_in(ledger.sqlite_file)
         # Daemon threads: a job that ignores the grace period must not hold the process open (the job goes back
         # to the queue; see WorkerService.stop). ThreadPoolExecutor's threads are joined at interpreter exit.
