@@ -426,7 +426,11 @@ class Operations:
         return {"start": start.isoformat(), "minutes": minutes, "succeeded": succeeded, "failed": failed}
 
     def types(self) -> builtins.list[dict[str, Any]]:
-        return [t.describe() for _, t in sorted(registry.load().items())]
+        """Each job type's name, label, parameter schema, and ``schedule_refusal``: why it cannot be scheduled
+        (None when it can), so an editor says so when the type is chosen rather than after Create."""
+        from engine.schedule_ops import refusal
+
+        return [{**t.describe(), "schedule_refusal": refusal(t)} for _, t in sorted(registry.load().items())]
 
     # ------------------------------------------------------------------ actions
     def delete(self, job_id: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from engine.config import DEFAULT_PRIORITY
 from engine.errors import ValidationError
 from engine.jobs import registry
 from engine.jobs.base import JobType
-from engine.schedule_rules import Rule, parse_cron, parse_every, zone
+from engine.schedule_rules import RULE_HINT, Rule, parse_cron, parse_every, parse_rule, zone
 from engine.schedule_rules import local_zone_name as _local_zone_name
 from engine.storage.rows import utcnow
 from engine.storage.schedules import first_cursor, resume_values, schedule_to_dict
@@ -34,14 +34,32 @@ def parse_schedule_id(value: Any) -> int:
     return parse_int("id", value, 1, 2**63 - 1, "a positive schedule id")
 
 
-def _rule(cron: Any, every: Any) -> Rule:
-    if cron not in (None, "") and every not in (None, ""):
-        raise ValidationError("cron", "give either a cron expression or --every, not both")
+def _rule(cron: Any, every: Any, rule: Any = None) -> Rule:
+    """The rule from ``--cron`` or ``--every`` (the CLI), or from ``rule``: the single text field of an editor."""
+    given = [name for name, value in (("cron", cron), ("every", every), ("rule", rule)) if value not in (None, "")]
+    if len(given) > 1:
+        raise ValidationError(given[0], f"give one rule: {' or '.join(given)}, not both")
     if cron not in (None, ""):
         return parse_cron(str(cron))
     if every not in (None, ""):
         return parse_every(str(every))
-    raise ValidationError("cron", "a schedule needs a rule: a cron expression (or @daily…) or an interval (every)")
+    if rule not in (None, ""):
+        return parse_rule(str(rule))
+    raise ValidationError("cron", f"a schedule needs a rule: {RULE_HINT}")
+
+
+def refusal(kind: JobType) -> str | None:
+    """Why a job type cannot be scheduled, in one line; None when it can.
+
+    A type that prepares its input at submission (an upload snapshots its file, checks its size and modification
+    time and tags it for that one job) would need that done again at each run, which the scheduler does not do:
+    a schedule of it would run an old snapshot, or fail at each run because the file changed since."""
+    if type(kind).prepare is JobType.prepare:
+        return None
+    return (
+        f"{kind.name} cannot be scheduled: its file is read once, when the job is submitted, not at each run; "
+        "submit each one instead (with a time, to run it later)"
+    )
 
 
 def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -54,11 +72,9 @@ def _template(job_type: str, parameters: Any) -> tuple[JobType, dict[str, Any]]:
     from engine.operations import validate_params
 
     kind = registry.get(job_type)
-    if type(kind).prepare is not JobType.prepare:
-        raise ValidationError(
-            "job_type", f"{kind.name} prepares its input when a job is submitted (a snapshot of a file), which a "
-            "schedule cannot do for each run yet; submit those jobs instead"
-        )  # fmt: skip
+    refused = refusal(kind)
+    if refused:
+        raise ValidationError("job_type", refused)
     params = validate_params(kind, parameters or {})
     return kind, params.model_dump(mode="json", exclude_none=True)
 
@@ -76,20 +92,30 @@ class ScheduleOperations:
             self.ops.after_enqueue()
 
     # ------------------------------------------------------------------ reads
-    def list(self) -> list[dict[str, Any]]:
+    def list(self, recent: Any = 0) -> list[dict[str, Any]]:
+        """Every schedule; with ``recent`` N, each carries ``recent_runs``: its latest N runs (id, status,
+        planned time), the latest first, for a list that shows how each schedule's runs went."""
+        from engine.operations import parse_int
+
+        count = parse_int("recent", recent, 0, 100, "a number, 0–100")
         now = utcnow()
-        return [schedule_to_dict(row, now) for row in self.ops.ledger.schedule_rows()]
+        schedules = [schedule_to_dict(row, now) for row in self.ops.ledger.schedule_rows()]
+        if count:
+            runs = self.ops.ledger.schedule_recent_runs(count)
+            for schedule in schedules:
+                schedule["recent_runs"] = runs.get(schedule["id"], [])
+        return schedules
 
     def preview(
-        self, *, cron: str | None = None, every: str | None = None, tz: str | None = None, start: Any = None,
-        end: Any = None,
+        self, *, cron: str | None = None, every: str | None = None, rule: str | None = None, tz: str | None = None,
+        start: Any = None, end: Any = None,
     ) -> dict[str, Any]:  # fmt: skip
         """A rule checked as ``add`` checks it, in plain language with its next 5 planned times; nothing written.
         For an editor that shows them as the user types, and refuses a bad rule inline (the error names the field).
         """
-        rule = _rule(cron, every)
+        checked = _rule(cron, every, rule)
         now = utcnow()
-        values = {"rule": rule.text, "tz": self._tz(tz), "start_at": _time("start", start),
+        values = {"rule": checked.text, "tz": self._tz(tz), "start_at": _time("start", start),
                   "end_at": _time("end", end), "created_at": now}  # fmt: skip
         _check_window(values)
         first = first_cursor(values, now)
@@ -117,6 +143,7 @@ class ScheduleOperations:
         *,
         cron: str | None = None,
         every: str | None = None,
+        rule: str | None = None,
         name: str | None = None,
         tz: str | None = None,
         priority: Any = None,
@@ -128,13 +155,13 @@ class ScheduleOperations:
     ) -> dict[str, Any]:
         from engine.operations import parse_max_retries, parse_priority
 
-        rule = _rule(cron, every)
+        checked = _rule(cron, every, rule)
         kind, params = _template(job_type, parameters)
         values = {
             "job_type": kind.name,
             "parameters": params,
-            "rule": rule.text,
-            "name": _name(name) if name not in (None, "") else f"{kind.name} {rule.text}",
+            "rule": checked.text,
+            "name": _name(name) if name not in (None, "") else f"{kind.name} {checked.text}",
             "tz": self._tz(tz),
             "priority": parse_priority(DEFAULT_PRIORITY if priority is None else priority),
             "max_retries": parse_max_retries(
@@ -158,6 +185,7 @@ class ScheduleOperations:
         parameters: dict[str, Any] | None = None,
         cron: str | None = None,
         every: str | None = None,
+        rule: str | None = None,
         name: str | None = None,
         tz: str | None = None,
         priority: Any = None,
@@ -178,8 +206,8 @@ class ScheduleOperations:
             kind, params = _template(job_type or current["job_type"], current["parameters"] if parameters is None
                                      else parameters)  # fmt: skip
             values |= {"job_type": kind.name, "parameters": params}
-        if cron not in (None, "") or every not in (None, ""):
-            values["rule"] = _rule(cron, every).text
+        if any(value not in (None, "") for value in (cron, every, rule)):
+            values["rule"] = _rule(cron, every, rule).text
         if name is not None:
             values["name"] = _name(name)
         if tz is not None:

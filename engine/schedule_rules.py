@@ -29,10 +29,13 @@ ALIASES = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
 }
-_EVERY = re.compile(r"^\s*(\d+)\s*([smhd])\s*$", re.IGNORECASE)
+# A duration: a count and a unit, short or spelled out ("90s", "15 min", "2 hours"); "every hour" has no count.
+_EVERY = re.compile(r"^\s*(\d+)?\s*(s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?)\s*$", re.IGNORECASE)
 _UNITS = {"s": (1, "second"), "m": (60, "minute"), "h": (3600, "hour"), "d": (86400, "day")}
+RULE_HINT = "a cron expression (0 9 * * 1-5), a shorthand (@daily) or an interval (every 15 min)"
 EVERY_PREFIX = "every "
 MAX_EVERY_S = 366 * 86400
+_RANGE = f"from 1s to {MAX_EVERY_S // 86400}d"
 
 
 @dataclass(frozen=True)
@@ -66,13 +69,45 @@ def parse_cron(expr: str) -> Rule:
 
 def parse_every(value: str) -> Rule:
     match = _EVERY.match(str(value))
-    if not match:
+    if not match or (match.group(1) is None and not match.group(2)[1:]):  # a bare "m" is not "every minute"
         raise ValidationError("every", f"{value!r} is not a duration; use a number and a unit: 90s, 15m, 2h or 1d")
-    count, unit = int(match.group(1)), match.group(2).lower()
+    count, unit = int(match.group(1) or 1), match.group(2)[0].lower()
     seconds = count * _UNITS[unit][0]
     if not 1 <= seconds <= MAX_EVERY_S:
-        raise ValidationError("every", f"{value!r} must be from 1s to {MAX_EVERY_S // 86400}d")
+        raise ValidationError("every", f"{value!r} must be {_RANGE}")
     return Rule(f"{EVERY_PREFIX}{count}{unit}", seconds)
+
+
+def parse_rule(text: str) -> Rule:
+    """One rule as a person types it in a single field: ``every 15 min``, ``every hour``, ``90s``, ``@daily`` or
+    a cron expression. An error names the field ``rule`` and says what it was taken for."""
+    raw = " ".join(str(text).split())
+    if not raw:
+        raise ValidationError("rule", f"a schedule needs a rule: {RULE_HINT}")
+    lowered = raw.lower()
+    if lowered.startswith("every") and (lowered == "every" or lowered[5] == " "):
+        amount = raw[5:].strip()
+    elif _EVERY.match(raw) and raw[0].isdigit():
+        amount = raw
+    else:
+        try:
+            return parse_cron(raw)
+        except ValidationError as exc:
+            if raw.startswith("@") or len(raw.split()) == 5:
+                raise ValidationError("rule", exc.message) from None
+            raise ValidationError(
+                "rule", f"{raw!r} is neither 5 cron fields (minute hour day-of-month month day-of-week) nor an "
+                f"interval; use {RULE_HINT}"
+            ) from None  # fmt: skip
+    try:
+        return parse_every(amount)
+    except ValidationError as exc:
+        if exc.message.endswith(_RANGE):  # a duration, out of range
+            raise ValidationError("rule", f"{raw!r}: the interval must be {_RANGE}") from None
+        raise ValidationError(
+            "rule", f"{raw!r} is not an interval; use a number and a unit: every 90s, every 15 min, every 2 hours "
+            "or every 1d"
+        ) from None  # fmt: skip
 
 
 def load(text: str) -> Rule:

@@ -23,7 +23,7 @@ from workerproc import ROOT
 
 from engine.errors import ValidationError
 from engine.events import schema
-from engine.schedule_rules import describe, parse_cron, parse_every, planned_times
+from engine.schedule_rules import describe, parse_cron, parse_every, parse_rule, planned_times
 from engine.storage.repository import EVENTS, JOBS, Ledger
 from engine.storage.schedules import SCHEDULES, ScheduleNotFound, resume_values, schedule_to_dict
 from engine.storage.status import JobStatus
@@ -357,6 +357,7 @@ def cli(jobdeck_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
         (["add", "noop", "--every", "5m", "--param", "colour=red"], "--param colour"),
         (["add", "noop", "--every", "5m", "--params-json", "[1]"], "--params-json"),
         (["add", "nosuch", "--every", "5m"], "TYPE"),
+        (["add", "upload_file", "--every", "1d", "--param", "path=/etc/hostname"], "TYPE"),
         (["edit", "1", "--cron", "* * *"], "--cron"),
         (["edit", "1", "--tz", "Nowhere/Town"], "--tz"),
         (["pause", "1", "--until", "2001-01-01T00:00"], "--until"),
@@ -433,3 +434,88 @@ def test_a_preview_checks_a_rule_and_shows_its_next_runs_without_writing(ops: An
             ops.schedules.preview(**args)
         assert caught.value.field == field
     assert ops.schedules.list() == []
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("every 5 min", "every 5m"),
+        ("Every 2 Hours", "every 2h"),
+        ("every hour", "every 1h"),
+        ("every day", "every 1d"),
+        ("every 90s", "every 90s"),
+        ("15m", "every 15m"),
+        ("  0 9  * * 1-5 ", "0 9 * * 1-5"),
+        ("@Daily", "@daily"),
+    ],
+)
+def test_one_rule_field_takes_cron_shorthands_and_intervals_in_words(text: str, stored: str) -> None:
+    assert parse_rule(text).text == stored
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("", "a schedule needs a rule: a cron expression (0 9 * * 1-5), a shorthand (@daily) or an interval"),
+        ("every 5x", "'every 5x' is not an interval; use a number and a unit: every 90s, every 15 min"),
+        ("every 0s", "'every 0s': the interval must be from 1s to 366d"),
+        ("everyday", "'everyday' is neither 5 cron fields (minute hour day-of-month month day-of-week) nor an "),
+        ("61 * * * *", "'61 * * * *': bad minute"),
+        ("@fortnightly", "unknown shorthand '@fortnightly'"),
+    ],
+)
+def test_a_bad_rule_in_the_rule_field_says_what_it_was_taken_for(text: str, says: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse_rule(text)
+    assert caught.value.field == "rule" and caught.value.message.startswith(says), caught.value.message
+    assert "\n" not in caught.value.message
+
+
+def test_an_editor_previews_and_adds_with_one_rule_text(ops: Any) -> None:
+    shown = ops.schedules.preview(rule="every 5 min", tz="UTC")
+    assert shown["rule"] == "every 5m" and shown["description"] == "Every 5 minutes" and len(shown["next_runs"]) == 5
+    with pytest.raises(ValidationError) as caught:
+        ops.schedules.preview(rule="every 5 min", cron="@daily")
+    assert caught.value.field == "cron" and "not both" in caught.value.message
+    s = ops.schedules.add("send_email", {"recipient": "a@example.com", "subject": "s", "body": "b"}, rule="@daily")
+    assert s["rule"] == "@daily"
+    edited = ops.schedules.edit(s["id"], rule="every 2 hours")
+    assert edited["rule"] == "every 2h" and edited["description"] == "Every 2 hours"
+
+
+def test_a_type_that_cannot_be_scheduled_says_so_in_its_description_and_when_added(ops: Any) -> None:
+    types = {t["name"]: t for t in ops.types()}
+    assert types["send_email"]["schedule_refusal"] is None
+    refusal = types["upload_file"]["schedule_refusal"]
+    assert refusal.startswith("upload_file cannot be scheduled: its file is read once, when the job is submitted")
+    with pytest.raises(ValidationError) as caught:
+        ops.schedules.add("upload_file", {"path": "/etc/hostname"}, every="1d")
+    assert (caught.value.field, caught.value.message) == ("job_type", refusal)
+    assert ops.schedules.list() == []
+
+
+def test_the_list_carries_each_schedules_latest_runs_when_asked(ledger: Ledger) -> None:
+    a, b, idle = add(ledger), add(ledger), add(ledger)
+    ledger.schedule_change(idle["id"], lambda _r: {"paused": True}, "schedule_paused")
+    first = cursor(ledger, a["id"])
+    for minute in range(4):
+        ledger.schedule_fire(first + timedelta(seconds=60 * minute), no_outbox)
+    (newest, *_) = ledger.schedule_runs(a["id"])
+    ledger.claim(newest["id"], "w1")
+    recent = ledger.schedule_recent_runs(3)
+    assert set(recent) == {a["id"], b["id"]} and idle["id"] not in recent
+    assert [r["status"] for r in recent[a["id"]]] == ["running", "pending", "pending"]
+    planned = [r["planned_at"] for r in recent[a["id"]]]
+    assert planned == sorted(planned, reverse=True) and len(recent[b["id"]]) == 3
+    assert ledger.schedule_recent_runs(0) == {}
+
+
+def test_the_list_op_attaches_recent_runs_only_when_asked(ops: Any) -> None:
+    s = ops.schedules.add("send_email", {"recipient": "a@example.com", "subject": "s", "body": "b"}, every="1d")
+    job = ops.schedules.run_now(s["id"])
+    assert "recent_runs" not in ops.schedules.list()[0]
+    (listed,) = ops.schedules.list(recent=10)
+    assert listed["recent_runs"] == [{"id": job["id"], "status": "pending", "planned_at": job["planned_at"]}]
+    with pytest.raises(ValidationError) as caught:
+        ops.schedules.list(recent=1000)
+    assert caught.value.field == "recent"

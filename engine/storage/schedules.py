@@ -129,6 +129,26 @@ class LedgerSchedules:
             ).all()
         return [job_to_dict(r) for r in rows]
 
+    def schedule_recent_runs(self, per_schedule: int) -> dict[int, list[dict[str, Any]]]:
+        """Every schedule's latest ``per_schedule`` runs (id, status, planned time; the latest first), in one read
+        that walks the ``(schedule_id, planned_at)`` key: a list of schedules shows how their runs went."""
+        if per_schedule <= 0:
+            return {}
+        rank = func.row_number().over(partition_by=JOBS.c.schedule_id, order_by=JOBS.c.planned_at.desc()).label("rank")
+        ranked = (
+            select(JOBS.c.schedule_id, JOBS.c.id, JOBS.c.status, JOBS.c.planned_at, rank)
+            .where(JOBS.c.schedule_id.is_not(None))
+            .subquery()
+        )
+        query = select(ranked).where(ranked.c.rank <= per_schedule).order_by(ranked.c.schedule_id, ranked.c.rank)
+        found: dict[int, list[dict[str, Any]]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                found.setdefault(row.schedule_id, []).append(
+                    {"id": row.id, "status": row.status, "planned_at": iso(row.planned_at)}
+                )
+        return found
+
     def schedule_wakeup(self) -> datetime | None:
         """When the scheduler next has something to do: the earliest planned time of a running schedule, or the
         earliest end of a pause. One read of one small table."""
