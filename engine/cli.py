@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (
         ("retry", "retry a failed or canceled job, or all jobs a filter matches"),
         ("cancel", "cancel a pending, scheduled or retrying job, or all jobs a filter matches"),
-        ("run-now", "start a scheduled job now, or all jobs a filter matches"),
+        ("run-now", "start a scheduled or retrying job now, or all jobs a filter matches"),
         ("delete", "delete a job (not while running), or all jobs a filter matches"),
     ):
         c = sub.add_parser(name, help=text)

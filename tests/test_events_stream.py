@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from eventtools import (
     CliWatch,
     Recorder,
@@ -297,6 +298,31 @@ async def test_progress_is_coalesced_and_not_stored(worker_factory: Callable[...
     succeeded = next(i for i, e in enumerate(events.events) if e.get("event") == "succeeded")
     assert last_progress < succeeded
     await c.close()
+
+
+def test_rate_and_time_left_follow_the_last_seconds_not_the_whole_run() -> None:
+    """A transfer that ran at 1 MB/s for a minute and then at 10 MB/s: the rate and the time left reported are the
+    new speed's within a few seconds (an average since the start would still say about 1.2 MB/s)."""
+    from engine.events.progress import RATE_WINDOW_S, ProgressCoalescer
+
+    loop = asyncio.new_event_loop()
+    sent: list[dict[str, Any]] = []
+    try:
+        coalescer = ProgressCoalescer(loop, lambda _job, data: sent.append(data), interval_s=0.0)
+        total, done, now = 200_000_000, 0, 0.0
+        for _ in range(600):  # 60 s at 1 MB/s, a report every 100 ms
+            coalescer.report(7, {"done": done, "total": total, "unit": "bytes"}, now)
+            done, now = done + 100_000, now + 0.1
+        assert sent[-1]["rate"] == pytest.approx(1e6, rel=0.05)
+        for _ in range(int(RATE_WINDOW_S * 10) + 10):  # then 10 MB/s for a little longer than the window
+            coalescer.report(7, {"done": done, "total": total, "unit": "bytes"}, now)
+            done, now = done + 1_000_000, now + 0.1
+    finally:
+        loop.close()
+    last = sent[-1]
+    assert last["unit"] == "bytes" and last["total"] == total
+    assert last["rate"] == pytest.approx(10e6, rel=0.05)
+    assert last["eta_s"] == pytest.approx((total - last["done"]) / 10e6, rel=0.05)
 
 
 # ------------------------------------------------------------------ one readable line per event

@@ -436,6 +436,19 @@ def test_early_claims_are_refused_with_their_due_time(ledger: Ledger) -> None:
     assert ledger.claim(job["id"], "w1").job is not None
 
 
+def test_run_now_starts_a_retrying_jobs_next_attempt_without_its_wait(ledger: Ledger) -> None:
+    job = make(ledger)
+    ledger.claim(job["id"], "w1")
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    ledger.retry_later(job["id"], "w1", "boom", None, later)
+    assert ledger.claim(job["id"], "w1").job is None  # waiting for its backoff
+    now = ledger.run_now(job["id"])
+    assert now["status"] == "pending" and now["next_attempt_at"] is None and now["attempts"] == 1
+    claimed = ledger.claim(job["id"], "w1").job
+    assert claimed is not None and claimed["attempts"] == 2  # the attempt so far still counts
+    assert [e["type"] for e in ledger.history(job["id"])][-2:] == ["run_now", "started"]
+
+
 def test_operator_transitions_and_their_errors(ledger: Ledger) -> None:
     job = make(ledger)
     canceled = ledger.cancel(job["id"])
@@ -447,7 +460,7 @@ def test_operator_transitions_and_their_errors(ledger: Ledger) -> None:
     ledger.claim(job["id"], "w1")
     with pytest.raises(InvalidTransition, match="running; delete"):
         ledger.delete(job["id"])
-    with pytest.raises(InvalidTransition, match="running; run now needs a job that is scheduled"):
+    with pytest.raises(InvalidTransition, match="running; run now needs a job that is scheduled or retrying"):
         ledger.run_now(job["id"])
     ledger.fail(job["id"], "w1", "x", None)
     deleted, _ = ledger.delete(job["id"])

@@ -198,7 +198,7 @@ class UploadFile(JobType):
                 bucket=params.bucket,
                 key=key,
                 settings=ctx.settings,
-                progress=lambda done, total: ctx.progress(done, total),
+                progress=lambda done, total: ctx.progress(done, total, unit="bytes"),
                 save_checkpoint=ctx.save_checkpoint,
                 stop=ctx.stop_requested,
                 tag=tag,

@@ -912,7 +912,7 @@ def _pg_event_lock() -> Executable:
 ACTIONS: dict[str, tuple[JobStatus, ...]] = {
     "retry": RETRYABLE,
     "cancel": CANCELABLE,
-    "run_now": (JobStatus.SCHEDULED,),
+    "run_now": (JobStatus.SCHEDULED, JobStatus.RETRYING),  # a retrying job's next attempt, without its wait
     "delete": tuple(s for s in JobStatus if s is not JobStatus.RUNNING),
 }
 _ACTION_EVENTS = {"retry": "retried", "cancel": "canceled", "run_now": "run_now", "delete": "deleted"}
@@ -924,8 +924,8 @@ _ACTED_ON = [JOBS.c[name] for name in (*JOB_FIELDS, "staged_path", "checkpoint")
 def _action_values(action: str) -> dict[str, Any]:
     if action == "cancel":
         return {"status": JobStatus.CANCELED.value, "finished_at": utcnow(), "next_attempt_at": None}
-    if action == "run_now":
-        return {"status": JobStatus.PENDING.value}
+    if action == "run_now":  # the attempts so far still count: this is the next one, sooner
+        return {"status": JobStatus.PENDING.value, "next_attempt_at": None}
     return {
         "status": JobStatus.PENDING.value,
         "attempts": 0,
