@@ -181,17 +181,21 @@ def test_long_results_and_errors_and_running_uploads_have_tooltips() -> None:
     tooltip = Qt.ItemDataRole.ToolTipRole
     assert model.index(0, Col.OUTCOME).data() == error.splitlines()[0]
     assert model.index(0, Col.OUTCOME).data(tooltip) == error
-    model.apply_progress({1: {"done": 42 * 2**20, "total": 100 * 2**20, "rate": 12.3 * 2**20, "eta_s": 7.6}})
+    model.apply_progress(
+        {1: {"done": 42 * 2**20, "total": 100 * 2**20, "unit": "bytes", "rate": 12.3 * 2**20, "eta_s": 7.6}}
+    )
     assert model.progress_at(1) is not None
-    assert "42.0 MB of 100.0 MB (42.0 %)" in model.index(1, Col.OUTCOME).data(tooltip)
+    assert "Uploaded 42.0 MiB of 100 MiB (42.0 %)" in model.index(1, Col.OUTCOME).data(tooltip)
 
 
 def test_progress_text_is_compact_enough_for_the_cell() -> None:
     from desktop.models.format import progress_compact
 
-    text = progress_compact({"done": 42, "total": 100, "rate": 12.3 * 2**20, "eta_s": 7.6})
-    assert text == "42 % · 12.3 MB/s · 8 s left"
-    assert progress_compact({"done": 2048, "total": None}) == "2.0 KB"
+    text = progress_compact({"done": 42 * 2**20, "total": 100 * 2**20, "unit": "bytes", "rate": 12.3 * 2**20,
+                             "eta_s": 7.6})  # fmt: skip
+    assert text == "42 % · 42.0 of 100 MiB · 12.3 MiB/s · 8 s left"
+    assert progress_compact({"done": 2048, "total": None, "unit": "bytes"}) == "2.0 KiB"
+    assert progress_compact({"done": 3, "total": 12}) == "25 % · 3 of 12"  # not bytes: counted as they are
 
 
 def test_live_counts_follow_known_transitions_and_admit_unknown_ones() -> None:
@@ -239,3 +243,48 @@ def test_a_burst_reaches_the_model_in_bounded_slices_coalesced_per_job(
     assert model.job(7)["status"] == "running" and feed.stats["by_status"]["running"] == 1
     feed._flush()
     assert announced == [len(burst), 0, 0]  # nothing left: nothing announced
+
+
+def test_sizes_are_binary_units_and_times_are_relative() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from desktop.models.format import countdown, relative, size
+
+    assert [size(n) for n in (512, 1536, 12.3 * 2**20, 240 * 2**30)] == ["512 B", "1.5 KiB", "12.3 MiB", "240 GiB"]
+    now = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    from desktop.models.job_text import state_line
+
+    in_4_12 = (now + timedelta(minutes=4, seconds=12)).isoformat()
+    assert relative(in_4_12, now) == "in 4 min"  # the text around it stays still; the state line ticks
+    assert state_line({"status": "retrying", "next_attempt_at": in_4_12}, now) == "Retry in 4 min 12 s"
+    assert relative((now - timedelta(minutes=3, seconds=5)).isoformat(), now) == "3 min ago"
+    assert relative((now - timedelta(seconds=2)).isoformat(), now) == "just now"
+    assert relative((now + timedelta(hours=2, minutes=5)).isoformat(), now) == "in 2 h 5 min"
+    assert countdown(0.2) == "1 s" and countdown(3725) == "1 h 02 min"
+
+
+def test_the_detail_text_has_no_bookkeeping_fields() -> None:
+    from desktop.models.job_text import parameter_rows, result_rows, timeline
+
+    job = {"id": 4, "job_type": "upload_file", "status": "succeeded", "attempts": 2,
+           "parameters": {"path": "/data/a.bin", "bucket": "b", "key": "k/a.bin", "conflict": "rename",
+                          "in_place": False, "size": 3 * 2**20, "mtime_ns": 17, "job_tag": "f00"},
+           "result": {"file_url": "https://s3/b/k/a.bin", "bucket": "b", "key": "k/a.bin", "size": 3 * 2**20,
+                      "etag": "x", "multipart": False, "parts": 1, "found_complete": False,
+                      "checksum_algorithm": "CRC32", "checksum": "AbC=", "bytes_sent_this_attempt": 3},
+           "history": [{"type": "created", "at": "2026-06-01T12:00:00+00:00", "attempts": 0},
+                       {"type": "started", "at": "2026-06-01T12:00:01+00:00", "attempts": 1},
+                       {"type": "retry_scheduled", "at": "2026-06-01T12:00:03+00:00", "attempts": 1,
+                        "error": "upload failed: timeout"},
+                       {"type": "started", "at": "2026-06-01T12:00:09+00:00", "attempts": 2},
+                       {"type": "succeeded", "at": "2026-06-01T12:00:10.5+00:00", "attempts": 2}]}  # fmt: skip
+    params = dict(parameter_rows(job))
+    assert params == {"File": "/data/a.bin", "Size": "3.0 MiB", "Destination": "s3://b/k/a.bin",
+                      "If the key exists": "upload under a new name",
+                      "Sends": "a copy taken when the job was created"}  # fmt: skip
+    result = dict(result_rows(job))
+    assert result["Link"] == "https://s3/b/k/a.bin" and result["Sent"] == "in one request"
+    assert result["Checksum"] == "CRC32 AbC=" and not {"Etag", "Bytes sent this attempt"} & set(result)
+    steps = [(s.title, s.detail, s.kind) for s in timeline(job)]
+    assert steps[2] == ("Attempt 1 failed after 2.0 s; retry planned", "upload failed: timeout", "error")
+    assert steps[-1] == ("Attempt 2 succeeded after 1.5 s", "", "ok")

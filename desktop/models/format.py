@@ -50,14 +50,17 @@ def job_duration(job: dict[str, Any]) -> float | None:
 
 
 def size(n: float | None) -> str:
+    """Bytes in binary units, named as such (1 KiB = 1,024 B): "512 B", "1.5 KiB", "12.3 MiB", "240 GiB"."""
     if n is None:
         return ""
     value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+    if abs(value) < 1024:
+        return f"{value:.0f} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
         value /= 1024
-    return f"{value:.1f} TB"
+        if abs(value) < 1024 or unit == "TiB":
+            break
+    return f"{value:.1f} {unit}" if abs(value) < 100 else f"{value:.0f} {unit}"
 
 
 def summary(job: dict[str, Any]) -> str:
@@ -114,27 +117,67 @@ def matches_search(job: dict[str, Any], search: str) -> bool:
 
 
 def progress_compact(progress: dict[str, Any]) -> str:
-    """What fits in a table cell: "42 % · 12.3 MB/s · 8 s left" (the tooltip has the full detail)."""
+    """What fits in a table cell: "42 % · 12.3 of 29.3 MiB · 4.1 MiB/s · 8 s left" (the tooltip has the rest)."""
     return progress_compact_variants(progress)[0]
 
 
-def progress_compact_variants(progress: dict[str, Any]) -> list[str]:
-    """The compact progress text, then shorter forms for narrower cells: without the rate, then the share alone."""
+def _amount(progress: dict[str, Any], *, short: bool = False) -> str:
+    """Done of total in the progress' unit: "12.3 MiB of 29.3 MiB" (``short``: "12.3 of 29.3 MiB"), or "3 of 10"."""
     done, total = progress.get("done") or 0, progress.get("total")
-    share = f"{100 * done / total:.0f} %" if total else size(done)
-    rate = f"{size(progress['rate'])}/s" if progress.get("rate") else ""
-    left = f"{duration_short(progress['eta_s'])} left" if progress.get("eta_s") is not None else ""
-    variants = [" · ".join(p for p in (share, rate, left) if p), " · ".join(p for p in (share, left) if p), share]
+    if progress.get("unit") != "bytes":
+        return f"{done:,} of {total:,}" if total else f"{done:,}"
+    if not total:
+        return size(done)
+    done_text, total_text = size(done), size(total)
+    done_number, _, done_unit = done_text.partition(" ")
+    if short and done_unit == total_text.partition(" ")[2]:
+        return f"{done_number} of {total_text}"
+    return f"{done_text} of {total_text}"
+
+
+def progress_rate(progress: dict[str, Any]) -> str:
+    """ "4.1 MiB/s" (bytes) or "2.5/s"; empty while the worker has no rate yet."""
+    rate = progress.get("rate")
+    if not rate:
+        return ""
+    return f"{size(rate)}/s" if progress.get("unit") == "bytes" else f"{rate:,.1f}/s"
+
+
+def progress_left(progress: dict[str, Any]) -> str:
+    """ "8 s left"; empty when the worker cannot tell."""
+    eta = progress.get("eta_s")
+    return f"{duration_short(eta)} left" if eta is not None else ""
+
+
+def progress_share(progress: dict[str, Any]) -> float | None:
+    """Done as a fraction of the total (0–1), or None when the total is unknown."""
+    total = progress.get("total")
+    return min(1.0, max(0.0, (progress.get("done") or 0) / total)) if total else None
+
+
+def progress_compact_variants(progress: dict[str, Any]) -> list[str]:
+    """The progress text, then shorter forms for narrower cells: without the amount, without the rate, the share."""
+    share_of = progress_share(progress)
+    share = f"{100 * share_of:.0f} %" if share_of is not None else _amount(progress)
+    amount = _amount(progress, short=True) if share_of is not None else ""
+    rate, left = progress_rate(progress), progress_left(progress)
+    variants = [
+        " · ".join(p for p in (share, amount, rate, left) if p),
+        " · ".join(p for p in (share, rate, left) if p),
+        " · ".join(p for p in (share, left) if p),
+        share,
+    ]
     return list(dict.fromkeys(variants))
 
 
 def progress_detail(progress: dict[str, Any]) -> str:
-    """The full upload progress for a tooltip: bytes done of total, percentage, rate and time left."""
-    done, total = progress.get("done") or 0, progress.get("total")
-    head = f"Uploaded {size(done)} of {size(total)} ({100 * done / total:.1f} %)" if total else f"Uploaded {size(done)}"
+    """The whole progress, one fact a line: done of total with the share, the rate and the time left."""
+    share = progress_share(progress)
+    verb = "Uploaded" if progress.get("unit") == "bytes" else "Done"
+    head = f"{verb} {_amount(progress)}" + (f" ({100 * share:.1f} %)" if share is not None else "")
     lines = [head]
-    if progress.get("rate"):
-        lines.append(f"Rate {size(progress['rate'])}/s")
+    if rate := progress_rate(progress):
+        lines.append(f"Rate {rate}")
     if progress.get("eta_s") is not None:
         lines.append(f"About {duration(progress['eta_s'])} left")
     return "\n".join(lines)
@@ -147,6 +190,43 @@ def duration_short(seconds: float) -> str:
     if seconds < 3600:
         return f"{round(seconds / 60)} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def countdown(seconds: float) -> str:
+    """A wait to the second, for a line that ticks: "12 s", "4 min 12 s", "2 h 05 min"."""
+    seconds = max(0, int(seconds + 0.999))  # never "0 s" while some time is left
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def relative(value: str | None, now: datetime | None = None) -> str:
+    """A time as people say it: "just now", "4 min ago", "in 2 h 5 min", "yesterday 14:02"; a date when far."""
+    when = parse_iso(value)
+    if when is None:
+        return ""
+    now = now or datetime.now(UTC)
+    delta = (when - now).total_seconds()
+    ahead, span = delta > 0, abs(delta)
+    if span < 5:
+        return "just now"
+    if span < 60 and not ahead:  # no seconds in the past: the text would change every second
+        return "under a minute ago"
+    if span < 3600:
+        text = countdown(span) if span < 60 else f"{int(span // 60)} min"
+    elif span < 6 * 3600:
+        hours, minutes = divmod(int(span // 60), 60)
+        text = f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    else:
+        local, today = when.astimezone(), now.astimezone().date()
+        days = (local.date() - today).days
+        day = {0: "today", -1: "yesterday", 1: "tomorrow"}.get(days, local.strftime("%Y-%m-%d"))
+        return f"{day} {local.strftime('%H:%M')}"
+    return f"in {text}" if ahead else f"{text} ago"
 
 
 def outcome_detail(job: dict[str, Any]) -> str:

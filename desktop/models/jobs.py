@@ -29,7 +29,7 @@ class Col(IntEnum):
 
 
 HEADERS = ("ID", "Type", "Summary", "Status", "Priority", "Attempts", "Scheduled / next retry", "Created",
-           "Duration", "Result or error")  # fmt: skip
+           "Duration", "Progress or result")  # fmt: skip
 
 
 class Role(IntEnum):

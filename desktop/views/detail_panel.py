@@ -1,38 +1,59 @@
-"""The job detail panel: parameters, result with its link, error and traceback, history and retry schedule."""
+"""The job detail panel: the job's state in a sentence that ticks ("Retry in 4 min 12 s · Retry now"), its live
+progress, its parameters and result in words, the error with a Copy button, and its attempts as a timeline."""
 
 from __future__ import annotations
 
 import html
-import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTextBrowser, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
 
 from desktop.models import format as fmt
+from desktop.models import job_text
+from desktop.models.jobs import TYPE_LABELS
 from desktop.widgets import theme
-from desktop.widgets.theme import STATUS_COLORS
+from engine.errors import JobdeckError
+
+if TYPE_CHECKING:
+    from desktop.services.connection import WorkerConnection
+
+Spawn = Callable[[Awaitable[Any]], Any]
+TICK_MS = 1000  # the state line counts down to the second
+GLYPHS = {"info": "●", "running": "▶", "ok": "✓", "error": "✗", "waiting": "○"}  # shape, not colour alone
+STEP_COLORS = {"running": "running", "ok": "succeeded", "error": "failed", "waiting": "retrying", "info": "pending"}
+RUN_NOW_TEXT = {"retrying": "Retry now", "scheduled": "Run now"}
 
 
 def _e(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _value(value: Any) -> str:
-    if isinstance(value, str):
-        return _e(value).replace("\n", "<br>")
-    return _e(json.dumps(value, ensure_ascii=False))
-
-
 class DetailPanel(QWidget):
-    """Read-only; everything shown comes from one `get` reply (job + history + retry schedule)."""
+    """Shows one `get` reply (job + history + retry schedule) and the job's live progress; the state line and the
+    relative times follow the clock."""
 
     link_copied = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.job: dict[str, Any] | None = None
+        self.progress: dict[str, Any] | None = None
+        self._connection: WorkerConnection | None = None
+        self._spawn: Spawn | None = None
+        self._tell: Callable[[str], None] = lambda _text: None
+        self._html = ""
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         self.title = QLabel("No job selected", self)
@@ -41,20 +62,59 @@ class DetailPanel(QWidget):
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.title.setWordWrap(True)
         layout.addWidget(self.title)
+        state_row = QHBoxLayout()
+        self.state_label = QLabel(self)
+        self.state_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.state_label.setWordWrap(True)
+        self.run_now_button = QPushButton("Retry now", self)
+        self.run_now_button.clicked.connect(self._on_run_now_button_clicked)
+        state_row.addWidget(self.state_label, 1)
+        state_row.addWidget(self.run_now_button)
+        layout.addLayout(state_row)
+        self.progress_bar = QProgressBar(self)
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setTextVisible(True)
+        self.progress_bar.setAccessibleName("Progress")
+        self.progress_label = QLabel(self)
+        self.progress_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.progress_label.setWordWrap(True)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.progress_label)
         buttons = QHBoxLayout()
+        self.copy_error_button = QPushButton("Copy error", self)
+        self.copy_error_button.setToolTip("Copy the whole error to the clipboard")
         self.copy_link_button = QPushButton("Copy link", self)
         self.open_link_button = QPushButton("Open link", self)
+        self.copy_error_button.clicked.connect(self._on_copy_error_button_clicked)
         self.copy_link_button.clicked.connect(self._on_copy_link_button_clicked)
         self.open_link_button.clicked.connect(self._on_open_link_button_clicked)
-        buttons.addWidget(self.copy_link_button)
-        buttons.addWidget(self.open_link_button)
+        for button in (self.copy_error_button, self.copy_link_button, self.open_link_button):
+            buttons.addWidget(button)
         buttons.addStretch(1)
         layout.addLayout(buttons)
         self.browser = QTextBrowser(self)
         self.browser.setObjectName("detail")
         self.browser.setOpenExternalLinks(True)
         layout.addWidget(self.browser, 1)
+        for before, after in ((self.run_now_button, self.copy_error_button),
+                              (self.copy_error_button, self.copy_link_button),
+                              (self.copy_link_button, self.open_link_button),
+                              (self.open_link_button, self.browser)):  # fmt: skip
+            QWidget.setTabOrder(before, after)
+        self._timer = QTimer(self)
+        self._timer.setInterval(TICK_MS)
+        self._timer.timeout.connect(self._on_timer_timeout)
         self.show_job(None)
+
+    @property
+    def first_focus(self) -> QWidget:
+        """The panel's first stop in the window's tab order (hidden buttons are skipped)."""
+        return self.run_now_button
+
+    def attach(self, connection: WorkerConnection, spawn: Spawn, tell: Callable[[str], None]) -> None:
+        """Follow the worker's progress events; run "Retry now" through it, reporting in the window's status bar."""
+        self._connection, self._spawn, self._tell = connection, spawn, tell
+        connection.progress.connect(self._on_connection_progress)
 
     @property
     def file_url(self) -> str | None:
@@ -63,18 +123,102 @@ class DetailPanel(QWidget):
         return str(url) if url else None
 
     def show_job(self, job: dict[str, Any] | None, message: str = "") -> None:
+        same = job is not None and self.job is not None and job.get("id") == self.job.get("id")
         self.job = job
+        if not same or (job or {}).get("status") != "running":
+            self.progress = None
         has_link = self.file_url is not None
         self.copy_link_button.setVisible(has_link)
         self.open_link_button.setVisible(has_link)
+        self.copy_error_button.setVisible(bool((job or {}).get("error")))
         if job is None:
             self.title.setText("No job selected")
-            self.browser.setHtml(
-                f"<p>{_e(message or 'Select a job to see its parameters, result, error and history.')}</p>"
-            )
+            self.state_label.hide()
+            self.run_now_button.hide()
+            self._show_progress()
+            self._timer.stop()
+            self._html = f"<p>{_e(message or 'Select a job to see its parameters, result, error and history.')}</p>"
+            self.browser.setHtml(self._html)
             return
-        self.title.setText(f"Job {job['id']} · {job.get('job_type', '')} · {job.get('status', '')}")
-        self.browser.setHtml(render(job))
+        status = str(job.get("status", ""))
+        type_label = TYPE_LABELS.get(str(job.get("job_type", "")), str(job.get("job_type", "")))
+        self.title.setText(f"Job {job['id']} · {type_label} · {fmt.STATUS_LABELS.get(status, status)}")
+        self.state_label.show()
+        self.run_now_button.setText(RUN_NOW_TEXT.get(status, "Run now"))
+        self.run_now_button.setVisible(status in RUN_NOW_TEXT)
+        self._show_progress()
+        self._render(keep_scroll=same)
+        if status in ("running", "retrying", "scheduled", "pending"):
+            self._timer.start()
+        else:
+            self._timer.stop()
+
+    def _render(self, *, keep_scroll: bool) -> None:
+        """The state line, and the HTML when it changed (relative times move on), keeping the reader's place."""
+        assert self.job is not None
+        now = datetime.now(UTC)
+        self.state_label.setText(job_text.state_line(self.job, now))
+        text = render(self.job, now)
+        if text == self._html:
+            return
+        self._html = text
+        bar = self.browser.verticalScrollBar()
+        at = bar.value()
+        self.browser.setHtml(text)
+        if keep_scroll:
+            bar.setValue(at)
+
+    def _show_progress(self) -> None:
+        progress = self.progress
+        visible = progress is not None and (self.job or {}).get("status") == "running"
+        self.progress_bar.setVisible(visible)
+        self.progress_label.setVisible(visible)
+        if not visible or progress is None:
+            return
+        share = fmt.progress_share(progress)
+        if share is None:
+            self.progress_bar.setRange(0, 0)  # busy: the total is not known
+        else:
+            self.progress_bar.setRange(0, 1000)
+            self.progress_bar.setValue(round(share * 1000))
+            self.progress_bar.setFormat(f"{100 * share:.0f} %")
+        parts = fmt.progress_detail(progress).split("\n")
+        self.progress_label.setText(" · ".join(parts))
+
+    # ------------------------------------------------------------------ slots
+    def _on_connection_progress(self, event: dict[str, Any]) -> None:
+        if self.job is not None and event.get("job_id") == self.job.get("id") and self.job.get("status") == "running":
+            self.progress = event.get("progress") or {}
+            self._show_progress()
+
+    def _on_timer_timeout(self) -> None:
+        if self.job is not None and self.isVisible():
+            self._render(keep_scroll=True)
+
+    def _on_run_now_button_clicked(self) -> None:
+        if self.job is not None and self._spawn is not None:
+            self._spawn(self.run_now(int(self.job["id"])))
+
+    async def run_now(self, job_id: int) -> dict[str, Any] | None:
+        """The job's next attempt (or its first, if scheduled) now, without waiting for its time."""
+        if self._connection is None:
+            return None
+        self.run_now_button.setEnabled(False)
+        try:
+            job: dict[str, Any] = await self._connection.request("run_now", job_id=job_id)
+        except JobdeckError as exc:
+            self._tell(str(exc))
+            return None
+        finally:
+            self.run_now_button.setEnabled(True)
+        self._tell(f"Job {job_id} will run now.")
+        return job
+
+    def _on_copy_error_button_clicked(self) -> None:
+        error = (self.job or {}).get("error")
+        if error:
+            QGuiApplication.clipboard().setText(str(error))
+            self._tell("Copied the error.")
 
     def _on_copy_link_button_clicked(self) -> None:
         if self.file_url:
@@ -86,59 +230,45 @@ class DetailPanel(QWidget):
             QDesktopServices.openUrl(QUrl(self.file_url))
 
 
-def render(job: dict[str, Any]) -> str:
-    status = job.get("status", "")
-    color = STATUS_COLORS.get(status, "#7a808a")
-    parts = [
-        f"<p><span style='background:{color};color:white;font-weight:bold'>&nbsp;{_e(status)}&nbsp;</span> "
-        f"&nbsp;priority {_e(job.get('priority'))} · attempt {_e(job.get('attempts'))} of "
-        f"{int(job.get('max_retries') or 0) + 1}</p>",
-        "<table cellspacing='0' cellpadding='2'>",
-    ]
-    times = [("Created", "created_at"), ("Scheduled", "scheduled_time"), ("Started", "started_at"),
-             ("Finished", "finished_at"), ("Next attempt", "next_attempt_at")]  # fmt: skip
-    for label, key in times:
-        if job.get(key):
-            parts.append(f"<tr><td><b>{label}</b></td><td>{_e(fmt.local_time(job[key]))}</td></tr>")
-    duration = fmt.job_duration(job)
-    if duration is not None:
-        parts.append(f"<tr><td><b>Duration</b></td><td>{_e(fmt.duration(duration))}</td></tr>")
-    parts.append("</table><h4>Parameters</h4><table cellspacing='0' cellpadding='2'>")
-    for key, value in (job.get("parameters") or {}).items():
-        parts.append(f"<tr><td valign='top'><b>{_e(key)}</b></td><td>{_value(value)}</td></tr>")
-    parts.append("</table>")
-    result = job.get("result")
+def _rows(rows: list[tuple[str, str]], link: str | None = None) -> str:
+    cells = []
+    for label, value in rows:
+        shown = f"<a href='{_e(value)}'>{_e(value)}</a>" if label == link else _e(value).replace("\n", "<br>")
+        cells.append(f"<tr><td valign='top' nowrap><b>{_e(label)}</b></td><td valign='top'>{shown}</td></tr>")
+    return "<table cellspacing='0' cellpadding='2'>" + "".join(cells) + "</table>"
+
+
+def render(job: dict[str, Any], now: datetime | None = None) -> str:
+    """The panel's text: when, the parameters and result in words, the error, the attempts, the traceback last."""
+    parts = [_rows(job_text.overview_rows(job, now))]
+    parameters = job_text.parameter_rows(job)
+    if parameters:
+        parts.append("<h4>Details</h4>" + _rows(parameters))
+    result = job_text.result_rows(job)
     if result:
-        parts.append("<h4>Result</h4><table cellspacing='0' cellpadding='2'>")
-        for key, value in result.items() if isinstance(result, dict) else [("value", result)]:
-            cell = f"<a href='{_e(value)}'>{_e(value)}</a>" if key == "file_url" and value else _value(value)
-            parts.append(f"<tr><td valign='top'><b>{_e(key)}</b></td><td>{cell}</td></tr>")
-        parts.append("</table>")
+        parts.append("<h4>Result</h4>" + _rows(result, link="Link"))
     if job.get("error"):
-        parts.append(f"<h4>Error</h4><p style='color:{theme.color('error').name()}'>{_value(job['error'])}</p>")
+        error = _e(job["error"]).replace("\n", "<br>")
+        parts.append(f"<h4>Error</h4><p style='color:{theme.color('error').name()}'>{error}</p>")
+    steps = job_text.timeline(job)
+    if steps:
+        parts.append("<h4>Attempts</h4>" + _timeline(steps, fmt.local_time(job.get("created_at"))[:10]))
     if job.get("traceback"):
-        parts.append(f"<h4>Traceback</h4><pre>{_e(job['traceback'])}</pre>")
-    schedule = job.get("retry_schedule") or []
-    if schedule:
-        parts.append("<h4>Retry schedule</h4><table cellspacing='0' cellpadding='2'>")
-        for step in schedule:
-            if step.get("at"):
-                when = fmt.local_time(step["at"])
-            else:
-                when = f"between {fmt.local_time(step.get('earliest'))} and {fmt.local_time(step.get('latest'))}"
-            parts.append(f"<tr><td>attempt {_e(step.get('attempt'))}</td><td>{_e(when)}</td></tr>")
-        parts.append("</table>")
-    history = job.get("history") or []
-    if history:
-        parts.append("<h4>History</h4><table cellspacing='0' cellpadding='2'>")
-        day = fmt.local_time(job.get("created_at"))[:10]
-        for item in history:
-            error = f" — {_e(item['error'])}" if item.get("error") else ""
-            stamp = fmt.local_time(item.get("at"))
-            stamp = stamp[11:] if stamp[:10] == day else stamp  # the day is in "Created" above
-            parts.append(
-                f"<tr><td nowrap valign='top'>{_e(stamp)}</td><td nowrap valign='top'><b>{_e(item.get('type'))}</b>"
-                f"</td><td valign='top'>{_e(item.get('status'))}{error}</td></tr>"
-            )
-        parts.append("</table>")
+        parts.append(f"<h4>Traceback (for a bug report)</h4><pre>{_e(job['traceback'])}</pre>")
     return "".join(parts)
+
+
+def _timeline(steps: list[job_text.Step], day: str) -> str:
+    """One row a step: a glyph whose shape says how it went, the time (without the creation day), what and why."""
+    error = theme.color("error").name()
+    rows = []
+    for step in steps:
+        stamp = fmt.local_time(step.at) if step.at else ""
+        stamp = stamp[11:] if stamp[:10] == day else stamp
+        color = theme.status_color(STEP_COLORS[step.kind]).name()
+        why = f"<br><span style='color:{error}'>{_e(step.detail)}</span>" if step.detail else ""
+        rows.append(
+            f"<tr><td valign='top' style='color:{color}'><b>{GLYPHS[step.kind]}</b></td>"
+            f"<td valign='top' nowrap>{_e(stamp)}</td><td valign='top'>{_e(step.title)}{why}</td></tr>"
+        )
+    return "<table cellspacing='0' cellpadding='2'>" + "".join(rows) + "</table>"

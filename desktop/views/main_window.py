@@ -190,7 +190,7 @@ class MainWindow(QMainWindow):
         self.menus = build_menu_bar(self)
         # Tab goes pane to pane: the filter bar's controls, the table (one stop), the detail panel.
         self.setTabOrder(self.filter_bar.search, self.table)
-        self.setTabOrder(self.table, self.detail.copy_link_button)
+        self.setTabOrder(self.table, self.detail.first_focus)
         self.job_actions.update_enabled()
         self._update_empty()
 
@@ -219,6 +219,7 @@ class MainWindow(QMainWindow):
         self.connection.state_changed.connect(self._follow_worker_state)
         self.supervisor.state_changed.connect(self._follow_worker_state)
         self.detail.link_copied.connect(self._on_detail_link_copied)
+        self.detail.attach(self.connection, self.spawn, self.tell)
         self.tray.show_requested.connect(self.show_and_raise)
         self.tray.upload_requested.connect(self.open_upload_picker)
         self.tray.quit_requested.connect(self.request_quit)

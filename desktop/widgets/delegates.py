@@ -1,4 +1,4 @@
-"""Cell painters for the jobs table: plain text, the coloured status badge and the upload progress bar.
+"""Cell painters for the jobs table: plain text, the coloured status badge and the progress bar of a running job.
 
 The table repaints every visible cell whenever rows arrive at the top, so painting is the GUI thread's biggest
 cost under a stream of events. These delegates paint straight from the model's cached display strings with
@@ -139,9 +139,58 @@ class StatusBadgeDelegate(TextCellDelegate):
         return QSize(self.width_for(option.font), super().sizeHint(option, index).height())
 
 
+def paint_progress_bar(
+    painter: QPainter, rect: QRect, palette: QPalette, metrics: QFontMetrics, share: float | None, variants: list[str]
+) -> None:
+    """A progress bar across ``rect`` with the longest of ``variants`` that fits written over it.
+
+    The bar has its own background (the palette's base), so it reads the same on a selected row. The text is drawn
+    twice, each time clipped to one side of the fill's edge: white over the fill, the text colour over the track,
+    as native progress bars do. ``share`` None (total unknown): an empty track with the text alone."""
+    height = rect.height()
+    radius = min(height / 2, max(3.0, metrics.height() / 4))
+    track = QRectF(rect)
+    painter.save()
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setPen(palette.color(QPalette.ColorRole.Mid))
+    painter.setBrush(palette.color(QPalette.ColorRole.Base))
+    painter.drawRoundedRect(track.adjusted(0.5, 0.5, -0.5, -0.5), radius, radius)
+    filled_width = 0
+    if share:
+        filled_width = max(int(2 * radius), round(rect.width() * share))
+        fill = QRectF(track.x(), track.y(), filled_width, track.height())
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(status_color("running"))
+        painter.drawRoundedRect(fill.adjusted(0.5, 0.5, -0.5, -0.5), radius, radius)
+    pad = max(3, metrics.height() // 3)
+    room = rect.width() - 2 * pad
+    text = next((v for v in variants if metrics.horizontalAdvance(v) <= room), variants[-1])
+    text = metrics.elidedText(text, Qt.TextElideMode.ElideRight, max(0, room))
+    text_rect = rect.adjusted(pad, 0, -pad, 0)
+    align = Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignHCenter
+    left, right = QRect(rect), QRect(rect)
+    left.setWidth(filled_width)
+    right.setLeft(rect.x() + filled_width)
+    painter.setClipRect(right)
+    painter.setPen(palette.color(QPalette.ColorRole.Text))
+    painter.drawText(text_rect, int(align.value), text)
+    if filled_width:
+        painter.setClipRect(left)
+        painter.setPen(_WHITE)
+        painter.drawText(text_rect, int(align.value), text)
+    painter.restore()
+
+
+def bar_rect(cell: QRect, metrics: QFontMetrics) -> QRect:
+    """Where a progress bar goes in a table cell: its width less a margin, a little taller than the text."""
+    margin = max(2, metrics.height() // 6)
+    height = min(cell.height() - 2 * margin, metrics.height() + 2 * margin)
+    return QRect(cell.x() + margin, cell.center().y() - height // 2 + 1, cell.width() - 2 * margin, height)
+
+
 class ProgressDelegate(TextCellDelegate):
-    """For a running upload with progress: a compact bar with "42 % · 12.3 MB/s · 8 s left" (full detail in the
-    tooltip); otherwise the plain result or error text."""
+    """For a running job with progress: a bar across the whole cell, with "42 % · 12.3 of 29.3 MiB · 4.1 MiB/s ·
+    8 s left" (shorter forms in a narrower column; the tooltip has it all); otherwise the result or error text."""
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
         selected = self.paint_background(painter, option)
@@ -150,26 +199,6 @@ class ProgressDelegate(TextCellDelegate):
         if not progress:
             self.paint_text(painter, option, self.model.cell(row, Col.OUTCOME), Col.OUTCOME, selected)
             return
-        rect, metrics, palette = option.rect, option.fontMetrics, option.palette
-        margin = max(3, metrics.height() // 3)
-        done, total = progress.get("done") or 0, progress.get("total") or 0
-        height = max(4, metrics.height() // 3)
-        bar_width = min(metrics.horizontalAdvance("M") * 4, max(0, rect.width() // 4))
-        track = QRectF(rect.x() + margin, rect.center().y() - height / 2 + 1, bar_width, height)
-        painter.save()
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(palette.color(QPalette.ColorRole.Mid))
-        painter.drawRoundedRect(track, height / 2, height / 2)
-        if total:
-            filled = QRectF(track)
-            filled.setWidth(max(float(height), track.width() * min(1.0, done / total)))
-            painter.setBrush(status_color("running"))
-            painter.drawRoundedRect(filled, height / 2, height / 2)
-        painter.restore()
-        text_option = QStyleOptionViewItem(option)
-        text_option.rect = rect.adjusted(bar_width + margin, 0, 0, 0)
-        room = text_option.rect.width() - 2 * margin
-        variants = fmt.progress_compact_variants(progress)  # the longest that fits; the tooltip has it all
-        text = next((v for v in variants if metrics.horizontalAdvance(v) <= room), variants[-1])
-        self.paint_text(painter, text_option, text, Col.OUTCOME, selected)
+        metrics = option.fontMetrics
+        paint_progress_bar(painter, bar_rect(option.rect, metrics), option.palette, metrics,
+                           fmt.progress_share(progress), fmt.progress_compact_variants(progress))  # fmt: skip
