@@ -37,6 +37,7 @@ from desktop.views.schedules_view import SchedulesView
 from desktop.views.settings_dialog import SettingsDialog
 from desktop.views.stats_view import StatsView
 from desktop.views.table_dialog import TableDialog
+from desktop.views.transfers_view import TransfersView
 from desktop.views.trash_view import TrashView
 from desktop.views.tray import TrayController
 from desktop.views.window_menus import ShortcutsDialog, about_text, build_menu_bar
@@ -127,6 +128,8 @@ class MainWindow(QMainWindow):
         self.stats_action = a("Statistics", self.open_stats, "Ctrl+I")
         self.trash_action = a("Trash…", self.open_trash, tip="Deleted jobs: restore them or delete them for good")
         self.schedules_action = a("Schedules…", self.open_schedules, tip="Recurring jobs: pause, resume, run now")
+        self.transfers_action = a("Transfers", self.open_transfers, "Ctrl+T", "Active and recent uploads, per file")
+        self.transfers: TransfersView | None = None
         # Ctrl+, everywhere: Qt's standard Preferences key is empty on Linux desktops.
         self.settings_action = a("Settings…", self.open_settings, "Ctrl+,")
         self.find_action = a("Find", self._focus_search, QKeySequence.StandardKey.Find)
@@ -448,6 +451,13 @@ class MainWindow(QMainWindow):
         view.show()
         view.start_refresh()
         return view
+
+    def open_transfers(self) -> TransfersView:
+        if self.transfers is None:
+            self.transfers = TransfersView(self.connection, self)
+            self.transfers.show_job_requested.connect(self.show_job)
+        self.transfers.open_or_raise()
+        return self.transfers
 
     def open_trash(self) -> TableDialog:
         return self._open_table(TrashView(self.connection.request, self))

@@ -42,7 +42,14 @@ def build_menu_bar(window: MainWindow) -> dict[str, QMenu]:
     layout: dict[str, tuple[Entry, ...]] = {
         "&File": (window.new_action, window.upload_action, None, window.quit_action),
         "&Edit": (jobs.copy_id, window.select_all_action, window.find_action, None, window.settings_action),
-        "&View": (window.theme_menu, None, window.stats_action, window.schedules_action, window.trash_action),
+        "&View": (
+            window.theme_menu,
+            None,
+            window.transfers_action,
+            window.stats_action,
+            window.schedules_action,
+            window.trash_action,
+        ),
         "&Jobs": (
             jobs.retry,
             jobs.cancel,
