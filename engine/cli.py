@@ -172,10 +172,13 @@ def _say(text: str) -> None:
 
 
 def _job_line(job: dict[str, Any]) -> str:
-    from engine.jobs import registry
+    if "summary" in job:  # made by the engine that read the page (``Operations.list(summaries=True)``)
+        summary = str(job["summary"])
+    else:
+        from engine.jobs import registry
 
-    kind = registry.load().get(job["job_type"])
-    summary = kind.summary(job["parameters"]) if kind else ""
+        kind = registry.load().get(job["job_type"])
+        summary = kind.summary(job["parameters"]) if kind else ""
     when = job["next_attempt_at"] or job["scheduled_time"] or job["created_at"]
     extra = job["error"] or ((job["result"] or {}).get("file_url") if job["result"] else "") or ""
     return (
@@ -233,18 +236,41 @@ def _parse_params(pairs: Sequence[str], raw_json: str | None) -> dict[str, Any]:
 
 
 def _ops() -> Operations:
-    from engine.config import Paths
-    from engine.events.client import try_wake
+    from engine.events.discovery import read_worker_info
     from engine.operations import Operations
+    from engine.paths import Paths
 
     ops = Operations(Paths())
 
     def wake() -> None:
+        if read_worker_info(ops.paths) is None:
+            _no_worker_notice()
+            return
+        from engine.events.client import try_wake
+
         if not try_wake(ops.paths):
             _no_worker_notice()
 
     ops.after_enqueue = wake
     return ops
+
+
+# Commands a running worker can serve (see ``engine.cli_worker``): they then start without opening the ledger.
+_THROUGH_WORKER = {"submit", "list", "show", "retry", "cancel", "run-now", "delete", "stats", "trash"}
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    """The running worker when one serves this data folder, else ``Operations`` in this process. ``submit
+    upload_file`` stays here: the file it names is read, and staged, by the process that names it (as with
+    ``upload``), relative to this process's working folder."""
+    if args.command in _THROUGH_WORKER and not (args.command == "submit" and args.job_type == "upload_file"):
+        from engine.cli_worker import WorkerEngine
+        from engine.paths import Paths
+
+        remote = WorkerEngine.connect(Paths())
+        if remote is not None:
+            return remote
+    return _ops()
 
 
 @functools.cache
@@ -259,7 +285,7 @@ def run(argv: Sequence[str]) -> int:
     args = _parser().parse_args(argv)
     paths: Paths | None = None
     try:
-        from engine.config import Paths, make_private
+        from engine.paths import Paths, make_private
 
         paths = Paths()
         make_private(paths)
@@ -310,8 +336,7 @@ def _output_closed() -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from engine.config import Paths
-    from engine.jobs import registry
+    from engine.paths import Paths
 
     cmd = args.command
     if cmd == "worker":
@@ -331,6 +356,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "db":
         return _db(args.action, args.outfile)
     if cmd == "types":
+        from engine.jobs import registry
+
         types = [t.describe() for _, t in sorted(registry.load().items())]
         if args.json:
             _print_json(types)
@@ -346,13 +373,31 @@ def _dispatch(args: argparse.Namespace) -> int:
                     print(f"    {name:<12} {flag:<8}  {spec.get('description', '')}")
         return 0
 
-    ops = _ops()
+    ops = _engine(args)
+    try:
+        return _dispatch_ops(args, ops)
+    finally:
+        if getattr(ops, "through_worker", False):
+            ops.close()
+
+
+def _dispatch_ops(args: argparse.Namespace, ops: Any) -> int:
+    cmd = args.command
     if cmd == "schedule":
         return cli_schedules.dispatch(args, ops)
     if cmd == "submit":
         params = _parse_params(args.param, args.params_json)
+        at = args.at
+        if at not in (None, "") and getattr(ops, "through_worker", False):  # without an offset: our local time
+            from engine.inputs import parse_time
+
+            at = parse_time("scheduled_time", at, future=True).isoformat()
         job = ops.create(
-            args.job_type, params, priority=args.priority, max_retries=args.max_retries, scheduled_time=args.at
+            job_type=args.job_type,
+            parameters=params,
+            priority=args.priority,
+            max_retries=args.max_retries,
+            scheduled_time=at,
         )
         _print_json(job) if args.json else print(f"created job {job['id']} ({job['status']})")
     elif cmd == "upload":
@@ -378,7 +423,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif cmd == "uploads":
         _uploads_cleanup(ops, args.bucket, args.older_than, args.json)
     elif cmd == "list":
-        page = ops.list(status=args.status, job_type=args.job_type, search=args.search, limit=args.limit)
+        page = ops.list(
+            status=args.status, job_type=args.job_type, search=args.search, limit=args.limit, summaries=not args.json
+        )
         if args.json:
             _print_json({"jobs": page["jobs"], "total": page["total"], "seq": page["seq"]})
         elif not page["jobs"]:
@@ -394,7 +441,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             if page["total"] > len(page["jobs"]):
                 print(f"… {page['total'] - len(page['jobs'])} more (use --limit)")
     elif cmd == "show":
-        job = ops.get(args.id)
+        job = ops.get(job_id=args.id)
         _print_json(job) if args.json else _print_job(job)
     elif cmd in ("retry", "cancel", "run-now", "delete") and args.status:
         _bulk(ops, cmd.replace("-", "_"), args)
@@ -402,11 +449,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.all_failed:
             print(f"retrying {ops.retry_all_failed()['count']} failed job(s)")
         else:
-            job = ops.retry(args.id)
+            job = ops.retry(job_id=args.id)
             print(f"job {job['id']} is {job['status']} again")
     elif cmd in ("cancel", "run-now", "delete"):
         method = {"cancel": ops.cancel, "run-now": ops.run_now, "delete": ops.delete}[cmd]
-        job = method(args.id)
+        job = method(job_id=args.id)
         print(f"job {job['id']} {'deleted' if cmd == 'delete' else 'is ' + job['status']}")
     elif cmd == "trash":
         _trash(ops, args)
@@ -431,12 +478,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _bulk(ops: Any, action: str, args: argparse.Namespace) -> None:
     """An action on all jobs a filter matches: the count first, then (unless a dry run) what was done."""
     target = {"status": args.status, "job_type": args.job_type, "search": args.search}
-    counted = ops.bulk(action, dry_run=True, **target)
+    counted = ops.bulk(action=action, dry_run=True, **target)
     verb = action.replace("_", " ")
     print(f"{counted['matched']} job(s) match; {verb} applies to {counted['applicable']}")
     if args.dry_run or not counted["applicable"]:
         return
-    report = ops.bulk(action, max_id=ops.ledger.max_id(), **target)
+    newest = ops.list(limit=1, count=False)["max_id"]  # jobs created from here on are not touched
+    report = ops.bulk(action=action, max_id=newest, **target)
     print(f"{verb}: {report['done']} job(s) done")
     for error in report.get("errors", []):
         print(error, file=sys.stderr)

@@ -13,93 +13,36 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError as PydanticValidationError
 
 from engine.config import DEFAULT_PRIORITY, Paths, Settings, load_settings
 from engine.credentials.store import Credentials, CredentialStore, default_store
 from engine.errors import JobdeckError, ValidationError
+from engine.inputs import MAX_DELAY_S as MAX_DELAY_S
+from engine.inputs import parse_id as parse_id
+from engine.inputs import parse_int as parse_int
+from engine.inputs import parse_max_retries as parse_max_retries
+from engine.inputs import parse_priority as parse_priority
+from engine.inputs import parse_seconds as parse_seconds
+from engine.inputs import parse_statuses as parse_statuses
+from engine.inputs import parse_time as parse_time
 from engine.jobs import registry
 from engine.jobs.base import CleanupEnv, JobType, Params, remove_staged
-from engine.queue.huey_queue import JobQueue
 from engine.schedule_ops import ScheduleOperations
 from engine.storage.reads import SORT_KEYS, JobQuery
 from engine.storage.repository import ACTIONS, Ledger, Outbox, no_outbox
-from engine.storage.status import ALL_STATUSES, WAITING, JobStatus
+from engine.storage.status import WAITING, JobStatus
 from engine.storage.trash import new_batch
 from engine.upload_paths import check_key
 
+if TYPE_CHECKING:
+    from engine.queue.huey_queue import JobQueue
+
 MAX_LIST_LIMIT = 10_000
 MAX_IDS = 30_000  # ids one request may name (SQLite binds at most 32,766 values in a statement)
-MAX_DELAY_S = 86_400  # a delay or timeout in seconds: longer than a day is a mistake (and 1e308 never ends)
 MAX_AGE_HOURS = 1_000_000  # over a century back; far more is no date at all (and overflows)
-
-
-# ------------------------------------------------------------------ input checks shared by every front end
-def parse_int(field: str, value: Any, low: int, high: int, rule: str) -> int:
-    if isinstance(value, bool):
-        raise ValidationError(field, f"must be {rule}; got {value!r}")
-    if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise ValidationError(field, f"must be {rule}; got {value!r}") from None
-    if not isinstance(value, int) or not low <= value <= high:
-        raise ValidationError(field, f"must be {rule}; got {value!r}")
-    return value
-
-
-def parse_seconds(field: str, value: Any) -> float:
-    """A positive, finite number of seconds, at most a day."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_DELAY_S:
-        raise ValidationError(field, f"must be a number of seconds above 0 and at most {MAX_DELAY_S}; got {value!r}")
-    return float(value)
-
-
-def parse_priority(value: Any) -> int:
-    return parse_int("priority", value, 0, 9, "an integer from 0 to 9 (higher runs first)")
-
-
-def parse_max_retries(value: Any) -> int:
-    return parse_int("max_retries", value, 0, 100, "an integer from 0 to 100")
-
-
-def parse_time(field: str, value: Any, *, future: bool) -> datetime:
-    """ISO 8601; a time without an offset is local time. Stored in UTC."""
-    if isinstance(value, datetime):
-        when = value
-    elif isinstance(value, str) and value.strip():
-        text = value.strip().replace(" ", "T", 1)
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            when = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValidationError(
-                field, f"{value!r} is not an ISO 8601 time (e.g. 2026-12-01T09:30 or 2026-12-01T09:30+01:00)"
-            ) from None
-    else:
-        raise ValidationError(field, "is required: an ISO 8601 time such as 2026-12-01T09:30")
-    if when.tzinfo is None:
-        when = when.astimezone()  # naive means the user's local time
-    when = when.astimezone(UTC)
-    if future and when <= datetime.now(UTC):
-        raise ValidationError(field, f"{when.isoformat()} is in the past; give a time in the future")
-    return when
-
-
-def parse_statuses(value: Any) -> list[str]:
-    items = [value] if isinstance(value, str) else list(value or [])
-    statuses = [s.strip() for item in items for s in str(item).split(",") if s.strip()]
-    bad = [s for s in statuses if s not in ALL_STATUSES]
-    if bad:
-        raise ValidationError("status", f"unknown status {bad[0]!r}; allowed: {', '.join(ALL_STATUSES)}")
-    return statuses
-
-
-def parse_id(value: Any) -> int:
-    return parse_int("id", value, 1, 2**63 - 1, "a positive job id")
 
 
 def validate_params(job_type: JobType, parameters: Any) -> Params:
@@ -150,7 +93,8 @@ class Operations:
     ) -> None:
         self.paths = paths or Paths()
         self.ledger = ledger or Ledger(self.paths.database_url())
-        self.queue = queue or JobQueue(self.paths.queue)
+        self._queue = queue
+        self._queue_path = queue.path if queue is not None else self.paths.queue
         self.credentials = Credentials(store or default_store())
         self.after_enqueue: Callable[[], object] | None = None  # the CLI wakes a running worker here
         # A transactional outbox: when the queue lives in the ledger's SQLite file (the default: ``Paths.queue``),
@@ -158,8 +102,27 @@ class Operations:
         # (a CLI killed between the two commits, while the worker runs on) can leave a job waiting for a message
         # that was never written; and a create commits once rather than twice. With PostgreSQL the message
         # follows the commit.
-        self._outbox: Outbox = self._write_message if self.queue.lives_in(self.ledger.sqlite_file) else no_outbox
+        self._in_ledger = _same_file(self._queue_path, self.ledger.sqlite_file)
         self.schedules = ScheduleOperations(self)
+
+    @property
+    def queue(self) -> JobQueue:
+        """Made on first use: a command that only reads never imports Huey."""
+        if self._queue is None:
+            from engine.queue import huey_queue
+
+            self._queue = huey_queue.JobQueue(self._queue_path)
+        return self._queue
+
+    @property
+    def _outbox(self) -> Outbox:
+        """What writes a job's message inside the transaction that makes it runnable. Asked for before that
+        transaction begins, so the queue is made here: Huey's set-up opens a connection of its own, which would
+        wait for the write lock our own transaction holds."""
+        if not self._in_ledger:
+            return no_outbox
+        self.queue  # noqa: B018  (made now, before the transaction)
+        return self._write_message
 
     @property
     def settings(self) -> Settings:
@@ -173,7 +136,7 @@ class Operations:
         the worker."""
         if not jobs:
             return
-        if self._outbox is no_outbox:
+        if not self._in_ledger:
             for job in jobs:
                 self.queue.enqueue(job["id"], job["priority"], _eta(job))
         else:
@@ -347,10 +310,13 @@ class Operations:
         limit: Any = 100,
         offset: Any = 0,
         count: bool = True,
+        summaries: bool = False,
         **filters: Any,
     ) -> dict[str, Any]:
         """A page of the jobs the filters match, in ``sort`` order; ``max_id`` is the newest job when it was read
-        (a view passes it back with its later pages so that jobs created meanwhile do not shift them)."""
+        (a view passes it back with its later pages so that jobs created meanwhile do not shift them). With
+        ``summaries``, each job carries its type's one-line ``summary`` (for a client that does not load the job
+        types itself, as the CLI through a running worker)."""
         query = self.query(**filters)
         if sort not in SORT_KEYS:
             raise ValidationError("sort", f"unknown sort key {sort!r}; allowed: {', '.join(SORT_KEYS)}")
@@ -362,6 +328,11 @@ class Operations:
             replace(query, max_id=newest), sort=sort, descending=bool(descending), limit=lim, offset=off,
             count=bool(count),
         )  # fmt: skip
+        if summaries:
+            types = registry.load()
+            for job in jobs:
+                kind = types.get(job["job_type"])
+                job["summary"] = kind.summary(job["parameters"]) if kind else ""
         return {"jobs": jobs, "total": total, "limit": lim, "offset": off, "seq": seq, "max_id": newest}
 
     def status_counts(self, **filters: Any) -> dict[str, Any]:
@@ -597,3 +568,8 @@ def _eta(job: dict[str, Any]) -> datetime | None:
     if job["status"] == JobStatus.SCHEDULED.value:
         return datetime.fromisoformat(job["scheduled_time"])
     return None
+
+
+def _same_file(path: Path, database: Path | None) -> bool:
+    """Whether the queue's file is the ledger's SQLite database (see ``JobQueue.lives_in``)."""
+    return database is not None and path.resolve() == database.resolve()

@@ -6,10 +6,10 @@ import json
 import sys
 from typing import Any
 
-from engine.config import Paths
 from engine.events import schema
 from engine.events.client import EventStream
 from engine.inert import inert
+from engine.paths import Paths
 
 
 def format_event(event: dict[str, Any]) -> str | None:

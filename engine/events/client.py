@@ -11,7 +11,6 @@ import contextlib
 import itertools
 import json
 import logging
-import os
 import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -19,9 +18,11 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
-from engine.config import Paths
 from engine.errors import JobdeckError, ValidationError, WorkerNotRunning
+from engine.events.discovery import pid_alive as pid_alive
+from engine.events.discovery import read_worker_info as read_worker_info
 from engine.events.wake import send_wake
+from engine.paths import Paths
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -29,38 +30,6 @@ log = logging.getLogger(__name__)
 
 CONNECT_RETRY_S = 0.01  # first pause before connecting again after a reset; doubles up to CONNECT_RETRY_MAX_S
 CONNECT_RETRY_MAX_S = 0.1
-
-
-def read_worker_info(paths: Paths | None = None) -> dict[str, Any] | None:
-    """``runtime/worker.json`` if its process is alive, else None."""
-    path = (paths or Paths()).worker_info
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(info, dict) or not pid_alive(int(info.get("pid", 0))):
-        return None
-    return info
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    if os.name == "nt":
-        import ctypes
-
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # type: ignore[attr-defined]
-        if handle:
-            ctypes.windll.kernel32.CloseHandle(handle)  # type: ignore[attr-defined]
-            return True
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def raise_error(error: dict[str, Any]) -> None:
