@@ -18,13 +18,15 @@ from engine.jobs.base import JobType
 from engine.schedule_rules import RULE_HINT, Rule, parse_cron, parse_every, parse_rule, zone
 from engine.schedule_rules import local_zone_name as _local_zone_name
 from engine.storage.rows import utcnow
-from engine.storage.schedules import first_cursor, resume_values, schedule_to_dict
+from engine.storage.schedules import CATCH_UP_LIMIT, first_cursor, resume_values, schedule_to_dict
 from engine.storage.status import CATCH_UP_POLICIES, OVERLAP_POLICIES
 
 if TYPE_CHECKING:
     from engine.operations import Operations
 
 MAX_NAME = 200
+CATCH_UP_DEFAULT = "once"
+OVERLAP_DEFAULT = "skip"
 _UNSET: Any = object()
 
 
@@ -106,6 +108,14 @@ class ScheduleOperations:
                 schedule["recent_runs"] = runs.get(schedule["id"], [])
         return schedules
 
+    def options(self) -> dict[str, Any]:
+        """What an editor offers: the catch-up and overlap policies, their defaults, and the zone a schedule gets
+        when none is given (this computer's, by name)."""
+        return {
+            "catch_up": list(CATCH_UP_POLICIES), "catch_up_default": CATCH_UP_DEFAULT, "catch_up_limit": CATCH_UP_LIMIT,
+            "overlap": list(OVERLAP_POLICIES), "overlap_default": OVERLAP_DEFAULT, "local_tz": self.local_zone(),
+        }  # fmt: skip
+
     def preview(
         self, *, cron: str | None = None, every: str | None = None, rule: str | None = None, tz: str | None = None,
         start: Any = None, end: Any = None,
@@ -167,8 +177,8 @@ class ScheduleOperations:
             "max_retries": parse_max_retries(
                 self.ops.settings.default_max_retries if max_retries is None else max_retries
             ),
-            "catch_up": _choice("catch_up", catch_up or "once", CATCH_UP_POLICIES),
-            "overlap": _choice("overlap", overlap or "skip", OVERLAP_POLICIES),
+            "catch_up": _choice("catch_up", catch_up or CATCH_UP_DEFAULT, CATCH_UP_POLICIES),
+            "overlap": _choice("overlap", overlap or OVERLAP_DEFAULT, OVERLAP_POLICIES),
             "start_at": _time("start", start),
             "end_at": _time("end", end),
         }

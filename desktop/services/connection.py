@@ -28,6 +28,7 @@ class WorkerConnection(QObject):
     state_changed = Signal(str)  # connected | reconnecting | stopped
     job_events = Signal(object)  # a list of job.created / job.updated / job.deleted, in seq order
     progress = Signal(object)  # job.progress
+    schedule_events = Signal(object)  # a list of schedule.updated
     worker_status = Signal(object)  # worker.status payload
     replay_done = Signal(int)
 
@@ -95,6 +96,8 @@ class WorkerConnection(QObject):
                 self.progress.emit(event)
             elif kind.startswith("job."):
                 jobs.append(event)
+            elif kind == "schedule.updated":
+                self.schedule_events.emit([event])
             elif kind == "worker.status":
                 if jobs:  # keep the order the worker sent them in
                     self.job_events.emit(jobs)

@@ -1,4 +1,5 @@
-"""The actions on selected jobs (retry, cancel, run now, delete, clone, copy id, open link, retry all failed)."""
+"""The actions on selected jobs (retry, cancel, run now, delete, clone, make recurring, copy id, open link, retry all
+failed)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from PySide6.QtWidgets import QMenu, QTableView, QWidget
 if TYPE_CHECKING:
     from desktop.views.job_dialog import JobDialog
     from desktop.views.main_window import MainWindow
+    from desktop.views.schedule_editor import ScheduleEditor
 
 
 def window_action(window: QWidget, text: str, slot: Callable[[], Any], shortcut: Any = None, tip: str = "") -> QAction:
@@ -41,9 +43,13 @@ class JobActions(QObject):
         self.run_now = a("Run now", self.run_now_selected, "Ctrl+Return", "Run the selected jobs now")
         self.delete = a("Delete…", self.delete_selected, QKeySequence.StandardKey.Delete)
         self.clone = a("Clone and edit…", self.clone_selected, "Ctrl+D", "A new job from the selected one")
+        self.make_recurring = a(
+            "Make recurring…", self.make_recurring_selected, tip="Run the selected job's type and parameters on a rule"
+        )
         self.copy_id = a("Copy id", self.copy_ids, "Ctrl+Shift+C", "Copy the selected job ids")
         self.open_link = a("Open result link", self.open_result_link, "Ctrl+O")
-        self.selection = (self.retry, self.cancel, self.run_now, self.delete, self.clone, self.copy_id, self.open_link)
+        self.selection = (self.retry, self.cancel, self.run_now, self.delete, self.clone, self.make_recurring,
+                          self.copy_id, self.open_link)  # fmt: skip
         self.rules: dict[str, list[str]] = {}  # action → the statuses it applies to, as the engine says
 
     def _action(self, text: str, slot: Callable[[], Any], shortcut: Any = None, tip: str = "") -> QAction:
@@ -65,7 +71,10 @@ class JobActions(QObject):
                              (self.delete, "delete")):  # fmt: skip
             applies = set(self.rules.get(name, ()))
             action.setEnabled(bool(applies) and (everything or bool(statuses & applies)))
-        self.clone.setEnabled(len(jobs) == 1)
+        # One job selected, even when it is the only one in the view (then "every matching job" is that one).
+        single = self.window.table.selection_count() == 1 and len(self.window.selected_jobs()) == 1
+        self.clone.setEnabled(single)
+        self.make_recurring.setEnabled(single)
         self.copy_id.setEnabled(bool(jobs))
         self.open_link.setEnabled(any(isinstance(j.get("result"), dict) and j["result"].get("file_url")
                                       for j in jobs))  # fmt: skip
@@ -153,6 +162,13 @@ class JobActions(QObject):
         dialog.open()
         return dialog
 
+    def make_recurring_selected(self) -> ScheduleEditor | None:
+        """The schedule editor, filled with the selected job's type, parameters, priority and retries."""
+        jobs = self.window.selected_jobs()
+        if len(jobs) != 1:
+            return None
+        return self.window.open_schedule_editor(prefill=jobs[0])
+
     def copy_ids(self) -> None:
         ids = self.window.selected_ids()
         if ids:
@@ -172,8 +188,8 @@ class JobActions(QObject):
 
     def _on_table_custom_context_menu_requested(self, pos: QPoint) -> None:
         menu = QMenu(self.window)
-        for action in (self.retry, self.cancel, self.run_now, self.clone, None, self.copy_id, self.open_link, None,
-                       self.delete, None, self.window.new_action, self.retry_all):  # fmt: skip
+        for action in (self.retry, self.cancel, self.run_now, self.clone, self.make_recurring, None, self.copy_id,
+                       self.open_link, None, self.delete, None, self.window.new_action, self.retry_all):  # fmt: skip
             if action is None:
                 menu.addSeparator()
             else:

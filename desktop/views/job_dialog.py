@@ -185,9 +185,16 @@ class JobDialog(QDialog):
 
     A field is judged when the user leaves it or presses Create, never at every key. Create stays disabled only
     while a required field is empty or the schedule is in the past, and the line beside it says which.
+
+    The schedule editor is this form with another "when" (a rule instead of a time) and another request: it
+    overrides ``_build_when``, ``when_error``, ``when_blocking``, ``error_targets`` and ``send``.
     """
 
-    created = Signal(object)  # the new job dict
+    created = Signal(object)  # the new job dict (the schedule, in the schedule editor)
+    repeated = Signal(object)  # "Repeat…" made a schedule of this form instead of a job
+    submit_label = "Create job"
+    busy_label = "Creating…"
+    goal = "create the job"  # "Fill in Recipient to …"
 
     def __init__(
         self,
@@ -200,6 +207,8 @@ class JobDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("New job")
         self.types = {t["name"]: t for t in types}
+        self.types_list = types
+        self.repeat_editor: QDialog | None = None
         self.request = request
         self.fields: dict[str, ParamField] = {}
         self._submitting = False
@@ -219,14 +228,7 @@ class JobDialog(QDialog):
         self.params_form.setContentsMargins(0, 0, 0, 0)
         body.addWidget(self.params_box)
         common = QFormLayout()
-        self.schedule = ScheduleChooser(self)
-        self.schedule_error = ErrorLabel(self)
-        sched_box = QWidget(self)
-        sl = QVBoxLayout(sched_box)
-        sl.setContentsMargins(0, 0, 0, 0)
-        sl.addWidget(self.schedule)
-        sl.addWidget(self.schedule_error)
-        common.addRow("Run", sched_box)
+        self._build_when(common)
         self.priority = QSpinBox(self)
         self.priority.setRange(0, 9)
         self.priority.setValue(5)
@@ -240,16 +242,67 @@ class JobDialog(QDialog):
         common.addRow("Max retries", with_error(self, self.max_retries, self.retries_error))
         body.addLayout(common)
         body.addStretch(1)
+        self.body = body
         self.form_error, self.buttons, self.submit_button = add_footer(
-            self, outer, "Create job", self._on_buttons_accepted
+            self, outer, self.submit_label, self._on_buttons_accepted
         )
         self.reason = disabled_reason(self)
         self.type_combo.currentIndexChanged.connect(self._on_type_combo_current_index_changed)
-        self.schedule.changed.connect(self._revalidate)
         self._build_fields()
         if self.fields:  # typing starts in the first field, not in the type chooser
             next(iter(self.fields.values())).widget.setFocus(Qt.FocusReason.OtherFocusReason)
         fit_to_screen(self, self.scroll, self.fontMetrics().horizontalAdvance("M") * 40)
+
+    # ------------------------------------------------------------------ when it runs
+    def _build_when(self, form: QFormLayout) -> None:
+        """The "Run" row: immediately or at a time, or "Repeat…" to make a schedule of this form instead."""
+        self.schedule = ScheduleChooser(self)
+        self.schedule_error = ErrorLabel(self)
+        self.repeat_button = QPushButton("Repeat…", self)
+        self.repeat_button.setToolTip("Run this job on a schedule: every day at 09:00, every 15 minutes…")
+        self.repeat_button.clicked.connect(self._on_repeat_button_clicked)
+        row = QWidget(self)
+        hl = QHBoxLayout(row)
+        hl.setContentsMargins(0, 0, 0, 0)
+        hl.addWidget(self.schedule, 1)
+        hl.addWidget(self.repeat_button)
+        form.addRow("Run", with_error(self, row, self.schedule_error))
+        self.schedule.changed.connect(self._revalidate)
+
+    def when_error(self) -> str | None:
+        return self.schedule.local_error()
+
+    def when_blocking(self) -> str:
+        return "Pick a time in the future to create the job." if self.schedule.local_error() else ""
+
+    def template(self) -> dict[str, Any]:
+        """What the form holds, as a job (type, parameters, priority, retries): for "Repeat…" and clones."""
+        return {"job_type": self.job_type, "parameters": self.parameters(), "priority": self.priority.value(),
+                "max_retries": self.max_retries.value()}  # fmt: skip
+
+    def _on_repeat_button_clicked(self) -> None:
+        self.open_repeat()
+
+    def open_repeat(self) -> QDialog:
+        """The schedule editor, filled from this form; this dialog steps aside while it is open and closes once
+        the schedule is saved (cancel brings it back as it was)."""
+        from desktop.views.schedule_editor import ScheduleEditor
+
+        editor = ScheduleEditor(self.types_list, self.request, default_max_retries=self.max_retries.value(),
+                                parent=self.parentWidget())  # fmt: skip
+        editor.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        editor.prefill(self.template())
+        editor.created.connect(self._on_repeat_saved)
+        editor.rejected.connect(self.show)
+        self.hide()
+        editor.open()
+        editor.start()
+        self.repeat_editor = editor
+        return editor
+
+    def _on_repeat_saved(self, schedule: dict[str, Any]) -> None:
+        self.repeated.emit(schedule)
+        self.reject()
 
     # ------------------------------------------------------------------ form building
     @property
@@ -290,9 +343,9 @@ class JobDialog(QDialog):
     # ------------------------------------------------------------------ validation
     def local_errors(self) -> dict[str, str]:
         errors = {name: msg for name, f in self.fields.items() if (msg := f.local_error())}
-        schedule = self.schedule.local_error()
-        if schedule:
-            errors["scheduled_time"] = schedule
+        when = self.when_error()
+        if when:
+            errors["scheduled_time"] = when
         return errors
 
     def blocking_reason(self) -> str:
@@ -302,13 +355,11 @@ class JobDialog(QDialog):
         missing = [f.label.rstrip(" *") for f in self.fields.values() if f.local_error() == "Required."]
         if missing:
             names = ", ".join(missing[:-1]) + (" and " if len(missing) > 1 else "") + missing[-1]
-            return f"Fill in {names} to create the job."
-        if self.schedule.local_error():
-            return "Pick a time in the future to create the job."
-        return ""
+            return f"Fill in {names} to {self.goal}."
+        return self.when_blocking()
 
     def _revalidate(self) -> None:
-        self.schedule_error.show_error(self.schedule.local_error())
+        self.schedule_error.show_error(self.when_error())
         reason = self.blocking_reason()
         self.submit_button.setEnabled(not reason and not self._submitting)
         self.submit_button.setToolTip(reason)
@@ -329,12 +380,7 @@ class JobDialog(QDialog):
 
     def show_error(self, field: str | None, message: str) -> None:
         """Put an engine error next to its field; unknown fields go to the form-level line."""
-        target = {
-            "priority": self.priority_error,
-            "max_retries": self.retries_error,
-            "scheduled_time": self.schedule_error,
-            "schedule_type": self.schedule_error,
-        }.get(field or "")
+        target = self.error_targets().get(field or "")
         if field in self.fields:
             target = self.fields[field].error
             self.fields[field].widget.setFocus()
@@ -345,6 +391,11 @@ class JobDialog(QDialog):
         else:
             self.form_error.setText(f"{field}: {message}" if field else message)
             self.form_error.show()
+
+    def error_targets(self) -> dict[str, ErrorLabel]:
+        """The engine's field names → the error line under the field that holds them."""
+        return {"priority": self.priority_error, "max_retries": self.retries_error,
+                "scheduled_time": self.schedule_error, "schedule_type": self.schedule_error}  # fmt: skip
 
     # ------------------------------------------------------------------ submit
     def parameters(self) -> dict[str, Any]:
@@ -372,30 +423,32 @@ class JobDialog(QDialog):
         self._submitting = True
         self.form_error.hide()
         self.submit_button.setEnabled(False)
-        self.submit_button.setText("Creating…")
+        self.submit_button.setText(self.busy_label)
         try:
-            job = await self.request(
-                "create",
-                job_type=self.job_type,
-                parameters=self.parameters(),
-                priority=self.priority.value(),
-                max_retries=self.max_retries.value(),
-                scheduled_time=self.schedule.iso(),
-                schedule_type="scheduled" if self.schedule.scheduled else "immediate",
-            )
+            job = await self.send()
         except ValidationError as exc:
             self.show_error(exc.field, exc.message)
             return None
         except (JobdeckError, OSError, TimeoutError) as exc:
-            self.show_error(None, f"Could not create the job: {exc}")
+            self.show_error(None, f"Could not {self.goal}: {exc}")
             return None
         finally:
             self._submitting = False
-            self.submit_button.setText("Create job")
+            self.submit_button.setText(self.submit_label)
             self._revalidate()
         self.created.emit(job)
         self.accept()
         return job
+
+    async def send(self) -> dict[str, Any]:
+        """The request Create makes; its ValidationError lands at the field it names."""
+        result: dict[str, Any] = await self.request(
+            "create",
+            **self.template(),
+            scheduled_time=self.schedule.iso(),
+            schedule_type="scheduled" if self.schedule.scheduled else "immediate",
+        )
+        return result
 
     def keyPressEvent(self, event: Any) -> None:
         # Enter in a single-line field must not submit a half-filled form by accident.

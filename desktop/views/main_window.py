@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.models import format as fmt
 from desktop.models.jobs import Filter, JobTableModel
 from desktop.services import settings_io
 from desktop.services.connection import WorkerConnection
@@ -33,6 +34,7 @@ from desktop.views.filter_bar import FilterBar
 from desktop.views.job_actions import JobActions, window_action
 from desktop.views.job_dialog import JobDialog
 from desktop.views.jobs_table import JobsTable
+from desktop.views.schedule_editor import ScheduleEditor
 from desktop.views.schedules_view import SchedulesView
 from desktop.views.settings_dialog import SettingsDialog
 from desktop.views.stats_view import StatsView
@@ -420,7 +422,26 @@ class MainWindow(QMainWindow):
         if prefill is not None:
             dialog.prefill(prefill)
         dialog.created.connect(self._on_dialog_created)
+        dialog.repeated.connect(self._on_schedule_saved)
         return dialog
+
+    def open_schedule_editor(
+        self, *, prefill: dict[str, Any] | None = None, schedule: dict[str, Any] | None = None
+    ) -> ScheduleEditor:
+        """New schedule (from a job's template with ``prefill``), or Edit of ``schedule``."""
+        editor = ScheduleEditor(self.types, self.connection.request, schedule=schedule, parent=self,
+                                default_max_retries=self.settings.default_max_retries)  # fmt: skip
+        editor.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        if prefill is not None:
+            editor.prefill(prefill)
+        editor.created.connect(self._on_schedule_saved)
+        editor.open()
+        editor.start()
+        return editor
+
+    def _on_schedule_saved(self, schedule: dict[str, Any]) -> None:
+        when = fmt.local_time(schedule["next_run_at"], seconds=False)
+        self.tell(f"Saved schedule “{schedule['name']}”" + (f"; next run {when}." if when else "."))
 
     def open_new_job(self) -> JobDialog:
         dialog = self.new_job_dialog()
@@ -462,8 +483,15 @@ class MainWindow(QMainWindow):
     def open_trash(self) -> TableDialog:
         return self._open_table(TrashView(self.connection.request, self))
 
-    def open_schedules(self) -> TableDialog:
-        return self._open_table(SchedulesView(self.connection.request, self))
+    def open_schedules(self) -> SchedulesView:
+        view = SchedulesView(self.connection.request, self, open_editor=self._edit_schedule)
+        self.connection.schedule_events.connect(view.follow)
+        self.connection.job_events.connect(view.follow)
+        self._open_table(view)
+        return view
+
+    def _edit_schedule(self, schedule: dict[str, Any] | None) -> ScheduleEditor:
+        return self.open_schedule_editor(schedule=schedule)
 
     def _open_table(self, view: TableDialog) -> TableDialog:
         view.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

@@ -55,6 +55,7 @@ def build_menu_bar(window: MainWindow) -> dict[str, QMenu]:
             jobs.cancel,
             jobs.run_now,
             jobs.clone,
+            jobs.make_recurring,
             None,
             jobs.open_link,
             None,

@@ -45,6 +45,7 @@ OPERATIONS: dict[str, str] = {
     "schedule_add": "schedules.add",
     "schedule_list": "schedules.list",
     "schedule_preview": "schedules.preview",
+    "schedule_options": "schedules.options",
     "schedule_get": "schedules.get",
     "schedule_edit": "schedules.edit",
     "schedule_pause": "schedules.pause",
