@@ -519,3 +519,14 @@ def test_the_list_op_attaches_recent_runs_only_when_asked(ops: Any) -> None:
     with pytest.raises(ValidationError) as caught:
         ops.schedules.list(recent=1000)
     assert caught.value.field == "recent"
+
+
+def test_an_editor_is_told_the_policies_their_defaults_and_the_zone_a_schedule_gets(ops: Any) -> None:
+    ops.schedules.local_zone = lambda: "Europe/Berlin"
+    options = ops.schedules.options()
+    assert options == {
+        "catch_up": ["skip", "once", "all"], "catch_up_default": "once", "catch_up_limit": 100,
+        "overlap": ["skip", "allow"], "overlap_default": "skip", "local_tz": "Europe/Berlin",
+    }  # fmt: skip
+    s = ops.schedules.add("send_email", {"recipient": "a@example.com", "subject": "s", "body": "b"}, every="1h")
+    assert (s["catch_up"], s["overlap"], s["tz"]) == ("once", "skip", "Europe/Berlin")
