@@ -28,25 +28,6 @@ def local_time(value: str | None, *, seconds: bool = True) -> str:
     return when.astimezone().strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
-def relative(value: str | None, now: datetime) -> str:
-    """How far a time is from ``now``, roughly: "in 5 min", "in 3 h", "in 2 days", "4 min ago"."""
-    when = parse_iso(value)
-    if when is None:
-        return ""
-    seconds = (when - now).total_seconds()
-    ahead = seconds >= 0
-    left = abs(seconds)
-    if left < 60:
-        text = f"{left:.0f} s"
-    elif left < 3600:
-        text = f"{left // 60:.0f} min"
-    elif left < 2 * 86400:
-        text = f"{left / 3600:.0f} h" if left >= 36_000 else f"{left // 3600:.0f} h {left % 3600 // 60:.0f} min"
-    else:
-        text = f"{left / 86400:.0f} days"
-    return f"in {text}" if ahead else f"{text} ago"
-
-
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return ""

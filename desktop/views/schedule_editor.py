@@ -16,9 +16,9 @@ from typing import Any
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QLineEdit, QWidget
 
-from desktop.models import format as fmt
 from desktop.views.forms import ErrorLabel, fit_to_screen, on_focus_left, with_error
 from desktop.views.job_dialog import JobDialog, Request
+from desktop.views.schedules_view import run_time_text
 from engine.errors import JobdeckError, ValidationError
 
 PREVIEW_DELAY_MS = 250  # a pause in typing before the rule is checked: one request per pause, not per key
@@ -208,8 +208,7 @@ class ScheduleEditor(JobDialog):
         else:
             self.description_label.setText(f"{reply['description']} ({reply['tz']})")
             now = datetime.now(UTC)
-            lines = [f"{fmt.local_time(when, seconds=False)}  ({fmt.relative(when, now)})" for when in
-                     reply["next_runs"]]  # fmt: skip
+            lines = [run_time_text(when, now) for when in reply["next_runs"]]
             self.next_runs.setText("\n".join(lines) or "none: the schedule has ended")
         self._revalidate()
 

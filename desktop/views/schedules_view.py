@@ -71,9 +71,21 @@ def last_run_text(runs: list[dict[str, Any]]) -> str:
     return f"{fmt.local_time(last['planned_at'], seconds=False)} {last['status']}"
 
 
+def run_time_text(when: str, now: datetime) -> str:
+    """A planned time in this computer's time, and how far it is: "2026-12-03 09:00 (in 25 min)", or with its day
+    when further: "2026-12-03 09:00 (tomorrow)", "2026-12-09 09:00 (Wednesday)"."""
+    absolute = fmt.local_time(when, seconds=False)
+    near = fmt.relative(when, now)
+    if not near.startswith("in ") and not near.endswith(" ago") and near != "just now":
+        day, parsed = near.rsplit(" ", 1)[0], fmt.parse_iso(when)
+        named = day in ("today", "tomorrow", "yesterday") or parsed is None
+        near = day if named or parsed is None else parsed.astimezone().strftime("%A")
+    return f"{absolute} ({near})"
+
+
 def next_run_text(schedule: dict[str, Any], now: datetime) -> str:
     when = schedule["next_run_at"]
-    return f"{fmt.local_time(when, seconds=False)} ({fmt.relative(when, now)})" if when else "—"
+    return run_time_text(when, now) if when else "—"
 
 
 class PauseDialog(QDialog):
