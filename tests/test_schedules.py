@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -530,3 +533,55 @@ def test_an_editor_is_told_the_policies_their_defaults_and_the_zone_a_schedule_g
     }  # fmt: skip
     s = ops.schedules.add("send_email", {"recipient": "a@example.com", "subject": "s", "body": "b"}, every="1h")
     assert (s["catch_up"], s["overlap"], s["tz"]) == ("once", "skip", "Europe/Berlin")
+
+
+class SleepingClock:
+    """Wall and monotonic clocks where the machine can be put to sleep: ``sleep(s)`` moves the wall clock ``s``
+    ahead of the monotonic one at the scheduler's next look at the monotonic clock, which it takes just before it
+    waits — so the jump falls inside one of its waits, as a suspend does."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.pending = 0.0
+        self.lock = threading.Lock()
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.pending += seconds
+
+    def wall(self) -> float:
+        with self.lock:
+            return time.time() + self.offset
+
+    def mono(self) -> float:
+        with self.lock:
+            self.offset, self.pending = self.offset + self.pending, 0.0
+        return time.monotonic()
+
+
+@pytest.mark.parametrize(("policy", "expected"), [("once", [3]), ("skip", []), ("all", [1, 2, 3])])
+def test_a_sleep_of_the_machine_is_seen_and_the_runs_it_missed_follow_the_catch_up_policy(
+    ledger: Ledger, caplog: pytest.LogCaptureFixture, policy: str, expected: list[int]
+) -> None:
+    """The machine sleeps 190 s across three planned times of a 60 s schedule. The latest of them is only ~10 s
+    late on waking: without telling a sleep from a slow pass it would run as planned (and ``skip`` would run it);
+    seen as a sleep, all three were missed and the catch-up policy decides."""
+    from engine.worker.scheduler import Scheduler
+
+    s = add(ledger, rule="every 60s", catch_up=policy)
+    planned = [cursor(ledger, s["id"]) + timedelta(seconds=60 * i) for i in range(4)]
+    clock, made = SleepingClock(), []
+    scheduler = Scheduler(ledger, no_outbox, made.extend, wall=clock.wall, mono=clock.mono)
+    caplog.set_level(logging.INFO, logger="engine.worker.scheduler")
+    scheduler.start()
+    try:
+        clock.sleep((planned[2] - datetime.now(UTC)).total_seconds() + 10)
+        deadline = time.monotonic() + 30
+        while cursor(ledger, s["id"]) <= planned[2] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        scheduler.stop()
+    assert cursor(ledger, s["id"]) == planned[3]
+    assert runs(ledger, s["id"]) == [planned[i - 1] for i in expected]
+    assert [job["planned_at"] for job in made] == [planned[i - 1].isoformat() for i in expected]
+    assert "the machine slept" in caplog.text

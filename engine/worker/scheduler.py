@@ -15,11 +15,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.storage.repository import Ledger
-from engine.storage.rows import utcnow
 from engine.storage.schedules import SCHEDULE_EVENT_JOB_ID
 
 log = logging.getLogger(__name__)
@@ -31,14 +30,21 @@ PASS_LIMIT = 200  # schedules one transaction batch looks at
 
 
 class Scheduler:
-    """One thread per worker. ``enqueued(jobs)`` hands the jobs it made to the queue (after their commit)."""
+    """One thread per worker. ``enqueued(jobs)`` hands the jobs it made to the queue (after their commit).
+
+    ``wall`` and ``mono`` are its clocks (``time.time`` and ``time.monotonic``): a test moves the wall clock ahead of
+    the monotonic one, as a suspend of the machine does, without suspending anything."""
 
     def __init__(
         self,
         ledger: Ledger,
         outbox: Callable[[Any, dict[str, Any]], None],
         enqueued: Callable[[list[dict[str, Any]]], None],
+        *,
+        wall: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.wall, self.mono = wall, mono
         self.ledger = ledger
         self.outbox = outbox
         self.enqueued = enqueued
@@ -66,9 +72,12 @@ class Scheduler:
         if any(event["job_id"] == SCHEDULE_EVENT_JOB_ID for event in events):
             self._wake.set()
 
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.wall(), UTC)
+
     # ------------------------------------------------------------------ the loop
     def _run(self) -> None:
-        missed_before: datetime | None = utcnow()  # start-up: what is due now passed while no worker ran
+        missed_before: datetime | None = self.now()  # start-up: what is due now passed while no worker ran
         next_at: datetime | None = None
         stale = True
         while not self._stop.is_set():
@@ -80,19 +89,19 @@ class Scheduler:
                     self._wake.clear()
                     next_at = self.ledger.schedule_wakeup()
                     stale = False
-                now = time.time()
+                now = self.wall()
                 if next_at is not None and next_at.timestamp() <= now:
                     self.run_due()
                     stale = True
                     continue
                 # Nothing to wake for but a change (no schedule, or all paused for good): wait for the change.
                 step = None if next_at is None else min(WALL_CHECK_S, next_at.timestamp() - now)
-                mono = time.monotonic()
+                mono = self.mono()
                 if self._wake.wait(step):
                     stale = True
-                if (time.time() - now) - (time.monotonic() - mono) > SLEPT_S:
+                if (self.wall() - now) - (self.mono() - mono) > SLEPT_S:
                     log.info("the machine slept: applying the schedules' catch-up policies")
-                    missed_before = utcnow()
+                    missed_before = self.now()
             except Exception:
                 log.exception("scheduler pass failed; will retry")
                 stale = True
@@ -100,7 +109,7 @@ class Scheduler:
 
     def run_due(self, missed_before: datetime | None = None) -> list[dict[str, Any]]:
         """Resume the schedules whose pause ended, then make the jobs of every planned time that is due."""
-        now = utcnow()
+        now = self.now()
         late = now - timedelta(seconds=LATE_S)
         missed = late if missed_before is None else max(missed_before, late)
         self.ledger.schedule_resume_due(now)
