@@ -269,6 +269,19 @@ def test_the_view_shows_recent_runs_pauses_until_a_time_resumes_runs_now_and_del
     view.buttons["Resume"].click()
     qtbot.waitUntil(lambda: cell("State") == "Active", timeout=30_000)
 
+    # Duplicate…: a new schedule filled from this one, under a new name.
+    view.table.selectRow(0)
+    view.buttons["Duplicate…"].click()
+    copy = view_editor(qtbot, window, title="New schedule")
+    assert (copy.name.text(), copy.rule.text(), copy.tz.text()) == ("weekday report (copy)", "0 9 * * 1-5",
+                                                                    "Europe/Berlin")  # fmt: skip
+    assert copy.fields["recipient"].value() == email()["recipient"] and copy.max_retries.value() == 0
+    duplicate = run(qtbot, copy.submit())
+    assert duplicate["id"] != schedule["id"] and duplicate["parameters"] == schedule["parameters"]
+    qtbot.waitUntil(lambda: view.table.rowCount() == 2, timeout=30_000)
+    ops.schedules.delete(duplicate["id"])
+    qtbot.waitUntil(lambda: view.table.rowCount() == 1, timeout=30_000)
+
     # Delete… asks first; No keeps it, Yes removes it (its jobs stay).
     asked: list[str] = []
     view.confirm = lambda _title, text: asked.append(text) or False

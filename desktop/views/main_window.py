@@ -426,14 +426,17 @@ class MainWindow(QMainWindow):
         return dialog
 
     def open_schedule_editor(
-        self, *, prefill: dict[str, Any] | None = None, schedule: dict[str, Any] | None = None
-    ) -> ScheduleEditor:
-        """New schedule (from a job's template with ``prefill``), or Edit of ``schedule``."""
+        self, *, prefill: dict[str, Any] | None = None, schedule: dict[str, Any] | None = None,
+        copy_of: dict[str, Any] | None = None,
+    ) -> ScheduleEditor:  # fmt: skip
+        """New schedule (from a job's template with ``prefill``, or a copy of a schedule), or Edit of ``schedule``."""
         editor = ScheduleEditor(self.types, self.connection.request, schedule=schedule, parent=self,
                                 default_max_retries=self.settings.default_max_retries)  # fmt: skip
         editor.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         if prefill is not None:
             editor.prefill(prefill)
+        if copy_of is not None:
+            editor.fill_from(copy_of, f"{copy_of['name']} (copy)")
         editor.created.connect(self._on_schedule_saved)
         editor.open()
         editor.start()
@@ -490,8 +493,8 @@ class MainWindow(QMainWindow):
         self._open_table(view)
         return view
 
-    def _edit_schedule(self, schedule: dict[str, Any] | None) -> ScheduleEditor:
-        return self.open_schedule_editor(schedule=schedule)
+    def _edit_schedule(self, schedule: dict[str, Any] | None, copy: bool = False) -> ScheduleEditor:
+        return self.open_schedule_editor(copy_of=schedule) if copy else self.open_schedule_editor(schedule=schedule)
 
     def _open_table(self, view: TableDialog) -> TableDialog:
         view.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

@@ -48,6 +48,7 @@ class ScheduleEditor(JobDialog):
         parent: QWidget | None = None,
     ) -> None:
         self.editing = schedule
+        self.policies: dict[str, Any] = dict(schedule or {})  # catch_up and overlap to choose once they are offered
         self.rule_problem: str | None = None  # the engine's message for the rule, once shown
         self.rule_left = False  # the user left the rule field since typing in it
         self.preview: dict[str, Any] | None = None  # the engine's last answer for the current rule
@@ -59,12 +60,17 @@ class ScheduleEditor(JobDialog):
         self.body.insertLayout(0, self.top_form)  # the rule rows go above the job type
         self.setWindowTitle("New schedule" if schedule is None else f"Edit schedule “{schedule['name']}”")
         if schedule is not None:
-            self.prefill(schedule)
-            self.name.setText(schedule["name"])
-            self.rule.setText(schedule["rule"])
-            self.tz.setText(schedule["tz"])
+            self.fill_from(schedule, schedule["name"])
         self.rule.setFocus()
         fit_to_screen(self, self.scroll, self.fontMetrics().horizontalAdvance("M") * 44)
+
+    def fill_from(self, schedule: dict[str, Any], name: str) -> None:
+        """Everything a schedule holds: its template, rule, zone and policies (Edit, and Duplicate as a new one)."""
+        self.prefill(schedule)
+        self.policies = dict(schedule)
+        self.name.setText(name)
+        self.rule.setText(schedule["rule"])
+        self.tz.setText(schedule["tz"])
 
     # ------------------------------------------------------------------ building
     def _build_when(self, form: QFormLayout) -> None:
@@ -126,7 +132,7 @@ class ScheduleEditor(JobDialog):
             self.form_error.setText(f"Could not ask the worker about schedules: {exc}")
             self.form_error.show()
             return
-        current = self.editing or {}
+        current = self.policies
         limit = options.get("catch_up_limit", "")
         for combo, values, texts, chosen in (
             (self.catch_up, options["catch_up"], CATCH_UP_TEXT, current.get("catch_up") or options["catch_up_default"]),

@@ -41,7 +41,7 @@ ACTIONS = {
     "Resume": ("schedule_resume", "Resumed"),
     "Run now": ("schedule_run_now", "Started a run of"),
 }
-BUTTONS = ("New…", "Edit…", "Pause…", "Resume", "Run now", "Delete…")
+BUTTONS = ("New…", "Edit…", "Duplicate…", "Pause…", "Resume", "Run now", "Delete…")
 
 
 def state_text(schedule: dict[str, Any]) -> str:
@@ -160,7 +160,7 @@ class PauseDialog(QDialog):
 class SchedulesView(TableDialog):
     def __init__(
         self, request: Request, parent: QWidget | None = None,
-        open_editor: Callable[[dict[str, Any] | None], QDialog] | None = None,
+        open_editor: Callable[[dict[str, Any] | None, bool], QDialog] | None = None,
     ) -> None:  # fmt: skip
         super().__init__(request, "Schedules", HEADERS, BUTTONS, 90, parent)
         self.table.setSelectionMode(self.table.SelectionMode.SingleSelection)
@@ -169,6 +169,7 @@ class SchedulesView(TableDialog):
             self.buttons[label].clicked.connect(lambda _=False, op=op, verb=verb: self._spawn(self._act(op, verb)))
         self.buttons["New…"].clicked.connect(self._on_new_clicked)
         self.buttons["Edit…"].clicked.connect(self._on_edit_clicked)
+        self.buttons["Duplicate…"].clicked.connect(self._on_duplicate_clicked)
         self.buttons["Pause…"].clicked.connect(self._on_pause_clicked)
         self.buttons["Delete…"].clicked.connect(self._on_delete_clicked)
         self.buttons["New…"].setEnabled(open_editor is not None)
@@ -189,8 +190,9 @@ class SchedulesView(TableDialog):
 
     def _on_selection_changed(self, *_args: Any) -> None:
         chosen = self.selected()
-        for label in ("Edit…", "Run now", "Delete…"):
-            self.buttons[label].setEnabled(chosen is not None and (label != "Edit…" or self.open_editor is not None))
+        for label in ("Edit…", "Duplicate…", "Run now", "Delete…"):
+            editor = label in ("Edit…", "Duplicate…")
+            self.buttons[label].setEnabled(chosen is not None and (not editor or self.open_editor is not None))
         self.buttons["Pause…"].setEnabled(chosen is not None and not chosen["paused"])
         self.buttons["Resume"].setEnabled(chosen is not None and bool(chosen["paused"]))
 
@@ -248,10 +250,16 @@ class SchedulesView(TableDialog):
         if schedule is not None:
             self.edit(schedule)
 
-    def edit(self, schedule: dict[str, Any] | None) -> QDialog | None:
+    def _on_duplicate_clicked(self) -> None:
+        schedule = self.selected()
+        if schedule is not None:
+            self.edit(schedule, copy=True)
+
+    def edit(self, schedule: dict[str, Any] | None, *, copy: bool = False) -> QDialog | None:
+        """The editor on ``schedule`` (None: a new one; ``copy``: a new one filled from it)."""
         if self.open_editor is None:
             return None
-        editor = self.open_editor(schedule)
+        editor = self.open_editor(schedule, copy)
         editor.accepted.connect(self.start)
         return editor
 
