@@ -1,6 +1,6 @@
 """Schedules in the window, on a real worker: the editor (rule previewed and judged by the engine, the New job form
 as its template, create and edit), "Repeat…" and "Make recurring…", and the Schedules view (recent runs, pause
-until a time, resume, run now, delete with confirmation)."""
+until a time, resume, run now, duplicate, delete with confirmation)."""
 
 from __future__ import annotations
 
