@@ -82,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--params-json", metavar="JSON", help="parameters as a JSON object")
     _add_common(s)
     s.add_argument("--max-retries", metavar="N", help="retries after the first attempt (default 3)")
-    s.add_argument("--json", action="store_true", help="print the created job as JSON")
+    s.add_argument("--json", action="store_true", help="print the created job as JSON (with --wait: as it ended)")
+    _add_wait(s, "the job")
 
     u = sub.add_parser("upload", help="create one upload job per file")
     u.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders (expanded as a drop on the window is)")
@@ -91,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--conflict", choices=["overwrite", "skip", "rename"], help="when the key already exists")
     u.add_argument("--in-place", action="store_true", help="upload from the original (no staged copy)")
     _add_common(u)
-    u.add_argument("--json", action="store_true", help="print the created jobs as JSON")
+    u.add_argument("--json", action="store_true", help="print the created jobs as JSON (with --wait: as they ended)")
+    _add_wait(u, "the jobs")
 
     up = sub.add_parser("uploads", help="multipart uploads on the server")
     up.add_argument("action", choices=["cleanup"], help="cleanup: abort stale multipart uploads (S3 bills their parts)")
@@ -103,8 +105,14 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--status", metavar="S", help=f"one or more of: {', '.join(ALL_STATUSES)} (comma-separated)")
     ls.add_argument("--type", dest="job_type", metavar="T")
     ls.add_argument("--search", metavar="TEXT", help="search parameters, results and errors")
-    ls.add_argument("--limit", default="50", metavar="N")
-    ls.add_argument("--json", action="store_true", help='{"jobs", "total" matching, "seq": watch --since from here}')
+    ls.add_argument("--limit", metavar="N", help="at most N jobs (default 50; with --jsonl, every match)")
+    out = ls.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help='{"jobs", "total" matching, "seq": watch --since from here}')
+    out.add_argument(
+        "--jsonl",
+        action="store_true",
+        help='one JSON object a line, streamed: first {"total", "seq"}, then each job, newest first',
+    )
 
     sh = sub.add_parser("show", help="one job with its history")
     sh.add_argument("id")
@@ -126,6 +134,8 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--search", metavar="TEXT", help="with --status: only jobs whose parameters, result or error "
                        "contain TEXT")  # fmt: skip
         c.add_argument("--dry-run", action="store_true", help="with --status: count, change nothing")
+        if name == "retry":
+            _add_wait(c, "the job (with ID)")
 
     tr = sub.add_parser("trash", help="deleted jobs: list, restore or purge them")
     tr.add_argument("action", choices=["list", "restore", "purge"])
@@ -138,7 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("types", help="job types and their parameters")
     t.add_argument("--json", action="store_true")
     wa = sub.add_parser("watch", help="print live events (resumes across worker restarts)")
-    wa.add_argument("--json", action="store_true")
+    wa.add_argument("--json", "--jsonl", dest="json", action="store_true", help="each message as one JSON line")
     wa.add_argument("--since", type=int, default=None, help="replay events after this seq first")
 
     cr = sub.add_parser("credentials", help="secrets in the OS keyring")
@@ -155,6 +165,14 @@ def _parser() -> argparse.ArgumentParser:
     cf.add_argument("value", nargs="?")
     cli_schedules.add_parser(sub)
     return p
+
+
+def _add_wait(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help=f"follow {what} to the end; exit 0 succeeded, 1 failed, 3 canceled or deleted",
+    )
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -392,6 +410,7 @@ def _dispatch_ops(args: argparse.Namespace, ops: Any) -> int:
             from engine.inputs import parse_time
 
             at = parse_time("scheduled_time", at, future=True).isoformat()
+        since = _last_seq(ops) if args.wait else 0
         job = ops.create(
             job_type=args.job_type,
             parameters=params,
@@ -399,9 +418,12 @@ def _dispatch_ops(args: argparse.Namespace, ops: Any) -> int:
             max_retries=args.max_retries,
             scheduled_time=at,
         )
+        if args.wait:
+            return _wait(args, [job], since)
         _print_json(job) if args.json else print(f"created job {job['id']} ({job['status']})")
     elif cmd == "upload":
         paths, keys, prefix = _expand_uploads(ops, args.paths, args.key_prefix)
+        since = _last_seq(ops) if args.wait else 0
         jobs = ops.upload(
             paths,
             keys=keys,
@@ -412,19 +434,27 @@ def _dispatch_ops(args: argparse.Namespace, ops: Any) -> int:
             priority=args.priority,
             scheduled_time=args.at,
         )
-        if args.json:
+        if args.json and not args.wait:
             _print_json(jobs)
-        else:
+        elif not args.json:
             for job in jobs:
                 _say(
                     f"created job {job['id']} ({job['status']}): {job['parameters']['path']} → "
                     f"s3://{job['parameters']['bucket']}/{job['parameters']['key']}"
                 )
+        if args.wait:
+            return _wait(args, jobs, since, said=True)
     elif cmd == "uploads":
         _uploads_cleanup(ops, args.bucket, args.older_than, args.json)
+    elif cmd == "list" and args.jsonl:
+        _list_jsonl(ops, args)
     elif cmd == "list":
         page = ops.list(
-            status=args.status, job_type=args.job_type, search=args.search, limit=args.limit, summaries=not args.json
+            status=args.status,
+            job_type=args.job_type,
+            search=args.search,
+            limit=args.limit or "50",
+            summaries=not args.json,
         )
         if args.json:
             _print_json({"jobs": page["jobs"], "total": page["total"], "seq": page["seq"]})
@@ -443,14 +473,19 @@ def _dispatch_ops(args: argparse.Namespace, ops: Any) -> int:
     elif cmd == "show":
         job = ops.get(job_id=args.id)
         _print_json(job) if args.json else _print_job(job)
+    elif cmd == "retry" and args.wait and not args.id:
+        raise ValidationError("--wait", "follows one job: give its ID (jobdeck retry ID --wait)")
     elif cmd in ("retry", "cancel", "run-now", "delete") and args.status:
         _bulk(ops, cmd.replace("-", "_"), args)
     elif cmd == "retry":
         if args.all_failed:
             print(f"retrying {ops.retry_all_failed()['count']} failed job(s)")
         else:
+            since = _last_seq(ops) if args.wait else 0
             job = ops.retry(job_id=args.id)
             print(f"job {job['id']} is {job['status']} again")
+            if args.wait:
+                return _wait(args, [job], since, said=True)
     elif cmd in ("cancel", "run-now", "delete"):
         method = {"cancel": ops.cancel, "run-now": ops.run_now, "delete": ops.delete}[cmd]
         job = method(job_id=args.id)
@@ -473,6 +508,53 @@ def _dispatch_ops(args: argparse.Namespace, ops: Any) -> int:
     else:
         _parser().print_help()
     return 0
+
+
+def _last_seq(ops: Any) -> int:
+    """The ledger's newest event, read before a command changes its jobs: following from it misses nothing."""
+    return int(ops.list(limit=1, count=False)["seq"])
+
+
+def _wait(args: argparse.Namespace, jobs: list[dict[str, Any]], since: int, said: bool = False) -> int:
+    """``--wait``: follow the jobs to their end (see ``engine.cli_wait``); ``--json`` prints them as they ended."""
+    from engine.cli_wait import wait_for
+    from engine.paths import Paths
+
+    as_json = getattr(args, "json", False)
+    if not as_json and not said:
+        for job in jobs:
+            print(f"created job {job['id']} ({job['status']})")
+    sys.stdout.flush()
+    status, follower = wait_for(Paths(), jobs, since, out=None if as_json else sys.stdout)
+    if as_json:
+        ended = list(follower.jobs.values())
+        _print_json(ended if args.command == "upload" else ended[0])
+    return status
+
+
+JSONL_PAGE = 1_000  # jobs per read while streaming: each page is printed before the next is read
+
+
+def _list_jsonl(ops: Any, args: argparse.Namespace) -> None:
+    """Every job the filters match (or the newest ``--limit``), one JSON object a line, as the pages arrive; the
+    first line is ``{"total", "seq"}``. Pages follow the ids down from the newest job at the first read, so jobs
+    created or deleted meanwhile neither repeat nor shift the rest."""
+    from engine.inputs import parse_int
+
+    wanted = None if args.limit is None else parse_int("limit", args.limit, 1, 2**62, "a positive whole number")
+    filters = {"status": args.status, "job_type": args.job_type, "search": args.search}
+    page = ops.list(limit=min(JSONL_PAGE, wanted or JSONL_PAGE), **filters)
+    print(json.dumps({"total": page["total"], "seq": page["seq"]}))
+    sent = 0
+    while page["jobs"]:
+        lines = [inert_json(json.dumps(job, ensure_ascii=False)) for job in page["jobs"]]
+        print("\n".join(lines), flush=True)
+        sent += len(lines)
+        remaining = JSONL_PAGE if wanted is None else min(JSONL_PAGE, wanted - sent)
+        below = page["jobs"][-1]["id"] - 1
+        if remaining <= 0 or below < 1 or len(page["jobs"]) < page["limit"]:
+            break
+        page = ops.list(limit=remaining, count=False, max_id=below, **filters)
 
 
 def _bulk(ops: Any, action: str, args: argparse.Namespace) -> None:
