@@ -282,12 +282,15 @@ def _engine(args: argparse.Namespace) -> Any:
     upload_file`` stays here: the file it names is read, and staged, by the process that names it (as with
     ``upload``), relative to this process's working folder."""
     if args.command in _THROUGH_WORKER and not (args.command == "submit" and args.job_type == "upload_file"):
-        from engine.cli_worker import WorkerEngine
+        from engine.events.discovery import read_worker_info
         from engine.paths import Paths
 
-        remote = WorkerEngine.connect(Paths())
-        if remote is not None:
-            return remote
+        if read_worker_info(Paths()) is not None:  # else not even asyncio is imported
+            from engine.cli_worker import WorkerEngine
+
+            remote = WorkerEngine.connect(Paths())
+            if remote is not None:
+                return remote
     return _ops()
 
 
