@@ -214,6 +214,14 @@ def load_settings(paths: Paths | None = None) -> Settings:
     return settings
 
 
+def settings_from(values: dict[str, Any]) -> Settings:
+    """Settings made from these values (not saved), or a ``ValidationError`` worded as ``config set`` words it."""
+    try:
+        return Settings(**values)
+    except PydanticValidationError as exc:
+        raise _first_error(exc) from None
+
+
 def parse_value(key: str, raw: str) -> Any:
     """Turn a command-line string into the setting's type (JSON when it parses, else the plain string)."""
     if key not in Settings.model_fields:

@@ -30,7 +30,9 @@ from engine.inputs import parse_statuses as parse_statuses
 from engine.inputs import parse_time as parse_time
 from engine.jobs import registry
 from engine.jobs.base import CleanupEnv, JobType, Params, remove_staged
+from engine.meta import EngineInfo
 from engine.schedule_ops import ScheduleOperations
+from engine.stats import buckets, parse_window
 from engine.storage.reads import SORT_KEYS, JobQuery
 from engine.storage.repository import ACTIONS, Ledger, Outbox, no_outbox
 from engine.storage.status import WAITING, JobStatus
@@ -55,7 +57,20 @@ def validate_params(job_type: JobType, parameters: Any) -> Params:
 
 
 def params_error(job_type: JobType, exc: PydanticValidationError) -> ValidationError:
-    err = exc.errors()[0]
+    return _params_error(job_type, exc.errors()[0])
+
+
+def field_errors(job_type: JobType, exc: PydanticValidationError) -> dict[str, str]:
+    """Every parameter at fault and what is wrong with it (the first fault per parameter), worded as ``create``
+    words it, so a form can judge one field the moment it is left."""
+    found: dict[str, str] = {}
+    for err in exc.errors():
+        error = _params_error(job_type, err)
+        found.setdefault(error.field or "parameters", error.message)
+    return found
+
+
+def _params_error(job_type: JobType, err: Any) -> ValidationError:
     field = str(err["loc"][0]) if err["loc"] else "parameters"
     fields = job_type.Params.model_fields
     if err["type"] == "missing":
@@ -104,6 +119,7 @@ class Operations:
         # follows the commit.
         self._in_ledger = _same_file(self._queue_path, self.ledger.sqlite_file)
         self.schedules = ScheduleOperations(self)
+        self.info = EngineInfo(self)
 
     @property
     def queue(self) -> JobQueue:
@@ -382,9 +398,17 @@ class Operations:
             "failed_last_hour": self.ledger.ended_failed_since(now - timedelta(hours=1)),
         }
 
-    def timeline(self, hours: Any = 3) -> dict[str, Any]:
-        """Jobs finished and failed per minute over the last ``hours``, for the stats chart."""
-        span = parse_int("hours", hours, 1, 72, "an integer from 1 to 72")
+    def timeline(self, hours: Any = None, window: Any = None) -> dict[str, Any]:
+        """Jobs that succeeded and failed per bucket, for the stats chart: over a ``window`` (1h, 24h, 7d or 30d,
+        about a hundred buckets), or per minute over the last ``hours`` (1-72; the default, 3)."""
+        if window is not None and hours is not None:
+            raise ValidationError("window", "give a window or hours, not both")
+        if window is not None:
+            span_s, bucket_s = parse_window(window)
+            now = datetime.now(UTC)
+            events = self.ledger.finished_events_since(now - timedelta(seconds=span_s + bucket_s))
+            return {"window": str(window).strip(), **buckets(events, span_s, bucket_s, now)}
+        span = parse_int("hours", 3 if hours is None else hours, 1, 72, "an integer from 1 to 72")
         now = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
         start = now - timedelta(hours=span)
         minutes = span * 60
@@ -394,7 +418,8 @@ class Operations:
             index = int((at - start).total_seconds() // 60)
             if 0 <= index < minutes:
                 (succeeded if kind == "succeeded" else failed)[index] += 1
-        return {"start": start.isoformat(), "minutes": minutes, "succeeded": succeeded, "failed": failed}
+        return {"start": start.isoformat(), "minutes": minutes, "bucket_s": 60, "buckets": minutes,
+                "succeeded": succeeded, "failed": failed}  # fmt: skip
 
     def types(self) -> builtins.list[dict[str, Any]]:
         """Each job type's name, label, parameter schema, and ``schedule_refusal``: why it cannot be scheduled

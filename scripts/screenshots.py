@@ -79,6 +79,8 @@ def render_dialogs(out: Path, suffix: str, home: Path) -> None:
             return "unavailable: no OS keyring is available. On Linux start a Secret Service (GNOME Keyring)."
 
     async def request(op: str, **_args: Any) -> Any:
+        if op == "settings":  # the defaults, as a worker on a fresh data folder answers
+            return {"settings": Settings().model_dump(mode="json"), "origins": {}}
         raise OSError(f"{op}: no worker while rendering")
 
     async def shoot() -> None:
@@ -87,7 +89,7 @@ def render_dialogs(out: Path, suffix: str, home: Path) -> None:
         flag_new_job(dialog)
         await asyncio.sleep(0.2)
         dialog.grab().save(str(out / f"new-job{suffix}.png"))
-        settings = SettingsDialog(Paths(home), NoKeyring())
+        settings = SettingsDialog(request, NoKeyring())
         settings.show()
         await settings.load_task
         settings._say(settings.smtp_result, "✘ Could not connect to smtp.example.com:587: connection refused")
@@ -182,7 +184,7 @@ async def scenario(window: Any, out: Path, smtp: Any, s3: Any, bucket: str, file
 
     # the drop sheet: a folder with nested files, an empty file and one over the limit
     save_settings({"max_upload_bytes": 50 * 1024 * 1024})
-    await window._reload_settings()
+    await window.info.load()
     folder = files / "site-assets"
     (folder / "img").mkdir(parents=True, exist_ok=True)
     for name, size in (("index.html", 4_200), ("img/hero.jpg", 812_000), ("img/icon.svg", 1_900), ("robots.txt", 0)):

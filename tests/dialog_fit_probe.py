@@ -27,6 +27,10 @@ class NoKeyring(MemoryStore):
 
 
 async def _request(op: str, **_args: Any) -> Any:
+    if op == "settings":  # the defaults, as a worker on a fresh data folder answers
+        from engine.config import Settings
+
+        return {"settings": Settings().model_dump(mode="json"), "origins": {}}
     raise OSError(f"{op}: no worker in this probe")
 
 
@@ -65,7 +69,7 @@ def main(data: Path) -> None:
     results["new job (email)"] = measure(job, job.submit_button)
     job.type_combo.setCurrentIndex(job.type_combo.findData("upload_file"))
     results["new job (upload)"] = measure(job, job.submit_button)
-    settings = SettingsDialog(Paths(data), NoKeyring())
+    settings = SettingsDialog(_request, NoKeyring())
     with loop:
         loop.run_until_complete(settings.load_task)
         results["settings (no keyring)"] = measure(settings, settings.submit_button)
@@ -77,7 +81,7 @@ def main(data: Path) -> None:
         loop.run_until_complete(sheet.scan_task)
         results["drop sheet"] = measure(sheet, sheet.submit_button)
         stats = StatsView(_request)
-        results["statistics"] = measure(stats, stats.refresh_button)
+        results["statistics"] = measure(stats, stats.window_combo)
     print(json.dumps(results))
 
 

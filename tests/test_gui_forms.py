@@ -36,7 +36,8 @@ def test_job_dialog_creates_a_job_and_shows_errors_inline(qtbot: Any, aloop: Any
     qtbot.keyClicks(recipient.widget, "not-an-address")
     assert not recipient.error.isVisible()  # judged when the field is left, not while typing
     qtbot.keyClick(recipient.widget, Qt.Key.Key_Tab)
-    assert recipient.error.isVisible() and "not-an-address" in recipient.error.text()
+    qtbot.waitUntil(recipient.error.isVisible)  # the engine judged it (`check`)
+    assert "not-an-address" in recipient.error.text()
     assert not dialog.submit_button.isEnabled()
     recipient.widget.clear()
     qtbot.keyClicks(recipient.widget, "ops@example.com, cfo@example.com")
@@ -45,7 +46,7 @@ def test_job_dialog_creates_a_job_and_shows_errors_inline(qtbot: Any, aloop: Any
     qtbot.keyClicks(body, "Line one")
     qtbot.keyClick(body, Qt.Key.Key_Return)
     qtbot.keyClicks(body, "Line two")
-    assert not recipient.error.isVisible()
+    qtbot.waitUntil(lambda: not recipient.error.isVisible())
     assert dialog.submit_button.isEnabled()
     dialog.priority.setValue(8)
     dialog.max_retries.setValue(1)
@@ -126,7 +127,7 @@ def test_dropping_files_and_folders_creates_one_upload_job_per_file(
     big.write_bytes(b"x" * 2000)
     window = make_window(begin=False)
     window.connection.request = ops_request(ops)  # no worker needed to create jobs
-    run(qtbot, window._reload_settings())
+    run(qtbot, window.info.load())
     _drop(window, [folder, empty, big])
     sheet = window.last_sheet
     run(qtbot, sheet.scan_task)

@@ -191,8 +191,8 @@ def test_tray_menu_pause_resume_show_upload_and_quit(
     tray._on_icon_message_clicked()
     assert window.selected_ids() == [job["id"]]
     # quit with the remembered choice "stop": the worker stops gracefully
-    save_settings({"on_quit": "stop"})
-    run(qtbot, window._reload_settings())
+    save_settings({"on_quit": "stop"})  # as `jobdeck config set` does: the worker tells the window
+    qtbot.waitUntil(lambda: window.settings.on_quit == "stop", timeout=10_000)
     qtbot.waitUntil(lambda: window.supervisor.pid is not None)  # learnt from worker.json on its next check
     pid = window.supervisor.pid
     finished: list[bool] = []

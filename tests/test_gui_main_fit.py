@@ -12,7 +12,6 @@ from sqlalchemy import insert
 from test_gui_support import *  # noqa: F403  (fixtures)
 from test_gui_support import QT_LOG_IGNORE
 
-from desktop.models.format import STATUS_ORDER
 from engine.config import Paths
 from engine.storage.repository import JOBS, Ledger
 
@@ -38,7 +37,7 @@ def test_minimum_size_fits_800_by_600_with_many_jobs_and_large_counts(
     window = make_window()
     assert window.model.rowCount() == 100
     big = 123_456_789
-    window.filter_bar.set_counts({"total": big * 7, "by_status": dict.fromkeys(STATUS_ORDER, big)})
+    window.filter_bar.set_counts({"total": big * 7, "by_status": dict.fromkeys(window.meta.status_names, big)})
     window.filter_bar.select_status("canceled")  # a checked pill far along the row stays in view
     window.count_label.setText(f"{big:,} of {big * 7:,} matching")
     hint = window.minimumSizeHint()

@@ -47,8 +47,13 @@ def run(qtbot: Any, awaitable: Awaitable[Any], timeout_ms: int = 30_000) -> Any:
 def ops_request(ops: Any) -> Callable[..., Awaitable[Any]]:
     """A control-channel stand-in that calls the real engine operations in a thread (as the worker does)."""
 
+    from engine.events.control import OPERATIONS
+
     async def request(op: str, timeout: float | None = None, **args: Any) -> Any:
-        return await asyncio.to_thread(getattr(ops, op), **args)
+        method = ops
+        for name in OPERATIONS.get(op, op).split("."):  # "meta" is ops.info.meta, as the worker resolves it
+            method = getattr(method, name)
+        return await asyncio.to_thread(method, **args)
 
     return request
 

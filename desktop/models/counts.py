@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from desktop.models.format import STATUS_ORDER
 from desktop.models.jobs import Filter
 
 _SEEN_LIMIT = 200_000  # ids whose last status we remember; past it we forget and let the server reconcile
@@ -36,7 +35,7 @@ class LiveCounts:
 
     def reset(self, stats: dict[str, Any]) -> None:
         """Counts from the server (the truth at the time it answered)."""
-        by_status = {s: int((stats.get("by_status") or {}).get(s, 0)) for s in STATUS_ORDER}
+        by_status = {str(s): int(n) for s, n in (stats.get("by_status") or {}).items()}
         by_type = {t: dict(per_status) for t, per_status in (stats.get("by_type") or {}).items()}
         self.stats = {**stats, "by_status": by_status, "by_type": by_type}
 

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from typing import Any
-
-STATUS_ORDER = ("pending", "scheduled", "running", "retrying", "succeeded", "failed", "canceled")
-STATUS_LABELS = {s: s.capitalize() for s in STATUS_ORDER}
 
 
 def parse_iso(value: str | None) -> datetime | None:
@@ -63,22 +59,8 @@ def size(n: float | None) -> str:
     return f"{value:.1f} {unit}" if abs(value) < 100 else f"{value:.0f} {unit}"
 
 
-def summary(job: dict[str, Any]) -> str:
-    """Recipient and subject for email, file name for uploads, else the first short parameter."""
-    params = job.get("parameters") or {}
-    if job.get("job_type") == "send_email":
-        subject = params.get("subject", "")
-        return f"{params.get('recipient', '')} — {subject}" if subject else str(params.get("recipient", ""))
-    if "path" in params:
-        return os.path.basename(str(params["path"]).replace("\\", "/"))
-    for value in params.values():
-        if isinstance(value, str) and value:
-            return value.splitlines()[0][:120]
-    return ""
-
-
-def outcome(job: dict[str, Any]) -> str:
-    """The result or error, on one line."""
+def outcome(job: dict[str, Any], link: str | None = None) -> str:
+    """The result or error, on one line; ``link``: the result's link to what the job made (``EngineMeta.link``)."""
     if job.get("error"):
         return str(job["error"]).splitlines()[0]
     result = job.get("result")
@@ -87,8 +69,8 @@ def outcome(job: dict[str, Any]) -> str:
     if isinstance(result, dict):
         if result.get("skipped"):
             return f"skipped: {result['skipped']}"
-        if result.get("file_url"):
-            return str(result["file_url"])
+        if link:
+            return link
         if result.get("recipients") is not None:
             return f"sent to {len(result['recipients'])} recipient(s)"
     return json.dumps(result, ensure_ascii=False)[:200]

@@ -11,6 +11,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 
 from desktop.models import format as fmt
 from desktop.models import plain_text
+from desktop.models.meta import EngineMeta
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -45,8 +46,6 @@ _TOOLTIP = int(Qt.ItemDataRole.ToolTipRole.value)
 _ALIGN = int(Qt.ItemDataRole.TextAlignmentRole.value)
 _RIGHT = int((Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter).value)
 _JOB, _ID, _STATUS, _PROGRESS, _STALE = (int(r) for r in (Role.JOB, Role.ID, Role.STATUS, Role.PROGRESS, Role.STALE))
-
-TYPE_LABELS = {"send_email": "Email", "upload_file": "Upload"}
 
 
 # The ledger's order for each column (``engine.storage.reads.SORT_KEYS``); the summary is made from parameters here
@@ -145,6 +144,19 @@ class JobTableModel(QAbstractTableModel):
         self.loaded = False
         self.worker_note = ""  # while the worker is down: what running rows say instead of their last progress
         self.counted = False  # ``total`` is the snapshot's real size, not just the rows of its first page
+        self.meta = EngineMeta(self)  # labels and summaries, as the engine gives them (see ``set_meta``)
+
+    def set_meta(self, meta: EngineMeta) -> None:
+        """Label statuses and types and summarise jobs as ``meta`` says, now and whenever it changes."""
+        self.meta = meta
+        meta.changed.connect(self._on_meta_changed)
+        self._on_meta_changed()
+
+    def _on_meta_changed(self) -> None:
+        for row in [*self._top, *(r for page in self._pages.values() for r in page)]:
+            row.cells = None
+        if self.rowCount():
+            self.dataChanged.emit(self.index(0, 0), self.index(self.rowCount() - 1, len(HEADERS) - 1))
 
     # ------------------------------------------------------------------ Qt model API
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
@@ -212,7 +224,7 @@ class JobTableModel(QAbstractTableModel):
         if col == Col.OUTCOME and self.worker_note and row.job.get("status") == "running":
             return self.worker_note
         if row.cells is None:
-            row.cells = _cells(row.job)
+            row.cells = _cells(row.job, self.meta)
         return row.cells[col]
 
     def set_worker_note(self, note: str) -> None:
@@ -242,7 +254,7 @@ class JobTableModel(QAbstractTableModel):
             return fmt.outcome_detail(row.job) or None
         if col == Col.SUMMARY:
             if row.cells is None:
-                row.cells = _cells(row.job)
+                row.cells = _cells(row.job, self.meta)
             return row.cells[col] or None
         return None
 
@@ -492,18 +504,18 @@ def _runs(rows: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def _cells(job: dict[str, Any]) -> list[str]:
+def _cells(job: dict[str, Any], meta: EngineMeta) -> list[str]:
     return [
         str(job.get("id", "")),
-        TYPE_LABELS.get(job.get("job_type", ""), job.get("job_type", "")),
-        fmt.summary(job),
-        fmt.STATUS_LABELS.get(job.get("status", ""), job.get("status", "")),
+        meta.type_label(str(job.get("job_type", ""))),
+        meta.summary(job),
+        meta.status_label(str(job.get("status", ""))),
         str(job.get("priority", "")),
         f"{job.get('attempts', 0)}/{int(job.get('max_retries', 0)) + 1}",
         fmt.when(job),
         fmt.local_time(job.get("created_at"), seconds=False),
         fmt.duration(fmt.job_duration(job)),
-        fmt.outcome(job),
+        fmt.outcome(job, meta.link(job)),
     ]
 
 

@@ -30,6 +30,7 @@ class WorkerConnection(QObject):
     progress = Signal(object)  # job.progress
     schedule_events = Signal(object)  # a list of schedule.updated
     worker_status = Signal(object)  # worker.status payload
+    settings_event = Signal(object)  # settings.changed: the settings now in effect
     replay_done = Signal(int)
 
     def __init__(self, paths: Paths, parent: QObject | None = None) -> None:
@@ -103,6 +104,8 @@ class WorkerConnection(QObject):
                     self.job_events.emit(jobs)
                     jobs = []
                 self.worker_status.emit(event.get("worker") or {})
+            elif kind == "settings.changed":
+                self.settings_event.emit(event.get("settings") or {})
             elif kind == "replay.done":
                 if jobs:
                     self.job_events.emit(jobs)

@@ -9,7 +9,6 @@ from PySide6.QtCore import QSize, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QResizeEvent
 from PySide6.QtWidgets import QButtonGroup, QComboBox, QHBoxLayout, QLineEdit, QMenu, QSizePolicy, QToolButton, QWidget
 
-from desktop.models.format import STATUS_LABELS, STATUS_ORDER
 from desktop.models.jobs import Filter
 from desktop.widgets.theme import icon
 
@@ -40,6 +39,11 @@ class PillStrip(QWidget):
     def add(self, pill: QToolButton) -> None:
         self._layout.insertWidget(len(self.pills), pill)
         self.pills.append(pill)
+
+    def remove(self, pill: QToolButton) -> None:
+        self._layout.removeWidget(pill)
+        self.pills.remove(pill)
+        pill.deleteLater()
 
     def minimumSizeHint(self) -> QSize:
         first = self.pills[0].sizeHint() if self.pills else QSize(0, 0)
@@ -93,6 +97,8 @@ class PillStrip(QWidget):
 
 
 class FilterBar(QWidget):
+    """Status pills (built from the statuses the engine names, in its order), a type chooser and a search box."""
+
     filter_changed = Signal(object)  # Filter
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -102,17 +108,10 @@ class FilterBar(QWidget):
         self.group = QButtonGroup(self)
         self.group.setExclusive(True)
         self.buttons: dict[str, QToolButton] = {}
+        self.labels: dict[str, str] = {"": "All"}
+        self._stats: dict[str, Any] | None = None
         self.pills = PillStrip(self)
-        for status in ("", *STATUS_ORDER):
-            button = QToolButton(self.pills)
-            button.setObjectName("statusFilter")
-            button.setCheckable(True)
-            button.setIcon(icon(f"status-{status or 'all'}"))
-            button.setToolButtonStyle(button.toolButtonStyle().ToolButtonTextBesideIcon)
-            button.setProperty("status", status)
-            self.group.addButton(button)
-            self.buttons[status] = button
-            self.pills.add(button)
+        self._add_pill("")
         self.buttons[""].setChecked(True)
         self.group.buttonClicked.connect(self._on_group_button_clicked)
         layout.addWidget(self.pills, 1)
@@ -135,6 +134,33 @@ class FilterBar(QWidget):
         self._debounce.timeout.connect(self._on_debounce_timeout)
         self.set_counts(None)
 
+    def _add_pill(self, status: str) -> None:
+        button = QToolButton(self.pills)
+        button.setObjectName("statusFilter")
+        button.setCheckable(True)
+        button.setIcon(icon(f"status-{status or 'all'}"))
+        button.setToolButtonStyle(button.toolButtonStyle().ToolButtonTextBesideIcon)
+        button.setProperty("status", status)
+        self.group.addButton(button)
+        self.buttons[status] = button
+        self.pills.add(button)
+
+    def set_statuses(self, statuses: list[tuple[str, str]]) -> None:
+        """One pill per status (name, label), in the engine's order, after "All"; the checked one stays checked if
+        the engine still names it."""
+        names = [name for name, _ in statuses]
+        if names != [s for s in self.buttons if s]:
+            checked = self.current().statuses
+            for status in [s for s in self.buttons if s]:
+                button = self.buttons.pop(status)
+                self.group.removeButton(button)
+                self.pills.remove(button)
+            for name in names:
+                self._add_pill(name)
+            self.buttons[checked[0] if checked and checked[0] in self.buttons else ""].setChecked(True)
+        self.labels = {"": "All", **dict(statuses)}
+        self.set_counts(self._stats)
+
     def current(self) -> Filter:
         checked = self.group.checkedButton()
         status = checked.property("status") if checked is not None else ""
@@ -156,9 +182,10 @@ class FilterBar(QWidget):
         self.type_combo.blockSignals(False)
 
     def set_counts(self, stats: dict[str, Any] | None) -> None:
+        self._stats = stats
         by_status = (stats or {}).get("by_status") or {}
         for status, button in self.buttons.items():
-            label = STATUS_LABELS.get(status, "All")
+            label = self.labels.get(status, status)
             count = (stats or {}).get("total") if not status else by_status.get(status)
             button.setText(f"{label} {count:,}" if isinstance(count, int) else label)
             button.setProperty("count", count if isinstance(count, int) else None)

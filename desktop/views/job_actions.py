@@ -50,7 +50,6 @@ class JobActions(QObject):
         self.open_link = a("Open result link", self.open_result_link, "Ctrl+O")
         self.selection = (self.retry, self.cancel, self.run_now, self.delete, self.clone, self.make_recurring,
                           self.copy_id, self.open_link)  # fmt: skip
-        self.rules: dict[str, list[str]] = {}  # action → the statuses it applies to, as the engine says
 
     def _action(self, text: str, slot: Callable[[], Any], shortcut: Any = None, tip: str = "") -> QAction:
         return window_action(self.window, text, slot, shortcut, tip)
@@ -69,15 +68,14 @@ class JobActions(QObject):
         statuses = {str(j.get("status")) for j in jobs}
         for action, name in ((self.retry, "retry"), (self.cancel, "cancel"), (self.run_now, "run_now"),
                              (self.delete, "delete")):  # fmt: skip
-            applies = set(self.rules.get(name, ()))
+            applies = set(self.window.meta.allows(name))  # as the engine says (none until it has)
             action.setEnabled(bool(applies) and (everything or bool(statuses & applies)))
         # One job selected, even when it is the only one in the view (then "every matching job" is that one).
         single = self.window.table.selection_count() == 1 and len(self.window.selected_jobs()) == 1
         self.clone.setEnabled(single)
         self.make_recurring.setEnabled(single)
         self.copy_id.setEnabled(bool(jobs))
-        self.open_link.setEnabled(any(isinstance(j.get("result"), dict) and j["result"].get("file_url")
-                                      for j in jobs))  # fmt: skip
+        self.open_link.setEnabled(any(self.window.meta.link(j) for j in jobs))
 
     # ------------------------------------------------------------------ running them
     def _act(self, action: str) -> asyncio.Future[Any] | None:
@@ -100,7 +98,7 @@ class JobActions(QObject):
         verb = action.replace("_", " ")
         ids = target.get("ids")
         local = [self.window.model.job(i) for i in ids] if ids is not None else []
-        applies = set(self.rules.get(action, ()))
+        applies = set(self.window.meta.allows(action))
         if action == "delete" or ids is None or any(job is None or job.get("status") not in applies for job in local):
             counted = await request("bulk", action=action, dry_run=True, **target)
             matched, applicable = int(counted["matched"]), int(counted["applicable"])
@@ -109,7 +107,8 @@ class JobActions(QObject):
                 return None
             question = f"{verb.capitalize()} {applicable:,} of {matched:,} selected"
             if applicable < matched:
-                question += f" — {matched - applicable:,} are not {_or_list(self.rules.get(action, []))}"
+                labels = [self.window.meta.status_label(s).lower() for s in self.window.meta.allows(action)]
+                question += f" — {matched - applicable:,} are not {_or_list(labels)}"
             if not await self.ask(f"{verb.capitalize()} jobs", question + "?"):
                 return None
         result = await request("bulk", timeout=600.0, action=action, **target)
@@ -177,9 +176,9 @@ class JobActions(QObject):
 
     def open_result_link(self) -> None:
         for job in self.window.selected_jobs():
-            result = job.get("result")
-            if isinstance(result, dict) and result.get("file_url"):
-                QDesktopServices.openUrl(QUrl(str(result["file_url"])))
+            link = self.window.meta.link(job)
+            if link:
+                QDesktopServices.openUrl(QUrl(link))
                 return
 
     # ------------------------------------------------------------------ the table
@@ -198,4 +197,6 @@ class JobActions(QObject):
 
 
 def _or_list(statuses: list[str]) -> str:
+    if not statuses:
+        return "in a state it applies to"
     return statuses[0] if len(statuses) == 1 else ", ".join(statuses[:-1]) + " or " + statuses[-1]

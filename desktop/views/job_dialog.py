@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.models import format as fmt
+from desktop.models.meta import EngineMeta
 from desktop.views.forms import (
     ErrorLabel,
     ScheduleChooser,
@@ -38,7 +38,6 @@ from desktop.views.forms import (
 from engine.errors import JobdeckError, ValidationError
 
 Request = Callable[..., Awaitable[Any]]
-_ADDRESS = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
 
 
 def _kind(schema: dict[str, Any]) -> tuple[str, list[Any] | None, bool]:
@@ -166,12 +165,7 @@ class ParamField:
         value = self.value()
         if value is None:
             return "Required." if self.required else None
-        if isinstance(value, str):
-            if self.format == "email-list":
-                parts = [p.strip() for p in re.split(r"[,;]", value) if p.strip()]
-                bad = [p for p in parts if not _ADDRESS.match(p)]
-                if bad:
-                    return f"Not an email address: {', '.join(bad)}"  # the placeholder shows the form
+        if isinstance(value, str):  # the rest (an address's form…) is the engine's to judge, at Create
             limit = self.schema.get("maxLength")
             if limit and len(value) > limit:
                 return f"At most {limit} characters."
@@ -203,9 +197,11 @@ class JobDialog(QDialog):
         *,
         default_max_retries: int = 3,
         parent: QWidget | None = None,
+        meta: EngineMeta | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("New job")
+        self.meta = meta or EngineMeta(self)
         self.types = {t["name"]: t for t in types}
         self.types_list = types
         self.repeat_editor: QDialog | None = None
@@ -213,6 +209,7 @@ class JobDialog(QDialog):
         self.fields: dict[str, ParamField] = {}
         self._submitting = False
         self.submit_task: asyncio.Future[Any] | None = None
+        self._checks: set[asyncio.Future[None]] = set()
         outer, body, self.scroll = scroll_body(self)
         top = QFormLayout()
         self.type_combo = QComboBox(self)
@@ -222,6 +219,13 @@ class JobDialog(QDialog):
         self.description = QLabel(self)
         self.description.setWordWrap(True)
         top.addRow("", self.description)
+        # Before anything is created: the engine says this type's jobs would fail for lack of configuration.
+        self.setup_warning = QLabel(self)
+        self.setup_warning.setObjectName("warning")
+        self.setup_warning.setWordWrap(True)
+        self.setup_warning.setTextFormat(Qt.TextFormat.PlainText)
+        self.setup_warning.hide()
+        top.addRow("", self.setup_warning)
         body.addLayout(top)
         self.params_box = QWidget(self)
         self.params_form = QFormLayout(self.params_box)
@@ -248,6 +252,7 @@ class JobDialog(QDialog):
         )
         self.reason = disabled_reason(self)
         self.type_combo.currentIndexChanged.connect(self._on_type_combo_current_index_changed)
+        self.meta.changed.connect(self._show_missing)
         self._build_fields()
         if self.fields:  # typing starts in the first field, not in the type chooser
             next(iter(self.fields.values())).widget.setFocus(Qt.FocusReason.OtherFocusReason)
@@ -318,6 +323,7 @@ class JobDialog(QDialog):
         self.fields = {}
         kind = self.types.get(self.job_type) or {}
         self.description.setText(kind.get("description", ""))
+        self._show_missing()
         schema = kind.get("schema") or {}
         required = set(schema.get("required") or [])
         for name, prop in (schema.get("properties") or {}).items():
@@ -330,15 +336,41 @@ class JobDialog(QDialog):
             self.params_form.addRow(field.label if field.type != "boolean" else "", field.container)
         self._revalidate()
 
+    def _show_missing(self) -> None:
+        gaps = self.meta.missing(self.job_type)
+        text = ""
+        if gaps:
+            text = f"A job of this type would fail now: {'; '.join(gaps)}. Set it up in Settings first."
+        self.setup_warning.setText(text)
+        self.setup_warning.setVisible(bool(text))
+
     def _on_field_changed(self, field: ParamField) -> None:
         field.edited = True
         if field.error.isVisible():  # already flagged: say at once when it is fixed (or what is wrong now)
-            field.error.show_error(field.local_error())
+            self._judge(field)
         self._revalidate()
 
     def _on_field_left(self, field: ParamField) -> None:
         if field.edited:
-            field.error.show_error(field.local_error())
+            self._judge(field)
+
+    def _judge(self, field: ParamField) -> None:
+        """What the schema says at once (required, length); the rest the engine judges (`check`), as at Create."""
+        local = field.local_error()
+        field.error.show_error(local)
+        if local is None and field.value() is not None:
+            task = asyncio.ensure_future(self._check(field))
+            self._checks.add(task)
+            task.add_done_callback(self._checks.discard)
+
+    async def _check(self, field: ParamField) -> None:
+        try:
+            reply = await self.request("check", job_type=self.job_type, parameters=self.parameters())
+        except (JobdeckError, OSError, TimeoutError):
+            return  # judged at Create instead
+        if self.fields.get(field.name) is field and field.local_error() is None:
+            message = (reply.get("errors") or {}).get(field.name)
+            field.error.show_error(message[:1].upper() + message[1:] if message else None)
 
     # ------------------------------------------------------------------ validation
     def local_errors(self) -> dict[str, str]:

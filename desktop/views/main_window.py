@@ -24,8 +24,9 @@ from PySide6.QtWidgets import (
 
 from desktop.models import format as fmt
 from desktop.models.jobs import Filter, JobTableModel
-from desktop.services import settings_io
+from desktop.models.meta import EngineMeta
 from desktop.services.connection import WorkerConnection
+from desktop.services.engine_info import EngineInfo
 from desktop.services.live import LiveJobs
 from desktop.services.supervisor import WorkerSupervisor
 from desktop.views.detail_panel import DetailPanel
@@ -37,6 +38,7 @@ from desktop.views.jobs_table import JobsTable
 from desktop.views.schedule_editor import ScheduleEditor
 from desktop.views.schedules_view import SchedulesView
 from desktop.views.settings_dialog import SettingsDialog
+from desktop.views.setup_bar import SetupBar
 from desktop.views.stats_view import StatsView
 from desktop.views.table_dialog import TableDialog
 from desktop.views.transfers_view import TransfersView
@@ -81,8 +83,13 @@ class MainWindow(QMainWindow):
         self.connection = WorkerConnection(self.paths, self)
         self.supervisor = supervisor or WorkerSupervisor(self.paths, autostart=autostart, parent=self)
         self.model = JobTableModel(self)
+        # What the engine says about itself (statuses, actions, job types) and the settings in effect: the window
+        # keeps no copy of the engine's rules (see desktop.models.meta).
+        self.meta = EngineMeta(self)
+        self.model.set_meta(self.meta)
+        self.info = EngineInfo(self.connection, self.meta, self)
         self.live = LiveJobs(self.connection, self.model, self)
-        self.tray = TrayController(self)
+        self.tray = TrayController(self, self.meta)
         self.setWindowTitle("Jobdeck")
         self.setWindowIcon(icon("jobdeck"))
         self.setAcceptDrops(True)
@@ -161,6 +168,8 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.filter_bar)
         self.paused_banner = PausedBanner(central)
         layout.addWidget(self.paused_banner)
+        self.setup_bar = SetupBar(self.meta, central)
+        layout.addWidget(self.setup_bar)
         self.splitter = QSplitter(Qt.Orientation.Horizontal, central)
         self.table = JobsTable(self.model, self.splitter)
         self.empty_label = self.table.empty_label
@@ -225,6 +234,9 @@ class MainWindow(QMainWindow):
         self.supervisor.state_changed.connect(self._follow_worker_state)
         self.detail.link_copied.connect(self._on_detail_link_copied)
         self.detail.attach(self.connection, self.spawn, self.tell)
+        self.meta.changed.connect(self._on_meta_changed)
+        self.info.settings_changed.connect(self._on_info_settings_changed)
+        self.setup_bar.open_settings.connect(self.open_settings)
         self.tray.show_requested.connect(self.show_and_raise)
         self.tray.upload_requested.connect(self.open_upload_picker)
         self.tray.quit_requested.connect(self.request_quit)
@@ -249,16 +261,12 @@ class MainWindow(QMainWindow):
         self.spawn(self._begin())
 
     async def _begin(self) -> None:
-        with contextlib.suppress(JobdeckError):
-            self.settings = await settings_io.load(self.paths)
         self.supervisor.begin()
+        while not await self.connection.wait_until_available(30.0):
+            log.info("still waiting for a worker")
+        with contextlib.suppress(JobdeckError, OSError, TimeoutError):
+            await self.info.load()  # before the first rows, so they are labelled and summarised as the engine says
         await self.live.start()
-        with contextlib.suppress(JobdeckError, OSError, TimeoutError):
-            self.job_actions.rules = await self.connection.request("rules")
-            self.job_actions.update_enabled()
-        with contextlib.suppress(JobdeckError, OSError, TimeoutError):
-            self.types = await self.connection.request("types")
-            self.filter_bar.set_types(self.types)
 
     def spawn(self, coro: Any) -> asyncio.Future[Any]:
         """Run a coroutine on the qasync loop; errors are reported, not lost."""
@@ -367,11 +375,21 @@ class MainWindow(QMainWindow):
     def _follow_worker_state(self, *_args: Any) -> None:
         """The paused banner (with the jobs waiting) and what running rows say follow the worker's state."""
         by_status = (self.live.stats or {}).get("by_status") or {}
-        waiting = sum(int(by_status.get(s, 0)) for s in ("pending", "retrying"))
+        waiting = sum(int(by_status.get(s, 0)) for s in self.meta.waiting)
         state = self.badge_state
         self.paused_banner.set_paused(state == "paused", waiting)
         down = state in ("stopped", "reconnecting") and self.live.loaded_once
         self.model.set_worker_note(WORKER_DOWN_NOTE if down else "")
+
+    def _on_meta_changed(self) -> None:
+        self.types = list(self.meta.types.values())
+        self.filter_bar.set_statuses([(s, self.meta.status_label(s)) for s in self.meta.status_names])
+        self.filter_bar.set_types(self.types)
+        self.job_actions.update_enabled()
+        self._follow_worker_state()
+
+    def _on_info_settings_changed(self, settings: Settings) -> None:
+        self.settings = settings
 
     def _on_live_events_applied(self, events: list[dict[str, Any]]) -> None:
         self.job_actions.update_enabled()
@@ -417,7 +435,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ dialogs
     def new_job_dialog(self, prefill: dict[str, Any] | None = None) -> JobDialog:
         dialog = JobDialog(self.types, self.connection.request, default_max_retries=self.settings.default_max_retries,
-                           parent=self)  # fmt: skip
+                           parent=self, meta=self.meta)  # fmt: skip
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         if prefill is not None:
             dialog.prefill(prefill)
@@ -470,7 +488,7 @@ class MainWindow(QMainWindow):
             self.drop_sheet(paths).open()
 
     def open_stats(self) -> StatsView:
-        view = StatsView(self.connection.request, self)
+        view = StatsView(self.connection.request, self, meta=self.meta, events=self.connection.job_events)
         view.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         view.show()
         view.start_refresh()
@@ -484,7 +502,7 @@ class MainWindow(QMainWindow):
         return self.transfers
 
     def open_trash(self) -> TableDialog:
-        return self._open_table(TrashView(self.connection.request, self))
+        return self._open_table(TrashView(self.connection.request, self, self.meta))
 
     def open_schedules(self) -> SchedulesView:
         view = SchedulesView(self.connection.request, self, open_editor=self._edit_schedule)
@@ -524,14 +542,13 @@ class MainWindow(QMainWindow):
         return int(result["restored"])
 
     def open_settings(self) -> SettingsDialog:
-        dialog = SettingsDialog(self.paths, self.store, self, request=self.connection.request)
+        dialog = SettingsDialog(self.connection.request, self.store, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.accepted.connect(lambda: self.spawn(self._reload_settings()))
+        dialog.accepted.connect(self._on_settings_dialog_accepted)
         dialog.open()
         return dialog
 
-    async def _reload_settings(self) -> None:
-        self.settings = await settings_io.load(self.paths)
+    def _on_settings_dialog_accepted(self) -> None:
         self.tell("Settings saved. The worker reads them for each new job.")
 
     # ------------------------------------------------------------------ drag and drop

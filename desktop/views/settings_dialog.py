@@ -1,4 +1,5 @@
-"""Settings: SMTP and S3 to engine.config, secrets only to the OS keyring (masked), and connection tests."""
+"""Settings: read and written through the worker (`settings`, `settings_set`), secrets only to the OS keyring
+(masked), and "Test connection" as the worker's `probe` with the job type's own connection code."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from PySide6.QtWidgets import (
 from desktop.models import plain_text
 from desktop.services import settings_io
 from desktop.views.forms import ErrorLabel, add_footer, fit_to_screen, scroll_body, with_error
-from engine.config import Paths, Settings
+from engine.config import Settings
 from engine.credentials import CredentialStore
 from engine.errors import JobdeckError, ValidationError
 
@@ -39,12 +40,10 @@ Request = Callable[..., Awaitable[Any]]  # the worker's control channel (WorkerC
 
 
 class SettingsDialog(QDialog):
-    def __init__(
-        self, paths: Paths, store: CredentialStore, parent: QWidget | None = None, request: Request | None = None
-    ) -> None:
+    def __init__(self, request: Request, store: CredentialStore, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
-        self.paths, self.store = paths, store
+        self.store = store
         self.request = request
         self.confirm: Callable[[str, str], bool] = self._confirm_dialog  # tests answer for the operator
         self.settings: Settings | None = None
@@ -102,7 +101,6 @@ class SettingsDialog(QDialog):
             f"Abort multipart uploads started more than {STALE_UPLOAD_HOURS} hours ago that no job will resume: "
             "S3 keeps (and bills) their parts until they are aborted."
         )
-        self.s3_cleanup.setEnabled(request is not None)
         self.s3_cleanup_result = QLabel(self)
         self.s3_cleanup_result.setWordWrap(True)
         g.addRow(self._pair(self.s3_cleanup, self.s3_cleanup_result))
@@ -166,7 +164,12 @@ class SettingsDialog(QDialog):
 
     # ------------------------------------------------------------------ load
     async def load(self) -> None:
-        settings = await settings_io.load(self.paths)
+        try:
+            reply = await self.request("settings")
+        except (JobdeckError, OSError, TimeoutError) as exc:
+            self.keyring_label.setText(f"Could not read the settings from the worker: {exc}")
+            return
+        settings = Settings(**reply["settings"])
         self.keyring_ok, text = await settings_io.keyring_state(self.store)
         present = await settings_io.secrets_present(self.store) if self.keyring_ok else {}
         self.settings = settings
@@ -234,10 +237,6 @@ class SettingsDialog(QDialog):
     def typed_secrets(self) -> dict[str, str]:
         return {name: edit.text() for name, edit in self._secret_fields().items() if edit.text()}
 
-    def _form_settings(self) -> Settings:
-        base = self.settings.model_dump() if self.settings else {}
-        return Settings(**{**base, **self.changes()})
-
     # ------------------------------------------------------------------ save
     def _on_buttons_accepted(self) -> None:
         self.tasks.append(asyncio.ensure_future(self.save()))
@@ -247,7 +246,8 @@ class SettingsDialog(QDialog):
             label.show_error(None)
         self.form_error.hide()
         try:
-            settings = await settings_io.save(self.paths, self.changes())
+            reply = await self.request("settings_set", changes=self.changes())
+            settings = Settings(**reply["settings"])
             secrets = self.typed_secrets()
             if secrets:
                 if not self.keyring_ok:
@@ -279,27 +279,22 @@ class SettingsDialog(QDialog):
         self.tasks.append(asyncio.ensure_future(self.test_s3()))
 
     async def test_smtp(self) -> str:
-        self._say(self.smtp_result, "Testing…")
-        try:
-            settings = self._form_settings()
-            password = self.smtp_password.text() or (
-                await asyncio.to_thread(self.store.get, "smtp-password") if self.keyring_ok else None
-            )
-            text = "✔ " + await settings_io.test_smtp(settings, password)
-        except Exception as exc:  # reported plainly, whatever it is
-            text = f"✘ {exc}"
-        self._say(self.smtp_result, text)
-        return text
+        return await self._probe("send_email", self.smtp_result, ("smtp-password",))
 
     async def test_s3(self) -> str:
-        self._say(self.s3_result, "Testing…")
+        return await self._probe("upload_file", self.s3_result, ("aws-access-key-id", "aws-secret-access-key"))
+
+    async def _probe(self, job_type: str, result: QLabel, secret_names: tuple[str, ...]) -> str:
+        """The worker connects as a job of this type would, with the form's settings (not saved) and any secret
+        typed here (not stored: it travels once over the worker's private channel and is kept nowhere)."""
+        self._say(result, "Testing…")
+        typed = {name: value for name, value in self.typed_secrets().items() if name in secret_names}
         try:
-            settings = self._form_settings()
-            store = settings_io.OverlayStore(self.typed_secrets(), self.store)
-            text = "✔ " + await settings_io.test_s3(settings, store)
-        except Exception as exc:
+            reply = await self.request("probe", job_type=job_type, settings=self.changes(), secrets=typed)
+            text = ("✔ " if reply["ok"] else "✘ ") + str(reply["message"])
+        except Exception as exc:  # reported plainly, whatever it is
             text = f"✘ {exc}"
-        self._say(self.s3_result, text)
+        self._say(result, text)
         return text
 
     # ------------------------------------------------------------------ stale multipart uploads
@@ -321,8 +316,6 @@ class SettingsDialog(QDialog):
 
     async def cleanup_uploads(self) -> str:
         """Run ``cleanup_uploads`` in the worker and say plainly what was aborted."""
-        if self.request is None:
-            return ""
         self.s3_cleanup.setEnabled(False)
         self._say(self.s3_cleanup_result, "Cleaning up…")
         bucket = self.s3_bucket.text().strip() or None

@@ -1,4 +1,6 @@
-"""The stats view: counts by status and type, success rate, p95 duration and the per-minute timeline chart."""
+"""The stats view: counts by status and type, success rate, durations and the jobs that succeeded and failed over
+the last hour, day, week or month. It follows the worker's events (no Refresh button): a change is read again at
+most once every LIVE_MS, and the time axis moves on by itself."""
 
 from __future__ import annotations
 
@@ -7,25 +9,37 @@ import html
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QComboBox, QDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt, QTimer, SignalInstance
+from PySide6.QtWidgets import QComboBox, QDialog, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from desktop.models.format import STATUS_LABELS, STATUS_ORDER, duration
-from desktop.models.jobs import TYPE_LABELS
+from desktop.models.format import duration
+from desktop.models.meta import EngineMeta
 from desktop.widgets.chart import TimelineChart
 from desktop.widgets.theme import icon
 from engine.errors import JobdeckError
 
 Request = Callable[..., Awaitable[Any]]
-HOURS = (1, 3, 6, 12, 24)
+# The engine's windows (the `timeline` request's ``window``) and how the chooser names them.
+WINDOWS = (("1h", "Last hour"), ("24h", "Last 24 hours"), ("7d", "Last 7 days"), ("30d", "Last 30 days"))
+LIVE_MS = 1000  # events arriving in a burst cause one read, at most this often
+TICK_MS = 30_000  # with nothing happening, read again this often so the time axis moves on
 
 
 class StatsView(QDialog):
-    def __init__(self, request: Request, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        request: Request,
+        parent: QWidget | None = None,
+        *,
+        meta: EngineMeta | None = None,
+        events: SignalInstance | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Job statistics")
         self.request = request
+        self.meta = meta or EngineMeta(self)
         self.refresh_task: asyncio.Future[None] | None = None
+        self._again = False  # a change arrived while a read was under way: read once more after it
         layout = QVBoxLayout(self)
         self.headline = QLabel("Loading…", self)
         self.headline.setObjectName("sectionTitle")
@@ -34,13 +48,61 @@ class StatsView(QDialog):
         self.grid = QGridLayout()
         layout.addLayout(self.grid)
         self.status_labels: dict[str, QLabel] = {}
-        for col, status in enumerate(STATUS_ORDER):
-            name = QLabel(STATUS_LABELS[status], self)
+        self.by_type = QLabel(self)
+        self.by_type.setWordWrap(True)
+        self.by_type.setTextFormat(Qt.TextFormat.RichText)
+        layout.addWidget(self.by_type)
+        controls = QHBoxLayout()
+        self.chart_title = QLabel("Succeeded and failed", self)
+        self.chart_title.setObjectName("sectionTitle")
+        controls.addWidget(self.chart_title)
+        controls.addStretch(1)
+        self.window_combo = QComboBox(self)
+        self.window_combo.setAccessibleName("Time window")
+        for value, label in WINDOWS:
+            self.window_combo.addItem(label, value)
+        self.window_combo.currentIndexChanged.connect(self._on_window_combo_current_index_changed)
+        controls.addWidget(self.window_combo)
+        layout.addLayout(controls)
+        self.chart = TimelineChart(self)
+        layout.addWidget(self.chart, 1)
+        self._live = QTimer(self)
+        self._live.setSingleShot(True)
+        self._live.setInterval(LIVE_MS)
+        self._live.timeout.connect(self.start_refresh)
+        self._tick = QTimer(self)
+        self._tick.setInterval(TICK_MS)
+        self._tick.timeout.connect(self.start_refresh)
+        self._tick.start()
+        if events is not None:
+            events.connect(self._on_job_events)
+        self.meta.changed.connect(self._build_statuses)
+        self._build_statuses()
+        line = self.fontMetrics().height()
+        self.resize(line * 48, line * 30)
+
+    @property
+    def time_window(self) -> str:
+        return str(self.window_combo.currentData())
+
+    def _build_statuses(self) -> None:
+        """One column per status the engine names, in its order."""
+        if list(self.status_labels) == list(self.meta.status_names):
+            return
+        while self.grid.count():
+            item = self.grid.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        self.status_labels = {}
+        size = self.fontMetrics().height()
+        for col, status in enumerate(self.meta.status_names):
+            label = self.meta.status_label(status)
+            name = QLabel(label, self)
             name.setAlignment(Qt.AlignmentFlag.AlignCenter)
             glyph = QLabel(self)
-            glyph.setPixmap(icon(f"status-{status}").pixmap(self.fontMetrics().height(), self.fontMetrics().height()))
+            glyph.setPixmap(icon(f"status-{status}").pixmap(size, size))
             glyph.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            glyph.setAccessibleName(STATUS_LABELS[status])
+            glyph.setAccessibleName(label)
             value = QLabel("–", self)
             value.setAlignment(Qt.AlignmentFlag.AlignCenter)
             font = value.font()
@@ -51,64 +113,54 @@ class StatsView(QDialog):
             self.grid.addWidget(value, 1, col)
             self.grid.addWidget(name, 2, col)
             self.status_labels[status] = value
-        self.by_type = QLabel(self)
-        self.by_type.setWordWrap(True)
-        self.by_type.setTextFormat(Qt.TextFormat.RichText)
-        layout.addWidget(self.by_type)
-        controls = QHBoxLayout()
-        title = QLabel("Finished and failed per minute", self)
-        title.setObjectName("sectionTitle")
-        controls.addWidget(title)
-        controls.addStretch(1)
-        self.hours = QComboBox(self)
-        for h in HOURS:
-            self.hours.addItem(f"last {h} hour{'s' if h > 1 else ''}", h)
-        self.hours.setCurrentIndex(0)
-        self.hours.currentIndexChanged.connect(self._on_hours_current_index_changed)
-        controls.addWidget(self.hours)
-        self.refresh_button = QPushButton("Refresh", self)
-        self.refresh_button.clicked.connect(self._on_refresh_button_clicked)
-        controls.addWidget(self.refresh_button)
-        layout.addLayout(controls)
-        self.chart = TimelineChart(self)
-        layout.addWidget(self.chart, 1)
-        line = self.fontMetrics().height()
-        self.resize(line * 48, line * 30)
 
-    def _on_hours_current_index_changed(self, _index: int) -> None:
+    # ------------------------------------------------------------------ reading
+    def _on_window_combo_current_index_changed(self, _index: int) -> None:
         self.start_refresh()
 
-    def _on_refresh_button_clicked(self) -> None:
-        self.start_refresh()
+    def _on_job_events(self, _events: list[dict[str, Any]]) -> None:
+        if not self._live.isActive():
+            self._live.start()
 
     def start_refresh(self) -> None:
         if self.refresh_task is None or self.refresh_task.done():
             self.refresh_task = asyncio.ensure_future(self.refresh())
+        else:
+            self._again = True
 
     async def refresh(self) -> None:
+        window = self.time_window
         try:
+            if not self.meta.loaded:
+                self.meta.update(await self.request("meta"))
             stats = await self.request("stats")
-            timeline = await self.request("timeline", hours=int(self.hours.currentData()))
+            timeline = await self.request("timeline", window=window)
         except (JobdeckError, OSError, TimeoutError) as exc:
             self.headline.setText(f"Could not load statistics: {exc}")
             return
-        self.show_stats(stats, timeline)
+        if window == self.time_window:
+            self.show_stats(stats, timeline)
+        if self._again or window != self.time_window:
+            self._again = False
+            self._live.start()
 
     def show_stats(self, stats: dict[str, Any], timeline: dict[str, Any] | None) -> None:
         rate = stats.get("success_rate")
         p95 = stats.get("p95_duration_s")
         mean = stats.get("mean_duration_s")
+        label = dict(WINDOWS).get(str((timeline or {}).get("window")), "").lower()
+        ok, bad = sum((timeline or {}).get("succeeded") or []), sum((timeline or {}).get("failed") or [])
         self.headline.setText(
             f"{stats.get('total', 0):,} jobs · success rate {f'{rate:.1%}' if rate is not None else '–'} · "
-            f"p95 duration {duration(p95) or '–'} · mean {duration(mean) or '–'} · "
-            f"last hour: {stats.get('finished_last_hour', 0):,} succeeded, {stats.get('failed_last_hour', 0):,} failed"
+            f"p95 duration {duration(p95) or '–'} · mean {duration(mean) or '–'}"
+            + (f" · {label}: {ok:,} succeeded, {bad:,} failed" if label else "")
         )
-        for status, label in self.status_labels.items():
-            label.setText(f"{(stats.get('by_status') or {}).get(status, 0):,}")
+        for status, value in self.status_labels.items():
+            value.setText(f"{(stats.get('by_status') or {}).get(status, 0):,}")
         rows = []
         for job_type, counts in sorted((stats.get("by_type") or {}).items()):
-            cells = ", ".join(f"{STATUS_LABELS.get(s, s).lower()} {n:,}" for s, n in sorted(counts.items()))
-            name = html.escape(TYPE_LABELS.get(job_type, job_type))
+            cells = ", ".join(f"{self.meta.status_label(s).lower()} {n:,}" for s, n in sorted(counts.items()))
+            name = html.escape(self.meta.type_label(job_type))
             rows.append(f"<b>{name}</b>: {sum(counts.values()):,} ({cells})")
         self.by_type.setText("<br>".join(rows) or "No jobs yet: create one, or drop files on the main window.")
         self.chart.set_timeline(timeline)

@@ -7,6 +7,7 @@ from typing import Any
 from PySide6.QtWidgets import QWidget
 
 from desktop.models import format as fmt
+from desktop.models.meta import EngineMeta
 from desktop.views.table_dialog import Request, TableDialog
 from engine.errors import JobdeckError
 
@@ -15,8 +16,9 @@ HEADERS = ("ID", "Type", "Status", "Deleted", "Summary")
 
 
 class TrashView(TableDialog):
-    def __init__(self, request: Request, parent: QWidget | None = None) -> None:
+    def __init__(self, request: Request, parent: QWidget | None = None, meta: EngineMeta | None = None) -> None:
         super().__init__(request, "Trash", HEADERS, ("Restore", "Delete for good", "Empty trash"), 60, parent)
+        self.meta = meta or EngineMeta(self)  # labels and summaries as the engine gives them
         self.restore_button, self.purge_button, self.empty_button = self.buttons.values()
         self.restore_button.clicked.connect(lambda: self._spawn(self._act("restore", ids=self.selected_ids())))
         self.purge_button.clicked.connect(lambda: self._spawn(self._act("purge_trash", ids=self.selected_ids())))
@@ -34,8 +36,8 @@ class TrashView(TableDialog):
             return
         jobs = page["jobs"]
         self.fill(
-            [(str(job["id"]), job["job_type"], fmt.STATUS_LABELS.get(job["status"], job["status"]),
-              fmt.local_time(job["deleted_at"], seconds=False), fmt.summary(job)) for job in jobs]
+            [(str(job["id"]), self.meta.type_label(job["job_type"]), self.meta.status_label(job["status"]),
+              fmt.local_time(job["deleted_at"], seconds=False), self.meta.summary(job)) for job in jobs]
         )  # fmt: skip
         total = int(page["total"])
         more = f" (the {SHOWN:,} most recently deleted shown)" if total > len(jobs) else ""

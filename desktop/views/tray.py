@@ -8,7 +8,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
-from desktop.models.format import summary
+from desktop.models.meta import EngineMeta
 from desktop.widgets.theme import icon
 
 
@@ -22,8 +22,9 @@ class TrayController(QObject):
     quit_requested = Signal()
     job_requested = Signal(int)  # a notification was clicked
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, meta: EngineMeta | None = None) -> None:
         super().__init__(parent)
+        self.meta = meta or EngineMeta(self)  # a notification's summary, as the engine makes it
         self.menu = QMenu()
         self.show_action = QAction("Show Jobdeck", self)
         self.upload_action = QAction("New upload…", self)
@@ -74,7 +75,7 @@ class TrayController(QObject):
         title = f"Job {job['id']} {'failed' if failed else 'succeeded'}"
         if job.get("schedule_id") is not None:  # a run of a schedule: say which one
             title += f" (schedule {job['schedule_id']})"
-        text = summary(job)
+        text = self.meta.summary(job)
         if failed and job.get("error"):
             text = f"{text}\n{job['error']}" if text else str(job["error"])
         if self.icon is not None:

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QCheckBox, QMessageBox
 
-from desktop.services import settings_io
 from desktop.views.job_actions import window_action
 from desktop.widgets.worker_badge import WorkerBadge
 
@@ -130,5 +129,5 @@ class WorkerControl(QObject):
         clicked = box.clickedButton()
         choice = "keep" if clicked is keep else "stop" if clicked is stop else None
         if choice and remember.isChecked():
-            self.window.spawn(settings_io.save(self.window.paths, {"on_quit": choice}))
+            self.window.spawn(self.window.info.save({"on_quit": choice}))  # sent before any shutdown request
         return choice

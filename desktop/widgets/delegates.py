@@ -127,16 +127,19 @@ class StatusBadgeDelegate(TextCellDelegate):
         return self._bold_font
 
     @staticmethod
-    def width_for(font: QFont) -> int:
-        """A column width that fits the widest status pill in this font (bold, padded) without eliding."""
+    def width_for(font: QFont, labels: list[str] | None = None) -> int:
+        """A column width that fits the widest status pill in this font (bold, padded) without eliding: of these
+        labels (the engine's), or before they are known of ten digits."""
         bold = QFont(font)
         bold.setBold(True)
         metrics = QFontMetrics(bold)
-        widest = max(metrics.horizontalAdvance(label) for label in fmt.STATUS_LABELS.values())
+        widest = max(metrics.horizontalAdvance(label) for label in labels or ["0" * 10])
         return widest + metrics.height() + 4 + metrics.horizontalAdvance("  ")
 
     def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:
-        return QSize(self.width_for(option.font), super().sizeHint(option, index).height())
+        meta = self.model.meta
+        labels = [meta.status_label(s) for s in meta.status_names]
+        return QSize(self.width_for(option.font, labels), super().sizeHint(option, index).height())
 
 
 def paint_progress_bar(

@@ -14,6 +14,7 @@ JOB_DELETED = "job.deleted"
 JOB_PROGRESS = "job.progress"
 SCHEDULE_UPDATED = "schedule.updated"
 WORKER_STATUS = "worker.status"
+SETTINGS_CHANGED = "settings.changed"
 REPLAY_DONE = "replay.done"
 
 _KIND_TO_TYPE = {"created": JOB_CREATED, "restored": JOB_CREATED, "deleted": JOB_DELETED}  # restored: from the trash
@@ -50,6 +51,11 @@ def progress_event(job_id: int, progress: dict[str, Any]) -> dict[str, Any]:
 
 def status_event(status: dict[str, Any]) -> dict[str, Any]:
     return {"v": VERSION, "type": WORKER_STATUS, "at": now_iso(), "worker": status}
+
+
+def settings_event(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings in effect changed (the window, `jobdeck config set` or an edit of config.json); never secrets."""
+    return {"v": VERSION, "type": SETTINGS_CHANGED, "at": now_iso(), "settings": settings}
 
 
 def reply(request_id: Any, result: Any) -> dict[str, Any]:

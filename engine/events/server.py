@@ -125,6 +125,7 @@ class EventServer:
         self._inbox_scheduled = False
         self._inbox_reread = False
         self._progress: ProgressCoalescer | None = None
+        self._settings: dict[str, Any] | None = None  # the settings last seen, to tell clients when they change
         # Ledger reads for the feed get their own thread, so a burst of requests never delays events.
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="jobdeck-events-read")
         self._requests = ThreadPoolExecutor(4, thread_name_prefix="jobdeck-requests")
@@ -252,7 +253,8 @@ class EventServer:
         self.port = self._server.sockets[0].getsockname()[1]
         self.guard.port = self.port
         self._ready.set()
-        tasks = [asyncio.create_task(self._feed()), asyncio.create_task(self._reap_idle())]
+        tasks = [asyncio.create_task(self._feed()), asyncio.create_task(self._reap_idle()),
+                 asyncio.create_task(self._watch_settings())]  # fmt: skip
         try:
             await self._server.wait_closed()
         finally:
@@ -400,7 +402,11 @@ class EventServer:
         if kind == "subscribe":
             self._start_subscription(client, message.get("since", 0), request_id)
         elif kind == "request":
-            self._enqueue(client, await self._dispatch(request_id, message.get("op"), message.get("args")))
+            op = message.get("op")
+            answer = await self._dispatch(request_id, op, message.get("args"))
+            self._enqueue(client, answer)
+            if op == "settings_set" and answer.get("ok"):
+                self._check_settings()
         else:
             text = f"unknown message type {kind!r}; use subscribe or request (a message with an op)"
             self._enqueue(client, schema.error_reply(request_id, "type", text))
@@ -440,6 +446,23 @@ class EventServer:
             done = {"v": schema.VERSION, "type": schema.REPLAY_DONE, "seq": client.cursor, "id": request_id}
             if self._enqueue(client, done):
                 self._enqueue(client, schema.status_event(self._status()))
+
+    # ------------------------------------------------------------------ settings
+    async def _watch_settings(self) -> None:
+        """Tell live clients when the settings change, whoever changed them: the config file is looked at once a
+        second (a stat while it is unchanged; see ``load_settings``), and at once after a ``settings_set``."""
+        while True:
+            self._check_settings()
+            await asyncio.sleep(FOREIGN_POLL_S)
+
+    def _check_settings(self) -> None:
+        try:
+            current = self.ops.settings.model_dump(mode="json")
+        except Exception:  # a config file being rewritten, or made invalid: the jobs' own reads report it
+            return
+        if self._settings is not None and current != self._settings:
+            self._broadcast(schema.settings_event(current))
+        self._settings = current
 
     # ------------------------------------------------------------------ the live feed
     def _on_committed(self, events: list[dict[str, Any]]) -> None:

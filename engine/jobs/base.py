@@ -104,8 +104,15 @@ class JobType:
 
     name: ClassVar[str]
     label: ClassVar[str]
+    short_label: ClassVar[str] = ""  # a table's Type column ("Email"); empty: the label
     description: ClassVar[str] = ""
     Params: ClassVar[type[Params]]
+    # The one-line summary of a job: these parameters, in order, the empty ones left out, joined by " — "; a
+    # parameter whose schema format is "file-path" shows its file name only. Front ends build the same line from
+    # ``describe()`` (the `meta` request) instead of keeping a rule per type. Empty: the first parameter.
+    summary_fields: ClassVar[tuple[str, ...]] = ()
+    # The field of a job's result that links to what it made (an uploaded object's URL), if any.
+    link_field: ClassVar[str | None] = None
     # Per-type retry policy; None falls back to the settings.
     retry_base_s: ClassVar[float | None] = None
     retry_cap_s: ClassVar[float | None] = None
@@ -156,8 +163,25 @@ class JobType:
         return None
 
     def summary(self, parameters: dict[str, Any]) -> str:
-        """One line for tables and notifications."""
-        return ", ".join(f"{k}={v}" for k, v in parameters.items())[:120]
+        """One line for tables and notifications, from ``summary_fields``."""
+        return summary_line(self.summary_spec(), parameters)
+
+    def summary_spec(self) -> list[dict[str, Any]]:
+        """``summary_fields`` as front ends get them: each field's name and whether it is a path shown by name."""
+        properties = self.Params.model_json_schema().get("properties") or {}
+        names = self.summary_fields or tuple(properties)[:1]
+        return [{"field": n, "path": (properties.get(n) or {}).get("format") == "file-path"} for n in names]
+
+    def probe(self, settings: Settings, credentials: Credentials) -> str:
+        """Connect with the job's own connection code and say plainly what worked ("Test connection" in Settings);
+        raise ``JobdeckError`` with what failed. A type with nothing to connect to says so."""
+        return f"{self.label}: nothing to test (this job type connects to no server)."
+
+    def missing(self, settings: Settings, configured: set[str], credentials: Credentials) -> list[str]:
+        """What a job of this type would fail for lack of, in words (empty: nothing known to be missing).
+
+        ``configured`` holds the settings given in the config file or the environment (the rest are defaults)."""
+        return []
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -166,6 +190,20 @@ class JobType:
             "description": self.description,
             "schema": self.Params.model_json_schema(),
         }
+
+
+def summary_line(spec: list[dict[str, Any]], parameters: dict[str, Any]) -> str:
+    """The summary ``spec`` (``JobType.summary_spec``) makes of these parameters, at most 120 characters."""
+    parts = []
+    for item in spec:
+        value = parameters.get(item["field"])
+        if value is None or value == "":
+            continue
+        text = str(value)
+        if item.get("path"):
+            text = text.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+        parts.append(text.splitlines()[0] if text.strip() else text)
+    return " — ".join(parts)[:120]
 
 
 def remove_staged(path: Path) -> None:

@@ -11,7 +11,10 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from engine.errors import JobError, PermanentJobError
+from engine.config import Settings
+from engine.credentials.redact import redact
+from engine.credentials.store import Credentials
+from engine.errors import JobdeckError, JobError, PermanentJobError
 from engine.jobs import smtp
 from engine.jobs.base import JobContext, JobType, Params
 from engine.jobs.registry import register
@@ -73,11 +76,42 @@ class EmailParams(Params):
 class SendEmail(JobType):
     name = "send_email"
     label = "Send email"
+    short_label = "Email"
     description = "Send an email over SMTP to one or more recipients."
     Params = EmailParams
+    summary_fields = ("recipient", "subject")
 
-    def summary(self, parameters: dict[str, Any]) -> str:
-        return f"{parameters.get('recipient', '')} — {parameters.get('subject', '')}"
+    def probe(self, settings: Settings, credentials: Credentials) -> str:
+        """Connect (and log in when a user is set) under the job's own rules: no password over an unencrypted
+        connection, UTF-8 login."""
+        host, port = settings.smtp_host, settings.smtp_port
+        password = credentials.get("smtp-password") if settings.smtp_user else None
+        try:
+            if settings.smtp_user and password:
+                smtp.check_login_is_encrypted(settings)
+            with smtp.connect(settings, min(settings.smtp_timeout_s, 15.0)) as client:
+                client.ehlo()
+                if not settings.smtp_user:
+                    return f"Connected to {host}:{port} (no login: SMTP user is empty)."
+                if not password:
+                    return f"Connected to {host}:{port}, but no SMTP password is set for user {settings.smtp_user!r}."
+                smtp.login(client, settings.smtp_user, password)
+                return f"Connected to {host}:{port} and logged in as {settings.smtp_user}."
+        except smtp.InsecureLoginRefused as exc:
+            raise JobdeckError(f"Not tested: {exc}.") from None
+        except smtplib.SMTPAuthenticationError as exc:
+            raise JobdeckError(f"The server refused the login for {settings.smtp_user!r}: {exc.smtp_code}") from None
+        except (smtplib.SMTPException, OSError) as exc:
+            text = redact(f"{type(exc).__name__}: {exc}", [password] if password else [])  # a server may echo AUTH
+            raise JobdeckError(f"Could not connect to {host}:{port}: {text}") from None
+
+    def missing(self, settings: Settings, configured: set[str], credentials: Credentials) -> list[str]:
+        gaps = []
+        if "smtp_host" not in configured:
+            gaps.append(f"no SMTP server is set (emails would go to {settings.smtp_host}:{settings.smtp_port})")
+        if settings.smtp_user and not credentials.get("smtp-password"):
+            gaps.append(f"no password is saved for SMTP user {settings.smtp_user!r}")
+        return gaps
 
     def run(self, ctx: JobContext, params: EmailParams) -> dict[str, Any]:  # type: ignore[override]
         settings = ctx.settings

@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from pydantic import Field
 
 from engine.config import Paths, Settings
+from engine.credentials.store import Credentials
 from engine.errors import JobdeckError, JobError, PermanentJobError, ValidationError
 from engine.jobs.base import CleanupEnv, JobContext, JobType, Params, Prepared, remove_staged
 from engine.jobs.registry import register
@@ -122,11 +123,29 @@ def _fsync_folder(folder: Path) -> None:
 class UploadFile(JobType):
     name = "upload_file"
     label = "Upload file to S3"
+    short_label = "Upload"
     description = "Upload a local file to an S3-compatible bucket; the result holds the object's URL."
     Params = UploadParams
+    summary_fields = ("path",)
+    link_field = "file_url"
 
-    def summary(self, parameters: dict[str, Any]) -> str:
-        return PurePosixPath(str(parameters.get("path", "")).replace("\\", "/")).name
+    def probe(self, settings: Settings, credentials: Credentials) -> str:
+        """``head_bucket`` on the default bucket with the job's own client (endpoint, addressing, keys)."""
+        if not settings.s3_bucket:
+            raise JobdeckError("Set a bucket first.")
+        client = make_client(settings, credentials, retries={"max_attempts": 1}, connect_timeout=5, read_timeout=15)
+        try:
+            client.head_bucket(Bucket=settings.s3_bucket)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            raise JobdeckError(f"S3 answered {code or 'an error'} for bucket {settings.s3_bucket!r}.") from None
+        except BotoCoreError as exc:
+            raise JobdeckError(f"Could not reach S3: {exc}") from None
+        where = settings.s3_endpoint_url or f"AWS region {settings.s3_region}"
+        return f"Bucket {settings.s3_bucket!r} is reachable at {where}."
+
+    def missing(self, settings: Settings, configured: set[str], credentials: Credentials) -> list[str]:
+        return [] if settings.s3_bucket else ["no default S3 bucket is set"]
 
     def prepare(self, params: UploadParams, settings: Settings, spool: Path) -> Prepared:  # type: ignore[override]
         guard = DataGuard.beside(spool)

@@ -31,8 +31,12 @@ CLAIMABLE = (JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RETRYING)
 CANCELABLE = CLAIMABLE
 RETRYABLE = (JobStatus.FAILED, JobStatus.CANCELED)
 WAITING = CLAIMABLE
+# What a paused worker holds back: jobs that are due or will be soon (a scheduled job waits for its time instead).
+WAITING_FOR_WORKER = (JobStatus.PENDING, JobStatus.RETRYING)
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
 ALL_STATUSES = tuple(s.value for s in JobStatus)
+# How every front end names a status; the enum's order is the order they list them in.
+STATUS_LABELS: dict[JobStatus, str] = {s: s.value.capitalize() for s in JobStatus}
 
 # What a recurring schedule does with runs it missed, and with a run due while the last one still waits or runs.
 CATCH_UP_POLICIES = ("skip", "once", "all")

@@ -246,16 +246,19 @@ def test_config_set_explains_the_insecure_login_setting(jobdeck_home: Path) -> N
 
 
 def test_settings_dialog_refuses_a_clear_text_login_test_unless_allowed(
-    qtbot: Any, aloop: Any, jobdeck_home: Path, make_smtp_server: Callable[..., SmtpServer]
+    qtbot: Any, aloop: Any, jobdeck_home: Path, make_smtp_server: Callable[..., SmtpServer], worker_factory: Any
 ) -> None:
     from test_gui_support import run
 
+    from desktop.services.connection import WorkerConnection
     from desktop.views.settings_dialog import SettingsDialog
     from engine.config import load_settings
     from engine.credentials import MemoryStore
 
     smtp = make_smtp_server(auth=("mailer", UTF8_PASSWORD))
-    dialog = SettingsDialog(Paths(jobdeck_home), MemoryStore())
+    worker_factory()  # the test is the worker's probe, with the password typed into the form
+    connection = WorkerConnection(Paths(jobdeck_home))
+    dialog = SettingsDialog(connection.request, MemoryStore())
     qtbot.addWidget(dialog)
     run(qtbot, dialog.load_task)
     dialog.smtp_host.setText("127.0.0.1")
@@ -269,6 +272,10 @@ def test_settings_dialog_refuses_a_clear_text_login_test_unless_allowed(
     assert run(qtbot, dialog.test_smtp()).startswith("✔ Connected")
     assert run(qtbot, dialog.save()) is True
     assert load_settings(Paths(jobdeck_home)).smtp_allow_insecure_auth is True
+    for path in jobdeck_home.rglob("*"):  # the probe's password reached no file: not the ledger, not a log
+        if path.is_file():
+            assert UTF8_PASSWORD.encode() not in path.read_bytes(), path
+    run(qtbot, connection.close())
 
 
 # ---------------------------------------------------------------- headers refused at submit

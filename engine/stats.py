@@ -1,0 +1,38 @@
+"""The statistics' time series: jobs that succeeded and failed per bucket over a window of time (1 h to 30 d)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from engine.errors import ValidationError
+
+# window → (its span, one bucket) in seconds: about a hundred bars whatever the span.
+WINDOWS: dict[str, tuple[int, int]] = {
+    "1h": (3600, 60),
+    "24h": (86_400, 900),
+    "7d": (7 * 86_400, 3600),
+    "30d": (30 * 86_400, 6 * 3600),
+}
+
+
+def parse_window(value: Any) -> tuple[int, int]:
+    if not isinstance(value, str) or value.strip() not in WINDOWS:
+        raise ValidationError("window", f"must be one of {', '.join(WINDOWS)}; got {str(value)[:40]!r}")
+    return WINDOWS[value.strip()]
+
+
+def buckets(events: list[tuple[str, datetime]], span_s: int, bucket_s: int, now: datetime) -> dict[str, Any]:
+    """Count ``events`` (kind, time) into buckets aligned to whole multiples of ``bucket_s`` since the epoch, the
+    last one holding ``now``: a bar keeps its place as time moves on and new bars appear on the right."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    end = epoch + timedelta(seconds=((now - epoch).total_seconds() // bucket_s + 1) * bucket_s)
+    count = span_s // bucket_s
+    start = end - timedelta(seconds=count * bucket_s)
+    succeeded, failed = [0] * count, [0] * count
+    for kind, at in events:
+        index = int((at - start).total_seconds() // bucket_s)
+        if 0 <= index < count:
+            (succeeded if kind == "succeeded" else failed)[index] += 1
+    return {"start": start.isoformat(), "bucket_s": bucket_s, "buckets": count, "succeeded": succeeded,
+            "failed": failed}  # fmt: skip
