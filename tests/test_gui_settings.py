@@ -183,9 +183,7 @@ def test_cleanup_button_aborts_stale_multipart_uploads_after_confirmation(
     assert run(qtbot, dialog.cleanup_uploads()) == f"✔ Nothing to clean up in '{s3_bucket}'."
 
 
-def test_stats_follow_the_worker_live_over_each_window_with_values_on_hover(
-    qtbot: Any, connection: Any
-) -> None:
+def test_stats_follow_the_worker_live_over_each_window_with_values_on_hover(qtbot: Any, connection: Any) -> None:
     from desktop.models.meta import EngineMeta
 
     save_settings({"smtp_host": "127.0.0.1", "smtp_port": 9, "smtp_timeout_s": 5.0})  # emails fail at once

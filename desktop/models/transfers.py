@@ -16,6 +16,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 
 from desktop.models import format as fmt
 from desktop.models import job_text
+from desktop.models.meta import EngineMeta
 
 Index = QModelIndex | QPersistentModelIndex
 UPLOAD = "upload_file"
@@ -50,6 +51,7 @@ class TransfersModel(QAbstractTableModel):
         self._progress: dict[int, dict[str, Any]] = {}
         self.base_seq = 0
         self.now: datetime | None = None  # tests pin the clock; None: the real one
+        self.meta = EngineMeta(self)  # status labels as the engine gives them (the window's, once shown there)
 
     # ------------------------------------------------------------------ Qt model API
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
@@ -129,7 +131,7 @@ class TransfersModel(QAbstractTableModel):
         result = job.get("result")
         if status == "succeeded" and isinstance(result, dict) and result.get("skipped"):
             return "Skipped: already there"
-        return fmt.STATUS_LABELS.get(status, status)
+        return self.meta.status_label(status)
 
     def _tooltip(self, job: dict[str, Any], col: int) -> str | None:
         params = job.get("parameters") or {}

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from desktop.models import format as fmt
 from desktop.models import job_text
-from desktop.models.jobs import TYPE_LABELS
+from desktop.models.meta import EngineMeta
 from desktop.widgets import theme
 from engine.errors import JobdeckError
 
@@ -50,6 +50,7 @@ class DetailPanel(QWidget):
         super().__init__(parent)
         self.job: dict[str, Any] | None = None
         self.progress: dict[str, Any] | None = None
+        self.meta = EngineMeta(self)  # the window's: labels and the result's link, as the engine gives them
         self._connection: WorkerConnection | None = None
         self._spawn: Spawn | None = None
         self._tell: Callable[[str], None] = lambda _text: None
@@ -118,9 +119,8 @@ class DetailPanel(QWidget):
 
     @property
     def file_url(self) -> str | None:
-        result = (self.job or {}).get("result") or {}
-        url = result.get("file_url") if isinstance(result, dict) else None
-        return str(url) if url else None
+        """The result's link to what the job made, by the field its type names (``meta``)."""
+        return self.meta.link(self.job) if self.job else None
 
     def show_job(self, job: dict[str, Any] | None, message: str = "") -> None:
         same = job is not None and self.job is not None and job.get("id") == self.job.get("id")
@@ -141,8 +141,8 @@ class DetailPanel(QWidget):
             self.browser.setHtml(self._html)
             return
         status = str(job.get("status", ""))
-        type_label = TYPE_LABELS.get(str(job.get("job_type", "")), str(job.get("job_type", "")))
-        self.title.setText(f"Job {job['id']} · {type_label} · {fmt.STATUS_LABELS.get(status, status)}")
+        type_label = self.meta.type_label(str(job.get("job_type", "")))
+        self.title.setText(f"Job {job['id']} · {type_label} · {self.meta.status_label(status)}")
         self.state_label.show()
         self.run_now_button.setText(RUN_NOW_TEXT.get(status, "Run now"))
         self.run_now_button.setVisible(status in RUN_NOW_TEXT)

@@ -174,6 +174,7 @@ class MainWindow(QMainWindow):
         self.table = JobsTable(self.model, self.splitter)
         self.empty_label = self.table.empty_label
         self.detail = DetailPanel(self.splitter)
+        self.detail.meta = self.meta
         self.splitter.addWidget(self.table)
         self.splitter.addWidget(self.detail)
         self.splitter.setStretchFactor(0, 3)

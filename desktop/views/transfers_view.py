@@ -63,6 +63,7 @@ class TransfersView(QDialog):
         self.connection = connection
         self.request: Request = connection.request
         self.model = TransfersModel(self)
+        self.model.meta = getattr(parent, "meta", self.model.meta)
         self.loaded = False
         self._loading: asyncio.Future[Any] | None = None
         self._held: list[dict[str, Any]] = []  # job events that came while the snapshot was read
