@@ -67,10 +67,11 @@ class EngineInfo:
             for status in JobStatus
         ]
         types = []
-        for _, kind in sorted(registry.load().items()):
+        described = {t["name"]: t for t in self.ops.types()}  # everything `types` says, and more
+        for name, kind in sorted(registry.load().items()):
             types.append(
                 {
-                    **kind.describe(),
+                    **described[name],
                     "short_label": kind.short_label or kind.label,
                     "summary": kind.summary_spec(),
                     "link_field": kind.link_field,
