@@ -7,6 +7,7 @@ on exit, so a test never leaks a server. Nothing here imports pytest: the fixtur
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email
 import email.message
@@ -121,6 +122,9 @@ class _SmtpHandler:
         self.condition = threading.Condition()
         self.received: list[ReceivedMail] = []
         self.data_attempts = 0
+        self.answering = threading.Event()  # cleared: a message that arrives waits for its 250 (see hold_answers)
+        self.answering.set()
+        self.holding = threading.Event()  # set once a whole message waits for its answer
 
     async def handle_MAIL(
         self,
@@ -169,6 +173,10 @@ class _SmtpHandler:
             )
             self.received.append(mail)
             self.condition.notify_all()
+        if not self.answering.is_set():  # the message is kept; only its 250 waits
+            self.holding.set()
+            while not self.answering.is_set():
+                await asyncio.sleep(0.005)
         return "250 Message accepted for delivery"
 
 
@@ -257,9 +265,22 @@ class SmtpServer(_ManagedServer):
         raise RuntimeError(f"could not start the SMTP server: {last_error}") from last_error
 
     def stop(self) -> None:
+        self._handler.answering.set()  # a held answer must not keep the server's loop from stopping
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+
+    def hold_answers(self) -> None:
+        """Keep the next messages' 250 back until ``answer_held()``: the server has taken the message, the client
+        has sent the final dot and waits."""
+        self._handler.holding.clear()
+        self._handler.answering.clear()
+
+    def wait_holding(self, timeout: float) -> bool:
+        return self._handler.holding.wait(timeout)
+
+    def answer_held(self) -> None:
+        self._handler.answering.set()
 
     @property
     def messages(self) -> list[ReceivedMail]:

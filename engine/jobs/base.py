@@ -40,6 +40,7 @@ class JobContext:
     temp_root: Path
     staged_path: Path | None = None
     checkpoint: dict[str, Any] | None = None
+    created_at: str = ""  # the job's creation time as the ledger recorded it: with ``job_id``, names this job alone
     stop_requested: threading.Event = field(default_factory=threading.Event)
     _report: Callable[[int, dict[str, Any]], None] | None = None
     _save_checkpoint: Callable[[int, dict[str, Any] | None], None] | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import smtplib
 import unicodedata
@@ -72,6 +73,16 @@ class EmailParams(Params):
         return check_header_text(value)
 
 
+def message_id(ctx: JobContext, sender: str) -> str:
+    """The same for every attempt of a job: a copy that a crash sent twice (SMTP is at least once) carries the
+    first one's Message-ID, by which mail systems and readers recognise and drop duplicates. Without the job's
+    creation time (a context made outside the worker) it is unique per attempt instead."""
+    if not ctx.created_at:
+        return make_msgid(idstring=f"jobdeck{ctx.job_id}", domain=_domain(sender))
+    token = hashlib.sha256(f"{ctx.job_id}\0{ctx.created_at}".encode()).hexdigest()[:20]
+    return f"<jobdeck.{ctx.job_id}.{token}@{_domain(sender)}>"
+
+
 @register
 class SendEmail(JobType):
     name = "send_email"
@@ -121,8 +132,7 @@ class SendEmail(JobType):
         message["To"] = ", ".join(recipients)
         message["Subject"] = params.subject
         message["Date"] = formatdate(localtime=True)
-        # The job id in the Message-ID ties a delivered mail (and any duplicate after a crash) to its job.
-        message["Message-ID"] = make_msgid(idstring=f"jobdeck{ctx.job_id}", domain=_domain(settings.email_from))
+        message["Message-ID"] = message_id(ctx, settings.email_from)
         message.set_content(params.body)
         if params.html_body:
             message.add_alternative(params.html_body, subtype="html")

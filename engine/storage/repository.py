@@ -595,6 +595,14 @@ class Ledger(LedgerReads, LedgerTrash, LedgerSchedules):
             rows = conn.execute(select(JOBS).where(JOBS.c.status == JobStatus.RUNNING.value, lost)).mappings().all()
         return [dict(row) for row in rows]
 
+    def running_attempts(self) -> list[tuple[int, int]]:
+        """(job id, attempt) of every running job: the attempts whose delivery notes are still needed."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(JOBS.c.id, JOBS.c.attempts).where(JOBS.c.status == JobStatus.RUNNING.value)
+            ).all()
+        return [(row.id, row.attempts) for row in rows]
+
     def lease_lost(
         self,
         row: Row,

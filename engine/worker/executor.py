@@ -30,6 +30,7 @@ from engine.queue.backoff import retry_delay
 from engine.queue.huey_queue import JobQueue
 from engine.storage.repository import Claim, Ledger, job_to_dict
 from engine.storage.status import JobStatus
+from engine.worker.delivery_notes import DeliveryNotes
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,17 @@ class _Delivery:
         if self.done:
             return
         self.done = True
+        notes = self.executor.notes
+        if notes is not None:
+            notes.note(self.claimed["id"], self.claimed["attempts"], result)
         try:
             self.job = self.executor.ledger.succeed(self.claimed, self.executor.worker_id, result)
         except Exception:
             log.exception("job %s: could not record its delivery at once; the next pass records it", self.claimed["id"])
             self.pending = (result,)
+        finally:
+            if notes is not None:
+                notes.committed()
 
 
 class Executor:
@@ -85,6 +92,7 @@ class Executor:
         worker_id: str,
         progress: ProgressSink | None = None,
         rng: random.Random | None = None,
+        notes: DeliveryNotes | None = None,
     ) -> None:
         self.ledger = ledger
         self.queue = queue
@@ -93,6 +101,7 @@ class Executor:
         self.worker_id = worker_id
         self.progress = progress
         self.rng = rng or random.Random()
+        self.notes = notes
         self._contexts: dict[int, JobContext] = {}
         self._lock = threading.Lock()
 
@@ -115,6 +124,7 @@ class Executor:
         ctx = JobContext(
             job_id=job_id,
             attempt=job["attempts"],
+            created_at=str(job.get("created_at") or ""),
             settings=settings,
             credentials=self.credentials,
             temp_root=self.paths.temp,
@@ -205,11 +215,13 @@ class Executor:
         attempt had finished the work (``JobType.completed_result``): then the job has succeeded. What a job that
         ended held is released, as on the normal paths. Returns the jobs as recorded."""
         recovered = []
+        noted = self.notes.read() if self.notes is not None and rows else {}
         for row in rows:
             kind = registry.load().get(row["job_type"])
             staged = Path(row["staged_path"]) if row["staged_path"] else None
-            result = self._completed_result(kind, row, staged, settings)
-            if result is not None:
+            attempt = (row["id"], row["attempts"])
+            result = noted[attempt] if attempt in noted else self._completed_result(kind, row, staged, settings)
+            if attempt in noted or result is not None:
                 job = self.ledger.lease_lost(row, JobStatus.SUCCEEDED, result=result)
                 reason = "succeeded"
             else:

@@ -1,7 +1,8 @@
 """The worker process: Huey's consumer threads, lease upkeep, crash recovery, the event server, shutdown.
 
 Start-up order matters: take the worker locks (see ``engine.worker.lock``), recover the jobs of workers that are
-gone (those the locks' last holders left ``running``, and any whose lease lapsed), rebuild the Huey queue from the
+gone (those the locks' last holders left ``running``, and any whose lease lapsed; their delivery notes tell which
+attempts had already delivered: see ``engine.worker.delivery_notes``), rebuild the Huey queue from the
 ledger (the ledger is the truth; Huey lost whatever was dequeued when the last worker died), then start consuming
 and serving events.
 """
@@ -28,6 +29,7 @@ from engine.spool import sweep
 from engine.storage.integrity import check_url
 from engine.storage.repository import Ledger
 from engine.storage.status import JobStatus
+from engine.worker.delivery_notes import DeliveryNotes, notes_path
 from engine.worker.dispatch import Dispatch
 from engine.worker.executor import Executor
 from engine.worker.limits import StopDeadline, raise_open_file_limit
@@ -70,6 +72,8 @@ class WorkerService:
         self.lock.acquire({"pid": os.getpid(), "worker_id": self.worker_id, "home": str(self.paths.root)})
         check_url(self.paths.database_url())  # every page, once per start (a command checks a large ledger less)
         self.ledger = Ledger(self.paths.database_url())
+        self.notes = DeliveryNotes(notes_path(self.paths), self.ledger.running_attempts)
+        self.notes.open()
         self.queue = JobQueue(self.paths.queue)
         self.ops = Operations(self.paths, ledger=self.ledger, queue=self.queue)
         self.server = EventServer(self.ops, self, self.paths, port=self.port)
@@ -80,6 +84,7 @@ class WorkerService:
             self.ops.credentials,
             self.worker_id,
             progress=self.server.publish_progress,
+            notes=self.notes,
         )
         self.dispatch = Dispatch(
             self.ledger,
@@ -95,6 +100,7 @@ class WorkerService:
         recovered = self.executor.recover(lost, load_settings(self.paths))
         if recovered:
             log.warning("recovered %d job(s) left running by a stopped worker", len(recovered))
+        self.notes.compact()  # recovery has used the notes of the jobs it took over
         self._sweep_spool()
         self._rebuild_queue()
         self.scheduler = Scheduler(self.ledger, self.ops._outbox, self.ops._enqueued)
@@ -193,6 +199,7 @@ class WorkerService:
         self.dispatch.shutdown()
         self.server.stop()
         self.ledger.close()  # type: ignore[union-attr]
+        self.notes.close()
         self.lock.release()
         self._stopped.set()
         log.info("worker %s stopped", self.worker_id)

@@ -100,7 +100,14 @@ def test_every_file_a_running_worker_and_the_cli_make_is_private(passable: Path)
         files = {p.relative_to(home).as_posix() for p in assert_private(home)}
     finally:
         worker.stop()
-    expected = {"jobdeck.db", "jobdeck.db-wal", "jobdeck.db-shm", "config.json", "logs/worker.log"}
+    expected = {
+        "jobdeck.db",
+        "jobdeck.db-wal",
+        "jobdeck.db-shm",
+        "jobdeck.db.delivered",
+        "config.json",
+        "logs/worker.log",
+    }
     expected |= {"runtime/worker.json"}
     assert expected <= files, files
     assert any(f.startswith("spool/") and f.endswith("/private.csv") for f in files), files

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 from servers import SmtpServer
+from test_lock_wait import hold
 from workerproc import WorkerProcess
 
 from engine.config import Paths, save_settings
@@ -163,3 +164,78 @@ def test_email_storm_anywhere_short(jobdeck_home: Path, smtp_server: SmtpServer)
 @pytest.mark.timeout(900)
 def test_email_storm_anywhere_long(jobdeck_home: Path, smtp_server: SmtpServer) -> None:
     _check(email_storm(jobdeck_home, smtp_server, emails=200, kills=50, seed=int(time.time()), anywhere=True))
+
+
+def test_a_kill_after_the_servers_250_does_not_send_the_email_again(
+    jobdeck_home: Path, smtp_server: SmtpServer
+) -> None:
+    """The worker learns of the 250 while another process holds the ledger's write lock, so its commit waits; it is
+    killed then. Its delivery note (one write, no lock) tells the next worker that the attempt delivered."""
+    paths = Paths(jobdeck_home)
+    settings = {"smtp_host": "127.0.0.1", "smtp_port": smtp_server.port, "email_from": "j@example.com"}
+    save_settings({**settings, "retry_base_s": 0.05, "retry_cap_s": 0.1}, paths)
+    ops = Operations(paths, store=MemoryStore())
+    job = ops.create("send_email", {**EMAIL, "subject": "once"})
+    worker = WorkerProcess(jobdeck_home)
+    smtp_server.hold_answers()
+    holder = None
+    try:
+        worker.start()
+        assert smtp_server.wait_holding(20), "the worker never sent the message"
+        holder = hold(jobdeck_home / "jobdeck.db", "IMMEDIATE")  # the worker's commit of the success must wait
+        smtp_server.answer_held()
+        notes = jobdeck_home / "jobdeck.db.delivered"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (notes.exists() and f'"job":{job["id"]},' in notes.read_text()):
+            time.sleep(0.01)
+        time.sleep(0.05)
+        worker.kill()
+        assert ops.get(job["id"])["status"] == "running"  # the ledger never heard of the 250
+        holder.communicate("", timeout=10)
+        holder = None
+        worker.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and ops.get(job["id"])["status"] not in ("succeeded", "failed"):
+            time.sleep(0.05)
+        worker.stop()
+        done = ops.get(job["id"])
+        copies = [m for m in smtp_server.messages if m.message["Subject"] == "once"]
+        assert len(copies) == 1
+        assert done["status"] == "succeeded"
+        assert done["result"]["message_id"] == copies[0].message["Message-ID"]
+        assert not notes.read_text()  # recovery used the note; the next start compacted it away
+    finally:
+        if holder is not None:
+            holder.kill()
+        worker.kill()
+        ops.ledger.close()
+
+
+def test_an_email_sent_twice_by_a_kill_before_the_250_carries_one_message_id(
+    jobdeck_home: Path, smtp_server: SmtpServer
+) -> None:
+    """Killed after the final dot and before the 250, the worker cannot know the server took the message: SMTP's
+    own at-least-once. The retry's copy has the first one's Message-ID, so mail systems can drop it."""
+    paths = Paths(jobdeck_home)
+    settings = {"smtp_host": "127.0.0.1", "smtp_port": smtp_server.port, "email_from": "j@example.com"}
+    save_settings({**settings, "retry_base_s": 0.05, "retry_cap_s": 0.1}, paths)
+    ops = Operations(paths, store=MemoryStore())
+    job = ops.create("send_email", {**EMAIL, "subject": "twice"})
+    worker = WorkerProcess(jobdeck_home)
+    smtp_server.hold_answers()
+    try:
+        worker.start()
+        assert smtp_server.wait_holding(20), "the worker never sent the message"
+        worker.kill()
+        smtp_server.answer_held()
+        worker.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and ops.get(job["id"])["status"] not in ("succeeded", "failed"):
+            time.sleep(0.05)
+        worker.stop()
+        copies = [m.message["Message-ID"] for m in smtp_server.messages if m.message["Subject"] == "twice"]
+        assert len(copies) == 2
+        assert copies[0] == copies[1] == ops.get(job["id"])["result"]["message_id"]
+    finally:
+        worker.kill()
+        ops.ledger.close()
