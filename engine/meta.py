@@ -15,6 +15,7 @@ from engine.config import origins, save_settings, settings_from
 from engine.credentials.store import Credentials, CredentialStore, check_name
 from engine.errors import JobdeckError, ValidationError
 from engine.jobs import registry
+from engine.storage.reads import SEARCH_FIELDS
 from engine.storage.repository import ACTIONS
 from engine.storage.status import FINISHED, STATUS_LABELS, WAITING_FOR_WORKER, JobStatus
 
@@ -83,6 +84,7 @@ class EngineInfo:
             "actions": {action: [s.value for s in allowed] for action, allowed in ACTIONS.items()},
             "waiting": [s.value for s in WAITING_FOR_WORKER],
             "types": types,
+            "search_fields": list(SEARCH_FIELDS),
         }
 
     def settings(self) -> dict[str, Any]:

@@ -293,3 +293,26 @@ def test_the_detail_text_has_no_bookkeeping_fields() -> None:
     steps = [(s.title, s.detail, s.kind) for s in timeline(job)]
     assert steps[2] == ("Attempt 1 failed after 2.0 s; retry planned", "upload failed: timeout", "error")
     assert steps[-1] == ("Attempt 2 succeeded after 1.5 s", "", "ok")
+
+
+def test_a_search_is_judged_by_the_ledger_not_by_a_copy_in_the_window(ops: Any) -> None:
+    from desktop.models.meta import EngineMeta
+
+    meta = EngineMeta()
+    meta.update(ops.info.meta())
+    assert meta.search_fields == ("parameters", "result", "error")  # the ledger's own list
+    model = JobTableModel()
+    model.set_meta(meta)
+    model.reset([job(2), job(1)], seq=10, filt=Filter(search="u1@"))
+    # a status change leaves what the search looks at as it was: the ledger's answer stands, nothing to re-ask
+    model.apply_events([event(11, job(1, "running"))])
+    assert not model.stale and not model.is_stale(model.row_of(1))
+    # a result arrived: only the ledger can say whether the job still matches, so the view asks it again
+    model.apply_events([event(12, job(1, "succeeded", result={"recipients": ["u1@example.com"]}), name="succeeded")])
+    assert model.stale and not model.is_stale(model.row_of(1))  # not dimmed on a guess
+    # a new job is not placed by a guess either
+    fresh = JobTableModel()
+    fresh.set_meta(meta)
+    fresh.reset([job(1)], seq=10, filt=Filter(search="u3@"))
+    fresh.apply_events([event(11, job(3), "job.created", "created")])
+    assert fresh.rowCount() == 1 and fresh.stale

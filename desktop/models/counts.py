@@ -29,7 +29,7 @@ class LiveCounts:
         self._seen.clear()
 
     def _key(self, job: dict[str, Any]) -> tuple[str, str] | None:
-        if not self.others.matches_others(job):
+        if not self.others.matches_others(job):  # False, or None: a search only the ledger judges
             return None
         return str(job.get("status", "")), str(job.get("job_type", ""))
 
@@ -48,6 +48,8 @@ class LiveCounts:
 
     def apply(self, events: list[dict[str, Any]]) -> bool:
         """Move the counts by these events (in seq order); False when one of them could not be accounted for."""
+        if self.others.search:
+            return False  # which jobs a search holds is the ledger's to say: the owner asks it for counts
         exact = True
         stats = self.stats
         for event in events:

@@ -85,19 +85,6 @@ def when(job: dict[str, Any]) -> str:
     return ""
 
 
-def matches_search(job: dict[str, Any], search: str) -> bool:
-    """The client-side twin of the ledger's search (parameters, result and error, case-insensitive)."""
-    needle = search.lower()
-    for field in ("parameters", "result", "error"):
-        value = job.get(field)
-        if value is None:
-            continue
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        if needle in text.lower():
-            return True
-    return False
-
-
 def progress_compact(progress: dict[str, Any]) -> str:
     """What fits in a table cell: "42 % · 12.3 of 29.3 MiB · 4.1 MiB/s · 8 s left" (the tooltip has the rest)."""
     return progress_compact_variants(progress)[0]

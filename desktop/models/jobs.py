@@ -68,16 +68,29 @@ class Filter:
     sort: str = "id"
     descending: bool = True
 
-    def matches(self, job: dict[str, Any]) -> bool:
+    def matches(
+        self, job: dict[str, Any], before: dict[str, Any] | None = None, searched: tuple[str, ...] = ()
+    ) -> bool | None:
+        """Whether the view shows ``job``; None when only the ledger can tell (see ``matches_others``)."""
         if self.statuses and job.get("status") not in self.statuses:
             return False
-        return self.matches_others(job)
+        return self.matches_others(job, before, searched)
 
-    def matches_others(self, job: dict[str, Any]) -> bool:
-        """The filter without its status: what the status buttons' counts follow."""
+    def matches_others(
+        self, job: dict[str, Any], before: dict[str, Any] | None = None, searched: tuple[str, ...] = ()
+    ) -> bool | None:
+        """The filter without its status: what the status buttons' counts follow.
+
+        A search is the ledger's to judge (the window keeps no copy of it): a job the ledger found (``before``, as
+        it was read) still matches while the fields the search covers (``searched``, from ``meta``) are unchanged;
+        anything else is None, and the view asks the ledger again."""
         if self.job_type and job.get("job_type") != self.job_type:
             return False
-        return not self.search or fmt.matches_search(job, self.search)
+        if not self.search:
+            return True
+        if before is not None and searched and all(before.get(f) == job.get(f) for f in searched):
+            return True
+        return None
 
     @property
     def narrowed(self) -> bool:
@@ -382,7 +395,9 @@ class JobTableModel(QAbstractTableModel):
             if row_no is not None:
                 row = self._row(row_no)
                 assert row is not None
-                gone = deleted or not self.filter.matches(job)
+                verdict = self.filter.matches(job, None if row.stale else row.job, self.meta.search_fields)
+                gone = deleted or verdict is False
+                stale = stale or verdict is None  # a search the ledger must judge again: a refresh does
                 moved = not gone and self.filter.sort != "id" and _sort_key(row.job, self.filter.sort) != _sort_key(
                     job, self.filter.sort)  # fmt: skip
                 stale = stale or gone or moved
@@ -391,15 +406,17 @@ class JobTableModel(QAbstractTableModel):
                     self._progress.pop(job_id, None)
                 changed.append(row_no)
             elif job_id in self._waiting:
-                if deleted or not self.filter.matches(job):
+                verdict = self.filter.matches(job, self._waiting[job_id], self.meta.search_fields)
+                if deleted or not verdict:
                     del self._waiting[job_id]
+                    stale = stale or (verdict is None and not deleted)
                 else:
                     self._waiting[job_id] = job
-            elif not deleted and self.filter.matches(job):
-                if job_id > self.max_id and self.filter.newest_first:
+            elif not deleted and (verdict := self.filter.matches(job)) is not False:
+                if verdict and job_id > self.max_id and self.filter.newest_first:
                     fresh.append(job)
                 else:
-                    stale = True  # it belongs somewhere in the snapshot (or in another order): a refresh places it
+                    stale = True  # it belongs somewhere in the snapshot, in another order or only the ledger knows
         self._announce_changed(changed)
         if fresh:
             if self.following:

@@ -22,6 +22,7 @@ class EngineMeta(QObject):
         self.actions: dict[str, tuple[str, ...]] = {}
         self.waiting: tuple[str, ...] = ()
         self.types: dict[str, dict[str, Any]] = {}
+        self.search_fields: tuple[str, ...] = ()  # the job fields a search looks in
         self._labels: dict[str, str] = {}
 
     @property
@@ -36,6 +37,7 @@ class EngineMeta(QObject):
         self.actions = {str(a): tuple(allowed) for a, allowed in (raw.get("actions") or {}).items()}
         self.waiting = tuple(raw.get("waiting") or ())
         self.types = {str(t["name"]): t for t in raw.get("types") or []}
+        self.search_fields = tuple(raw.get("search_fields") or ())
         self.changed.emit()
 
     @property

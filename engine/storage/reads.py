@@ -44,6 +44,10 @@ def ids_in(ids: Iterable[int], column: ColumnElement[int] = JOBS.c.id) -> Column
     return column.in_([literal_column(str(int(i))) for i in ids])
 
 
+# The fields a search looks in (case-insensitive substring); front ends learn them from ``meta``.
+SEARCH_FIELDS = ("parameters", "result", "error")
+
+
 @dataclass(frozen=True)
 class JobQuery:
     """Which jobs a view, a bulk action or the CLI means: the filter, plus the ids a selection names and the
@@ -69,7 +73,7 @@ class JobQuery:
             conditions.append(JOBS.c.job_type == self.job_type)
         if self.search:
             pattern = f"%{_escape_like(self.search.lower())}%"
-            columns = (JOBS.c.parameters, JOBS.c.result, JOBS.c.error)
+            columns = tuple(JOBS.c[name] for name in SEARCH_FIELDS)
             conditions.append(or_(*(_Contains(col, pattern) for col in columns)))
         if self.created_after:
             conditions.append(JOBS.c.created_at >= self.created_after)
