@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import shutil
 import sys
 from collections.abc import Iterable
 from typing import Any, TextIO
@@ -83,7 +84,8 @@ class Follower:
     def _draw_live(self) -> None:
         if not self.live or self.done:
             return
-        self.out.write("\r\x1b[K" + inert(self._live_text()))
+        width = shutil.get_terminal_size().columns - 1  # a wrapped line could not be rewritten in place
+        self.out.write("\r\x1b[K" + inert(self._live_text())[:width])
         self.out.flush()
         self._drawn = True
 
@@ -98,16 +100,17 @@ class Follower:
         else:
             text = f"job {next(iter(self.jobs))}: {states.partition(' ')[2]}"
         if self.progress:
+            size = _size if all(p.get("unit") == "bytes" for p in self.progress.values()) else _count
             done = sum(float(p.get("done") or 0) for p in self.progress.values())
             totals = [p.get("total") for p in self.progress.values()]
             rates = [p.get("rate") for p in self.progress.values()]
-            text += f" · {_size(done)}"
+            text += f" · {size(done)}"
             if all(isinstance(t, int | float) for t in totals):
                 total = sum(float(t) for t in totals if t is not None)
-                text += f" of {_size(total)}" + (f" ({100 * done / total:.0f} %)" if total else "")
+                text += f" of {size(total)}" + (f" ({100 * done / total:.0f} %)" if total else "")
             if all(isinstance(r, int | float) for r in rates):
                 rate = sum(float(r) for r in rates if r is not None)
-                text += f" · {_size(rate)}/s"
+                text += f" · {size(rate)}/s"
                 etas = [p.get("eta_s") for p in self.progress.values()]
                 if all(isinstance(e, int | float) for e in etas):
                     text += f" · {_duration(max(float(e) for e in etas if e is not None))} left"
@@ -140,6 +143,11 @@ def _size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} GB"
+
+
+def _count(n: float) -> str:
+    """Progress in a unit other than bytes (a job type that counts items, say)."""
+    return f"{n:,.0f}"
 
 
 def _duration(seconds: float) -> str:
