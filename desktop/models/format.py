@@ -54,9 +54,9 @@ def size(n: float | None) -> str:
         return f"{value:.0f} B"
     for unit in ("KiB", "MiB", "GiB", "TiB"):
         value /= 1024
-        if abs(value) < 1024 or unit == "TiB":
+        if abs(value) < 1023.5 or unit == "TiB":  # 1,023.9 KiB reads "1.0 MiB", not "1024 KiB"
             break
-    return f"{value:.1f} {unit}" if abs(value) < 100 else f"{value:.0f} {unit}"
+    return f"{value:.1f} {unit}" if abs(value) < 99.95 else f"{value:.0f} {unit}"
 
 
 def outcome(job: dict[str, Any], link: str | None = None) -> str:

@@ -24,6 +24,7 @@ class Step:
     title: str
     detail: str = ""
     kind: str = "info"  # info | running | ok | error | waiting
+    window: str = ""  # for a planned step with no fixed time: the span it may fall in, "22:33–22:43"
 
 
 def state_line(job: dict[str, Any], now: datetime | None = None) -> str:
@@ -53,16 +54,15 @@ def state_line(job: dict[str, Any], now: datetime | None = None) -> str:
 
 
 def overview_rows(job: dict[str, Any], now: datetime | None = None) -> list[tuple[str, str]]:
-    """When it was made, scheduled, started and finished (relative, with the local time), priority and attempts."""
-    rows = []
-    for label, key in (("Created", "created_at"), ("Scheduled for", "scheduled_time"), ("Started", "started_at"),
-                       ("Finished", "finished_at")):  # fmt: skip
-        if job.get(key):
-            rows.append((label, f"{fmt.relative(job[key], now)} · {fmt.local_time(job[key])}"))
+    """When it was made (and is planned for), how long it took, priority and attempts; the clock times of each step
+    are in the timeline."""
+    rows = [("Created", fmt.relative(job.get("created_at"), now))]
+    if job.get("status") == "scheduled" and job.get("scheduled_time"):
+        rows.append(("Starts", f"{fmt.relative(job['scheduled_time'], now)} ({fmt.local_time(job['scheduled_time'])})"))
     took = fmt.job_duration(job)
     if took is not None:
         rows.append(("Took", fmt.duration(took)))
-    rows.append(("Priority", f"{job.get('priority', '')} (0–9, higher runs first)"))
+    rows.append(("Priority", str(job.get("priority", ""))))
     allowed = int(job.get("max_retries") or 0) + 1
     rows.append(("Attempts", f"{job.get('attempts', 0)} of {allowed}"))
     return rows
@@ -184,15 +184,20 @@ def timeline(job: dict[str, Any]) -> list[Step]:
             steps.append(Step(at, f"Attempt {attempt} stopped: the worker shut down (not counted)"))
         else:
             steps.append(Step(at, _OPERATOR_EVENTS.get(str(kind), str(kind).replace("_", " ").capitalize())))
+    day = fmt.local_time(job.get("created_at"))[:10]
     for planned in job.get("retry_schedule") or []:
         if planned.get("at"):
             steps.append(Step(planned["at"], f"Attempt {planned.get('attempt')} planned", kind="waiting"))
         else:
-            window = f"between {fmt.local_time(planned.get('earliest'), seconds=False)} and " + fmt.local_time(
-                planned.get("latest"), seconds=False
-            )
-            steps.append(Step(None, f"Attempt {planned.get('attempt')} if needed, {window}", kind="waiting"))
+            window = f"{_clock(planned.get('earliest'), day)}–{_clock(planned.get('latest'), day)}"
+            steps.append(Step(None, f"Attempt {planned.get('attempt')} if needed", kind="waiting", window=window))
     return steps
+
+
+def _clock(value: str | None, day: str) -> str:
+    """Hours and minutes, with the date only when it is not the job's creation day."""
+    text = fmt.local_time(value, seconds=False)
+    return text[11:] if text[:10] == day else text
 
 
 _OPERATOR_EVENTS = {

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QResizeEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -108,6 +108,16 @@ class DetailPanel(QWidget):
         self.show_job(None)
 
     @property
+    def narrow(self) -> bool:
+        """Too narrow for labels beside their values (a small window, or the splitter pulled right)."""
+        return self.browser.viewport().width() < self.fontMetrics().horizontalAdvance("M") * 24
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if self.job is not None:
+            self._render(keep_scroll=True)
+
+    @property
     def first_focus(self) -> QWidget:
         """The panel's first stop in the window's tab order (hidden buttons are skipped)."""
         return self.run_now_button
@@ -158,7 +168,7 @@ class DetailPanel(QWidget):
         assert self.job is not None
         now = datetime.now(UTC)
         self.state_label.setText(job_text.state_line(self.job, now))
-        text = render(self.job, now)
+        text = render(self.job, now, narrow=self.narrow)
         if text == self._html:
             return
         self._html = text
@@ -182,8 +192,9 @@ class DetailPanel(QWidget):
             self.progress_bar.setRange(0, 1000)
             self.progress_bar.setValue(round(share * 1000))
             self.progress_bar.setFormat(f"{100 * share:.0f} %")
-        parts = fmt.progress_detail(progress).split("\n")
-        self.progress_label.setText(" · ".join(parts))
+        lines = fmt.progress_detail(progress).split("\n")  # "Uploaded … (42 %)", "Rate …", "About … left"
+        head = lines[0].rsplit(" (", 1)[0]  # the bar shows the share
+        self.progress_label.setText("\n".join([head, " · ".join(lines[1:])]) if len(lines) > 1 else head)
 
     # ------------------------------------------------------------------ slots
     def _on_connection_progress(self, event: dict[str, Any]) -> None:
@@ -230,23 +241,28 @@ class DetailPanel(QWidget):
             QDesktopServices.openUrl(QUrl(self.file_url))
 
 
-def _rows(rows: list[tuple[str, str]], link: str | None = None) -> str:
+def _rows(rows: list[tuple[str, str]], link: str | None = None, *, narrow: bool = False) -> str:
+    """Labelled values: side by side, or (``narrow``) each label above its value, so neither breaks mid-word."""
     cells = []
     for label, value in rows:
         shown = f"<a href='{_e(value)}'>{_e(value)}</a>" if label == link else _e(value).replace("\n", "<br>")
-        cells.append(f"<tr><td valign='top' nowrap><b>{_e(label)}</b></td><td valign='top'>{shown}</td></tr>")
+        if narrow:
+            cells.append(f"<tr><td><b>{_e(label)}</b><br>{shown}</td></tr>")
+        else:
+            cells.append(f"<tr><td valign='top' style='white-space:nowrap'><b>{_e(label)}</b></td>"
+                         f"<td valign='top'>{shown}</td></tr>")  # fmt: skip
     return "<table cellspacing='0' cellpadding='2'>" + "".join(cells) + "</table>"
 
 
-def render(job: dict[str, Any], now: datetime | None = None) -> str:
+def render(job: dict[str, Any], now: datetime | None = None, *, narrow: bool = False) -> str:
     """The panel's text: when, the parameters and result in words, the error, the attempts, the traceback last."""
     parts = [_rows(job_text.overview_rows(job, now))]
     parameters = job_text.parameter_rows(job)
     if parameters:
-        parts.append("<h4>Details</h4>" + _rows(parameters))
+        parts.append("<h4>Details</h4>" + _rows(parameters, narrow=narrow))
     result = job_text.result_rows(job)
     if result:
-        parts.append("<h4>Result</h4>" + _rows(result, link="Link"))
+        parts.append("<h4>Result</h4>" + _rows(result, link="Link", narrow=narrow))
     if job.get("error"):
         error = _e(job["error"]).replace("\n", "<br>")
         parts.append(f"<h4>Error</h4><p style='color:{theme.color('error').name()}'>{error}</p>")
@@ -259,16 +275,18 @@ def render(job: dict[str, Any], now: datetime | None = None) -> str:
 
 
 def _timeline(steps: list[job_text.Step], day: str) -> str:
-    """One row a step: a glyph whose shape says how it went, the time (without the creation day), what and why."""
-    error = theme.color("error").name()
+    """One row a step: a glyph whose shape says how it went, then what happened, and under it when (without the
+    creation day) and why; two columns only, so a narrow panel never cuts a time."""
+    error, muted = theme.color("error").name(), theme.color("placeholder").name()
     rows = []
     for step in steps:
         stamp = fmt.local_time(step.at) if step.at else ""
         stamp = stamp[11:] if stamp[:10] == day else stamp
-        color = theme.status_color(STEP_COLORS[step.kind]).name()
+        color = muted if step.kind == "info" else theme.status_color(STEP_COLORS[step.kind]).name()
+        when = f"<br><span style='color:{muted}'>{_e(stamp or step.window)}</span>" if stamp or step.window else ""
         why = f"<br><span style='color:{error}'>{_e(step.detail)}</span>" if step.detail else ""
         rows.append(
             f"<tr><td valign='top' style='color:{color}'><b>{GLYPHS[step.kind]}</b></td>"
-            f"<td valign='top' nowrap>{_e(stamp)}</td><td valign='top'>{_e(step.title)}{why}</td></tr>"
+            f"<td valign='top'>{_e(step.title)}{when}{why}</td></tr>"
         )
     return "<table cellspacing='0' cellpadding='2'>" + "".join(rows) + "</table>"

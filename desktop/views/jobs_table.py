@@ -43,6 +43,8 @@ class JobsTable(QTableView):
         header.setStretchLastSection(False)  # spare width goes to Summary and Result (``_share_spare_width``)
         header.setHighlightSections(False)  # a header's weight never changes with the selection
         self.setTabKeyNavigation(False)  # Tab leaves the table for the next pane instead of walking its cells
+        # Progress (or the result) beside the status, where a narrow window still shows it; the model keeps its order.
+        header.moveSection(header.visualIndex(Col.OUTCOME), header.visualIndex(Col.STATUS) + 1)
         self._size_columns()
         self._sort = (Col.ID, Qt.SortOrder.DescendingOrder)
         header.setSortIndicator(*self._sort)
@@ -78,14 +80,16 @@ class JobsTable(QTableView):
         self.setColumnWidth(Col.SUMMARY, em * 16)
         self.setColumnWidth(Col.OUTCOME, em * 14)
         self._base = {Col.SUMMARY: em * 16, Col.OUTCOME: em * 14}
+        # how narrow each may get: the progress bar keeps room for "42 % · 8 s left"
+        self._floor = {Col.SUMMARY: em * 8, Col.OUTCOME: em * 12}
 
     def _share_spare_width(self) -> None:
         """Summary and Result share the width the other columns leave: they grow past their base width on a wide
-        window and give up width (down to half of it) before a horizontal scroll bar appears on a narrow one."""
+        window and give up width (down to a floor) before a horizontal scroll bar appears on a narrow one."""
         others = sum(self.columnWidth(c) for c in range(len(HEADERS)) if c not in self._base)
         spare = self.viewport().width() - others - sum(self._base.values())
         for col, base in self._base.items():
-            self.setColumnWidth(col, max(base // 2, base + spare // len(self._base)))
+            self.setColumnWidth(col, max(self._floor[col], base + spare // len(self._base)))
 
     # ------------------------------------------------------------------ selection
     def selection_count(self) -> int:

@@ -48,7 +48,8 @@ class ProgressCellDelegate(QStyledItemDelegate):
         option.text = ""
         style.drawControl(style.ControlElement.CE_ItemViewItem, option, painter, option.widget)  # background
         metrics = option.fontMetrics
-        paint_progress_bar(painter, bar_rect(option.rect, metrics), option.palette, metrics, share, variants)
+        status = str(job.get("status", "running"))
+        paint_progress_bar(painter, bar_rect(option.rect, metrics), option.palette, metrics, share, variants, status)
 
 
 class TransfersView(QDialog):
@@ -179,6 +180,8 @@ class TransfersView(QDialog):
         held, self._held = self._held, []
         self.model.apply_events(held)
         self._update_headline()
+        if self.model.rowCount() and not self.table.selectionModel().hasSelection():
+            self.table.selectRow(0)  # the buttons have something to act on from the first key press
         return True
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:

@@ -143,13 +143,20 @@ class StatusBadgeDelegate(TextCellDelegate):
 
 
 def paint_progress_bar(
-    painter: QPainter, rect: QRect, palette: QPalette, metrics: QFontMetrics, share: float | None, variants: list[str]
+    painter: QPainter,
+    rect: QRect,
+    palette: QPalette,
+    metrics: QFontMetrics,
+    share: float | None,
+    variants: list[str],
+    status: str = "running",
 ) -> None:
     """A progress bar across ``rect`` with the longest of ``variants`` that fits written over it.
 
     The bar has its own background (the palette's base), so it reads the same on a selected row. The text is drawn
     twice, each time clipped to one side of the fill's edge: white over the fill, the text colour over the track,
-    as native progress bars do. ``share`` None (total unknown): an empty track with the text alone."""
+    as native progress bars do. ``share`` None (total unknown): an empty track with the text alone. The fill has the
+    colour of ``status`` (a finished transfer's full bar is the succeeded colour)."""
     height = rect.height()
     radius = min(height / 2, max(3.0, metrics.height() / 4))
     track = QRectF(rect)
@@ -163,7 +170,7 @@ def paint_progress_bar(
         filled_width = max(int(2 * radius), round(rect.width() * share))
         fill = QRectF(track.x(), track.y(), filled_width, track.height())
         painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(status_color("running"))
+        painter.setBrush(status_color(status))
         painter.drawRoundedRect(fill.adjusted(0.5, 0.5, -0.5, -0.5), radius, radius)
     pad = max(3, metrics.height() // 3)
     room = rect.width() - 2 * pad
