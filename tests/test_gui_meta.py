@@ -84,6 +84,9 @@ def test_no_action_is_enabled_that_the_engine_refuses_for_any_status(qtbot: Any,
             if not enabled and action != "delete":  # the engine itself refuses what the window does not offer
                 with pytest.raises(JobdeckError):
                     run(qtbot, request(action, job_id=job_id))
+        # the detail panel offers "Run now" / "Retry now" exactly where the engine allows run_now
+        qtbot.waitUntil(lambda j=job_id: (window.detail.job or {}).get("id") == j, timeout=10_000)
+        assert window.detail.run_now_button.isVisible() == window.run_now_action.isEnabled(), status
     assert window.model.job(jobs["running"])["status"] == "running"
 
 

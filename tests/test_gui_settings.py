@@ -116,7 +116,7 @@ def test_connection_tests_are_the_workers_probes_and_report_plainly(
     dialog.s3_endpoint_url.setText(s3_server.endpoint_url)
     dialog.s3_path_style.setChecked(True)
     dialog.aws_key_id.setText("testing")
-    dialog.aws_secret.setText("testing")
+    dialog.aws_secret.setText(KEY_SECRET)  # typed, not saved: the worker's probe uses it once
     assert run(qtbot, dialog.test_s3()).startswith(f"✔ Bucket '{s3_bucket}' is reachable")
     dialog.s3_bucket.setText("no-such-bucket-jobdeck")
     assert run(qtbot, dialog.test_s3()).startswith("✘ S3 answered 404")

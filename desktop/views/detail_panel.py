@@ -155,7 +155,7 @@ class DetailPanel(QWidget):
         self.title.setText(f"Job {job['id']} · {type_label} · {self.meta.status_label(status)}")
         self.state_label.show()
         self.run_now_button.setText(RUN_NOW_TEXT.get(status, "Run now"))
-        self.run_now_button.setVisible(status in RUN_NOW_TEXT)
+        self.run_now_button.setVisible(status in self.meta.allows("run_now"))  # as the engine says
         self._show_progress()
         self._render(keep_scroll=same)
         if status in ("running", "retrying", "scheduled", "pending"):

@@ -241,10 +241,11 @@ class TransfersView(QDialog):
 
     def _update_buttons(self, *_args: Any) -> None:
         statuses = {j.get("status") for j in self.selected_jobs()}
+        allows = self.model.meta.allows  # the statuses each action applies to, as the engine says
         self.show_button.setEnabled(bool(statuses))
-        self.cancel_button.setEnabled(bool(statuses & {"pending", "scheduled", "retrying"}))
-        self.retry_button.setEnabled(bool(statuses & {"failed", "canceled", "retrying", "scheduled"}))
-        self.open_button.setEnabled(any(_link(j) for j in self.selected_jobs()))
+        self.cancel_button.setEnabled(bool(statuses & set(allows("cancel"))))
+        self.retry_button.setEnabled(bool(statuses & {*allows("retry"), *allows("run_now")}))
+        self.open_button.setEnabled(any(self.model.meta.link(j) for j in self.selected_jobs()))
 
     def _on_table_double_clicked(self, _index: QModelIndex) -> None:
         self._on_show_button_clicked()
@@ -256,7 +257,7 @@ class TransfersView(QDialog):
 
     def _on_open_button_clicked(self) -> None:
         for job in self.selected_jobs():
-            if link := _link(job):
+            if link := self.model.meta.link(job):
                 QDesktopServices.openUrl(QUrl(link))
                 return
 
@@ -265,14 +266,17 @@ class TransfersView(QDialog):
         self.message.setText(f"Took {gone} finished upload{'s' if gone != 1 else ''} off the list.")
 
     def _on_cancel_button_clicked(self) -> None:
-        ids = [int(j["id"]) for j in self.selected_jobs() if j.get("status") in ("pending", "scheduled", "retrying")]
+        cancelable = self.model.meta.allows("cancel")
+        ids = [int(j["id"]) for j in self.selected_jobs() if j.get("status") in cancelable]
         if ids:
             self._spawn(self.act({"cancel": ids}))
 
     def _on_retry_button_clicked(self) -> None:
         jobs = self.selected_jobs()
-        plan = {"retry": [int(j["id"]) for j in jobs if j.get("status") in ("failed", "canceled")],
-                "run_now": [int(j["id"]) for j in jobs if j.get("status") in ("retrying", "scheduled")]}  # fmt: skip
+        retry = self.model.meta.allows("retry")
+        run_now = [s for s in self.model.meta.allows("run_now") if s not in retry]
+        plan = {"retry": [int(j["id"]) for j in jobs if j.get("status") in retry],
+                "run_now": [int(j["id"]) for j in jobs if j.get("status") in run_now]}  # fmt: skip
         self._spawn(self.act({k: v for k, v in plan.items() if v}))
 
     async def act(self, plan: dict[str, list[int]]) -> int:
@@ -291,8 +295,3 @@ class TransfersView(QDialog):
         self.message.setText(f"{verb}: {done} upload{'s' if done != 1 else ''}" + (
             f"; {'; '.join(errors[:3])}" if errors else ""))  # fmt: skip
         return done
-
-
-def _link(job: dict[str, Any]) -> str | None:
-    result = job.get("result")
-    return str(result["file_url"]) if isinstance(result, dict) and result.get("file_url") else None
