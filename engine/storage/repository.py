@@ -26,6 +26,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    event,
     func,
     insert,
     or_,
@@ -38,6 +39,7 @@ from engine.errors import InvalidTransition, NotFound
 from engine.storage import checkpoints, json_text
 from engine.storage.database import open_engine, sqlite_begin_immediate, tune_writer
 from engine.storage.group_commit import Batch, GroupCommit
+from engine.storage.integrity import damage
 from engine.storage.prepared import Bound, Prepared, status_in
 from engine.storage.reads import JobQuery, LedgerReads, ids_in
 from engine.storage.rows import EVENTS, JOB_FIELDS, JOBS, iso, job_to_dict, utcnow
@@ -166,6 +168,9 @@ class Ledger(LedgerReads, LedgerTrash, LedgerSchedules):
         self._reader_lock = threading.Lock()
         self.sqlite_file = sqlite_file(url)
         self._checkpointer = checkpoints.shared(self.sqlite_file) if self.sqlite_file is not None else None
+        # Told when SQLite reports the file damaged, on whichever thread met it; the worker checks and stops.
+        self.on_damage: Callable[[str], None] | None = None
+        event.listen(self.engine, "handle_error", lambda context: self._damaged(context.original_exception))
 
     def close(self) -> None:
         with self._group.exclusive():
@@ -212,7 +217,16 @@ class Ledger(LedgerReads, LedgerTrash, LedgerSchedules):
     def _write(self, fn: Callable[[Tx], T]) -> T:
         """Run ``fn`` in a write transaction (perhaps shared with other threads' writes: see ``group_commit``);
         its events go to the listeners after the commit."""
-        return self._group.run(fn)
+        try:
+            return self._group.run(fn)
+        except Exception as exc:
+            self._damaged(exc)
+            raise
+
+    def _damaged(self, exc: BaseException) -> None:
+        said = damage(exc) if self.on_damage is not None else None
+        if said is not None and self.on_damage is not None:
+            self.on_damage(said)
 
     def _committed(self, txs: list[Tx]) -> None:
         """On the group's leader, after the commit: every event of the batch, in seq order, in one call."""
@@ -488,9 +502,10 @@ class Ledger(LedgerReads, LedgerTrash, LedgerSchedules):
                 finally:
                     cursor.close()
                     raw.rollback()  # an open read transaction would pin the WAL (SQLite) or a snapshot (PostgreSQL)
-            except Exception:
+            except Exception as exc:
                 self._reader = None
                 raw.invalidate()
+                self._damaged(exc)
                 raise
 
     def _claim_again(self, tx: Tx, plan: _ClaimPlan, claimed: set[int], worker_id: str, now: datetime) -> _ClaimPlan:

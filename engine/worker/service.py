@@ -26,7 +26,7 @@ from engine.operations import Operations
 from engine.queue.consumer import EmbeddedConsumer
 from engine.queue.huey_queue import JobQueue
 from engine.spool import sweep
-from engine.storage.integrity import check_url
+from engine.storage.integrity import LedgerDamaged, check, check_url
 from engine.storage.repository import Ledger
 from engine.storage.status import JobStatus
 from engine.worker.delivery_notes import DeliveryNotes, notes_path
@@ -63,6 +63,7 @@ class WorkerService:
         self._stopped = threading.Event()
         self._deadline = StopDeadline(self.grace_s, self._stopped)  # armed by the process entry only
         self.ledger: Ledger | None = None
+        self._damage_reported = threading.Event()  # SQLite said the ledger is damaged: the main thread checks it
         self.port = settings.event_port if port is None else port
 
     # ------------------------------------------------------------------ lifecycle
@@ -72,6 +73,7 @@ class WorkerService:
         self.lock.acquire({"pid": os.getpid(), "worker_id": self.worker_id, "home": str(self.paths.root)})
         check_url(self.paths.database_url())  # every page, once per start (a command checks a large ledger less)
         self.ledger = Ledger(self.paths.database_url())
+        self.ledger.on_damage = self._damage_report
         self.notes = DeliveryNotes(notes_path(self.paths), self.ledger.running_attempts)
         self.notes.open()
         self.queue = JobQueue(self.paths.queue)
@@ -158,14 +160,38 @@ class WorkerService:
         period plus a few seconds whatever the threads are doing (see ``StopDeadline``)."""
         self._install_signal_handlers()
         self.start()
+        damaged = None
         try:
             while not self._stop.wait(0.5):
-                pass
+                if self._damage_reported.is_set() and (damaged := self._check_ledger()) is not None:
+                    break
         except KeyboardInterrupt:
             pass
         self._deadline.arm()
         self.stop()
+        if damaged is not None:
+            raise damaged
         return 0
+
+    def _damage_report(self, said: str) -> None:
+        if not self._damage_reported.is_set():
+            log.error("SQLite reports the ledger damaged (%s); checking it", said)
+        self._damage_reported.set()
+
+    def _check_ledger(self) -> LedgerDamaged | None:
+        """Every page of the ledger, once SQLite has reported damage while the worker ran: damaged, the worker
+        stops (the caller raises the error, one line); sound, it goes on."""
+        assert self.ledger is not None
+        self._damage_reported.clear()
+        if self.ledger.sqlite_file is None:
+            return None
+        try:
+            check(self.ledger.sqlite_file)
+        except LedgerDamaged as exc:
+            log.error("%s", exc)
+            return exc
+        log.warning("the ledger %s passed its check after SQLite reported damage; going on", self.ledger.sqlite_file)
+        return None
 
     def _install_signal_handlers(self) -> None:
         def _handle(signum: int, _frame: Any) -> None:
@@ -190,9 +216,12 @@ class WorkerService:
         leftover = self.dispatch.running()
         if leftover:
             self.executor.request_stop()
-            for job_id in leftover:
-                self.ledger.release(job_id, self.worker_id)  # type: ignore[union-attr]
-            log.warning("grace period over: %d job(s) went back to the queue", len(leftover))
+            try:
+                for job_id in leftover:
+                    self.ledger.release(job_id, self.worker_id)  # type: ignore[union-attr]
+                log.warning("grace period over: %d job(s) went back to the queue", len(leftover))
+            except Exception as exc:  # a damaged ledger: their leases lapse, and the next worker recovers them
+                log.error("grace period over: %d job(s) left running: %s", len(leftover), exc)
         self.consumer.request_stop()
         self.queue.wake()
         self.consumer.join(2.0)

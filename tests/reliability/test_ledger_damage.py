@@ -315,3 +315,44 @@ def test_db_check_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
     assert checked.returncode == 0 and "jobs" in checked.stdout, checked.stderr
     refused = cli(tmp_path, "db", "recover", str(tmp_path / "x.db"), env={"JOBDECK_DATABASE_URL": postgres_url})
     assert refused.returncode == 1 and "pg_dump" in refused.stderr and not (tmp_path / "x.db").exists()
+
+
+def test_damage_met_while_the_worker_runs_stops_it_with_one_line(tmp_path: Path) -> None:
+    """SQLite reports a damaged page to the running worker (a command reads it through the worker): the worker checks
+    the ledger, stops, and says so in one line that names the file, exit 1."""
+    from datetime import UTC, datetime, timedelta
+
+    from engine.config import Paths
+    from engine.credentials.store import MemoryStore
+    from engine.operations import Operations
+
+    home = tmp_path / "home"
+    ops = Operations(Paths(home), store=MemoryStore())
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    try:
+        for _ in range(150):
+            ops.create("send_email", EMAIL, scheduled_time=later)
+    finally:
+        ops.ledger.close()
+    db = home / "jobdeck.db"
+    worker = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), "worker"],
+        env=_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        info = home / "runtime" / "worker.json"
+        deadline = time.monotonic() + 30
+        while not (info.exists() and f'"pid": {worker.pid}' in info.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        damage_a_page_of_jobs(db)
+        cli(home, "list", "--search", "nothing matches this")  # every row is read, through the worker
+        out, err = worker.communicate(timeout=60)
+    finally:
+        worker.kill()
+    assert worker.returncode == 1
+    assert "Traceback" not in out + err
+    said = err.strip().splitlines()[-1]
+    assert str(db) in said and "damaged" in said and "jobdeck db recover" in said, said
