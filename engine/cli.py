@@ -280,15 +280,19 @@ _THROUGH_WORKER = {"submit", "list", "show", "retry", "cancel", "run-now", "dele
 def _engine(args: argparse.Namespace) -> Any:
     """The running worker when one serves this data folder, else ``Operations`` in this process. ``submit
     upload_file`` stays here: the file it names is read, and staged, by the process that names it (as with
-    ``upload``), relative to this process's working folder."""
+    ``upload``), relative to this process's working folder; so does a ``submit`` whose parameters are too large for
+    one control-channel message (an email with a large body)."""
+    if args.command == "submit":
+        args.params = _parse_params(args.param, args.params_json)  # a bad one is refused before anything else
     if args.command in _THROUGH_WORKER and not (args.command == "submit" and args.job_type == "upload_file"):
         from engine.events.discovery import read_worker_info
         from engine.paths import Paths
 
         if read_worker_info(Paths()) is not None:  # else not even asyncio is imported
-            from engine.cli_worker import WorkerEngine
+            from engine.cli_worker import MAX_ARGS_BYTES, WorkerEngine
 
-            remote = WorkerEngine.connect(Paths())
+            too_big = args.command == "submit" and len(json.dumps(args.params)) > MAX_ARGS_BYTES
+            remote = None if too_big else WorkerEngine.connect(Paths())
             if remote is not None:
                 return remote
     return _ops()
@@ -407,7 +411,7 @@ def _dispatch_ops(args: argparse.Namespace, ops: Any) -> int:
     if cmd == "schedule":
         return cli_schedules.dispatch(args, ops)
     if cmd == "submit":
-        params = _parse_params(args.param, args.params_json)
+        params = args.params
         at = args.at
         if at not in (None, "") and getattr(ops, "through_worker", False):  # without an offset: our local time
             from engine.inputs import parse_time

@@ -27,6 +27,9 @@ REMOTE_OPERATIONS = frozenset(
      "restore", "purge_trash"}
 )  # fmt: skip
 CONNECT_TIMEOUT_S = 5.0
+# A request must stay below the worker's message limit (``schema.MAX_MESSAGE_BYTES``); this leaves room for the
+# request's envelope. A command whose input is larger (an email with a large body) runs in its own process.
+MAX_ARGS_BYTES = 1024 * 1024 - 4096
 REQUEST_TIMEOUT_S = 600.0  # a bulk action over many jobs runs in one request
 
 

@@ -113,3 +113,16 @@ def test_reads_through_a_worker_print_what_they_print_without_one(
     served = jobdeck(*command)
     assert served.returncode == alone.returncode == 0
     assert served.stdout == alone.stdout
+
+
+def test_parameters_too_large_for_one_message_are_submitted_by_the_command_itself(
+    jobdeck: Callable[..., Any], worker_factory: Callable[..., Any]
+) -> None:
+    worker_factory()
+    # Two parameters at the command line's limit for one argument (128 KiB), 6 bytes a character in the control
+    # channel's ASCII JSON: 1.4 MB, over its 1 MiB limit for a message.
+    body = "\x01" * 120_000
+    made = jobdeck("submit", *EMAIL, "--param", f"body={body}", "--param", f"html_body={body}", *LATER)
+    assert (made.returncode, made.stdout, made.stderr) == (0, "created job 1 (scheduled)\n", "")
+    shown = json.loads(jobdeck("show", "1", "--json").stdout)
+    assert shown["parameters"]["body"] == body

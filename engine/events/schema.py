@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 VERSION = 1
+MAX_MESSAGE_BYTES = 1024 * 1024  # a bigger message closes the connection with 1009 (message too big)
 JOB_CREATED = "job.created"
 JOB_UPDATED = "job.updated"
 JOB_DELETED = "job.deleted"

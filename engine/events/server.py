@@ -44,7 +44,7 @@ from engine.operations import Operations
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
-MAX_MESSAGE_BYTES = 1024 * 1024  # a bigger message closes the connection with 1009 (message too big)
+MAX_MESSAGE_BYTES = schema.MAX_MESSAGE_BYTES
 MAX_CLIENTS = 64
 CLIENT_QUEUE = 2000  # live events waiting for one client; past this it catches up from the ledger instead
 HARD_QUEUE = CLIENT_QUEUE + 256  # anything at all waiting for one client; past this it is disconnected
