@@ -16,6 +16,7 @@ from test_gui_support import *  # noqa: F403  (fixtures)
 from test_gui_support import QT_LOG_IGNORE, run, wait_status
 
 from desktop.models.jobs import Col
+from desktop.views.detail_panel import WORKER_DOWN
 from desktop.widgets.theme import status_color
 from engine.config import save_settings
 
@@ -137,3 +138,42 @@ def test_a_retrying_job_counts_down_and_retry_now_runs_its_next_attempt(
     assert any("will run now" in m for m in window.messages)
     shown = panel.browser.toPlainText()
     assert "Run now" in shown and "Attempt 2 failed after" in shown
+
+
+def test_with_the_worker_down_a_running_upload_says_so_instead_of_freezing(
+    qtbot: Any, make_window: Any, gui_env: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert
+
+    from engine.config import Paths
+    from engine.storage.repository import JOBS, Ledger
+
+    now = datetime.now(UTC)
+    with Ledger(Paths(gui_env).database_url()).engine.begin() as conn:  # an upload some worker is running (lease held)
+        conn.execute(insert(JOBS), [{"job_type": "upload_file", "status": "running", "priority": 0, "max_retries": 3,
+                                     "attempts": 1, "schedule_type": "immediate", "created_at": now,
+                                     "parameters": {"path": "/data/big.iso", "bucket": "b", "key": "big.iso",
+                                                    "size": 100 * MiB},
+                                     "started_at": now, "heartbeat_at": now + timedelta(hours=1),
+                                     "worker_id": "elsewhere"}])  # fmt: skip
+    window = make_window()
+    select(window, 1)
+    transfers = window.open_transfers()
+    qtbot.waitUntil(lambda: transfers.loaded and transfers.model.rowCount() == 1)
+    panel = window.detail
+    qtbot.waitUntil(lambda: (panel.job or {}).get("id") == 1)
+    progress = {"done": 69 * MiB, "total": 100 * MiB, "unit": "bytes", "rate": 2.0 * MiB, "eta_s": 15.5}
+    window.connection.progress.emit({"type": "job.progress", "job_id": 1, "progress": progress})
+    qtbot.waitUntil(lambda: panel.progress_bar.isVisible() and transfers.model.progress(transfers.model.job_at(0)))
+    assert transfers.model.index(0, 3).data() == "Uploading"
+    run(qtbot, window.supervisor.stop(window.worker_control.shutdown_request), timeout_ms=40_000)
+    qtbot.waitUntil(lambda: panel.state_label.text() == WORKER_DOWN, timeout=15_000)
+    assert not panel.progress_bar.isVisible()
+    assert transfers.model.index(0, 3).data() == "Worker not running"
+    assert transfers.model.progress(transfers.model.job_at(0)) is None
+    window.supervisor.start()
+    qtbot.waitUntil(lambda: window.badge.state == "connected", timeout=30_000)
+    qtbot.waitUntil(lambda: panel.state_label.text().startswith("Running for"))
+    assert transfers.model.index(0, 3).data() == "Uploading"

@@ -51,6 +51,7 @@ class TransfersModel(QAbstractTableModel):
         self._progress: dict[int, dict[str, Any]] = {}
         self.base_seq = 0
         self.now: datetime | None = None  # tests pin the clock; None: the real one
+        self.worker_down = False  # running rows say so instead of freezing at their last progress
         self.meta = EngineMeta(self)  # status labels as the engine gives them (the window's, once shown there)
 
     # ------------------------------------------------------------------ Qt model API
@@ -86,7 +87,17 @@ class TransfersModel(QAbstractTableModel):
 
     # ------------------------------------------------------------------ what a row says
     def progress(self, job: dict[str, Any]) -> dict[str, Any] | None:
-        return self._progress.get(int(job["id"])) if job.get("status") == "running" else None
+        if job.get("status") != "running" or self.worker_down:
+            return None
+        return self._progress.get(int(job["id"]))
+
+    def set_worker_down(self, down: bool) -> None:
+        if down != self.worker_down:
+            self.worker_down = down
+            if down:
+                self._progress.clear()
+            if self._jobs:
+                self.dataChanged.emit(self.index(0, TCol.PROGRESS), self.index(len(self._jobs) - 1, TCol.STATUS))
 
     def share(self, job: dict[str, Any]) -> float | None:
         """How much of the bar is filled: the progress of a running upload, full for a finished one."""
@@ -104,7 +115,7 @@ class TransfersModel(QAbstractTableModel):
         if status == "succeeded":
             return ["Done"]
         if status == "running":
-            return ["Starting…"]
+            return ["Waiting for the worker" if self.worker_down else "Starting…"]
         return [""]
 
     def _text(self, job: dict[str, Any], col: int) -> str:
@@ -121,7 +132,7 @@ class TransfersModel(QAbstractTableModel):
         """ "Uploading", "Retry in 4 min 12 s", "Failed: <why>", "Succeeded"."""
         status = str(job.get("status", ""))
         if status == "running":
-            return "Uploading"
+            return "Worker not running" if self.worker_down else "Uploading"
         if status == "failed":
             return f"Failed: {fmt.outcome(job)}"
         if status in ("retrying", "scheduled"):

@@ -34,6 +34,7 @@ TICK_MS = 1000  # the state line counts down to the second
 GLYPHS = {"info": "●", "running": "▶", "ok": "✓", "error": "✗", "waiting": "○"}  # shape, not colour alone
 STEP_COLORS = {"running": "running", "ok": "succeeded", "error": "failed", "waiting": "retrying", "info": "pending"}
 RUN_NOW_TEXT = {"retrying": "Retry now", "scheduled": "Run now"}
+WORKER_DOWN = "Worker not running — continues when it restarts"
 
 
 def _e(value: Any) -> str:
@@ -126,6 +127,11 @@ class DetailPanel(QWidget):
         """Follow the worker's progress events; run "Retry now" through it, reporting in the window's status bar."""
         self._connection, self._spawn, self._tell = connection, spawn, tell
         connection.progress.connect(self._on_connection_progress)
+        connection.state_changed.connect(self._on_connection_state_changed)
+
+    @property
+    def worker_down(self) -> bool:
+        return self._connection is not None and self._connection.state != "connected"
 
     @property
     def file_url(self) -> str | None:
@@ -167,7 +173,8 @@ class DetailPanel(QWidget):
         """The state line, and the HTML when it changed (relative times move on), keeping the reader's place."""
         assert self.job is not None
         now = datetime.now(UTC)
-        self.state_label.setText(job_text.state_line(self.job, now))
+        running = self.job.get("status") == "running"
+        self.state_label.setText(WORKER_DOWN if running and self.worker_down else job_text.state_line(self.job, now))
         text = render(self.job, now, narrow=self.narrow)
         if text == self._html:
             return
@@ -180,7 +187,7 @@ class DetailPanel(QWidget):
 
     def _show_progress(self) -> None:
         progress = self.progress
-        visible = progress is not None and (self.job or {}).get("status") == "running"
+        visible = progress is not None and (self.job or {}).get("status") == "running" and not self.worker_down
         self.progress_bar.setVisible(visible)
         self.progress_label.setVisible(visible)
         if not visible or progress is None:
@@ -201,6 +208,14 @@ class DetailPanel(QWidget):
         if self.job is not None and event.get("job_id") == self.job.get("id") and self.job.get("status") == "running":
             self.progress = event.get("progress") or {}
             self._show_progress()
+
+    def _on_connection_state_changed(self, _state: str) -> None:
+        """With the worker gone a running job's progress would freeze: the panel says why instead."""
+        if self.worker_down:
+            self.progress = None
+        self._show_progress()
+        if self.job is not None:
+            self._render(keep_scroll=True)
 
     def _on_timer_timeout(self) -> None:
         if self.job is not None and self.isVisible():

@@ -140,6 +140,7 @@ class TransfersView(QDialog):
         self.resize(line * 52, line * 24)
         connection.job_events.connect(self._on_connection_job_events)
         connection.progress.connect(self._on_connection_progress)
+        connection.state_changed.connect(self._on_connection_state_changed)
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
         self._flush_timer.setInterval(FLUSH_MS)
@@ -206,6 +207,9 @@ class TransfersView(QDialog):
             self._progress[int(event["job_id"])] = event.get("progress") or {}
             if not self._flush_timer.isActive():
                 self._flush_timer.start()
+
+    def _on_connection_state_changed(self, state: str) -> None:
+        self.model.set_worker_down(state != "connected")
 
     def _on_flush_timer_timeout(self) -> None:
         progress, self._progress = self._progress, {}
