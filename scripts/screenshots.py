@@ -1,4 +1,5 @@
-"""Render the main window with jobs in every state, the new-job dialog, Settings, the drop sheet and the stats view.
+"""Render the main window with jobs in every state, the Transfers window, the new-job dialog, Settings, the drop sheet
+and the stats view.
 
 Everything is real: a temporary JOBDECK_HOME, the worker the GUI starts, a loopback SMTP server and a moto S3
 server (the test helpers). Run offscreen (default) or under ``xvfb-run -a``:
@@ -20,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -175,6 +177,13 @@ async def scenario(window: Any, out: Path, smtp: Any, s3: Any, bucket: str, file
     await asyncio.sleep(0.15)
     window.grab().save(str(out / f"main{suffix}.png"))
 
+    # View → Transfers: the running upload's own bar, rate and time left, the finished ones below
+    transfers = window.open_transfers()
+    await until(lambda: transfers.loaded and bool(transfers.model.progress(transfers.model.job_at(0))))
+    await asyncio.sleep(0.3)
+    transfers.grab().save(str(out / f"transfers{suffix}.png"))
+    transfers.close()
+
     # the new-job dialog, with an invalid address flagged inline
     dialog = window.new_job_dialog()
     flag_new_job(dialog)
@@ -261,10 +270,12 @@ def main() -> int:
         window.resize(min(int(line * 100), room.width()), min(int(line * 40), room.height()))
         window.show()
         window.begin()
-        files = home / "files"
-        files.mkdir()
-        with loop:
-            loop.run_until_complete(scenario(window, args.out, smtp, s3, bucket, files, suffix))
+        files = Path(tempfile.mkdtemp(prefix="jobdeck-shots-files-"))  # outside the data folder: never uploaded
+        try:
+            with loop:
+                loop.run_until_complete(scenario(window, args.out, smtp, s3, bucket, files, suffix))
+        finally:
+            shutil.rmtree(files, ignore_errors=True)
     print(f"screenshots written to {args.out}")
     return 0
 
