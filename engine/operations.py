@@ -32,7 +32,7 @@ from engine.jobs import registry
 from engine.jobs.base import CleanupEnv, JobType, Params, remove_staged
 from engine.meta import EngineInfo
 from engine.schedule_ops import ScheduleOperations
-from engine.stats import buckets, parse_window
+from engine.stats import buckets, parse_window, window_start
 from engine.storage.reads import SORT_KEYS, JobQuery
 from engine.storage.repository import ACTIONS, Ledger, Outbox, no_outbox
 from engine.storage.status import WAITING, JobStatus
@@ -406,8 +406,8 @@ class Operations:
         if window is not None:
             span_s, bucket_s = parse_window(window)
             now = datetime.now(UTC)
-            events = self.ledger.finished_events_since(now - timedelta(seconds=span_s + bucket_s))
-            return {"window": str(window).strip(), **buckets(events, span_s, bucket_s, now)}
+            counted = self.ledger.finished_per_bucket(window_start(span_s, bucket_s, now), bucket_s)
+            return {"window": str(window).strip(), **buckets(counted, span_s, bucket_s, now)}
         span = parse_int("hours", 3 if hours is None else hours, 1, 72, "an integer from 1 to 72")
         now = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
         start = now - timedelta(hours=span)

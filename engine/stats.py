@@ -22,17 +22,24 @@ def parse_window(value: Any) -> tuple[int, int]:
     return WINDOWS[value.strip()]
 
 
-def buckets(events: list[tuple[str, datetime]], span_s: int, bucket_s: int, now: datetime) -> dict[str, Any]:
-    """Count ``events`` (kind, time) into buckets aligned to whole multiples of ``bucket_s`` since the epoch, the
-    last one holding ``now``: a bar keeps its place as time moves on and new bars appear on the right."""
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    end = epoch + timedelta(seconds=((now - epoch).total_seconds() // bucket_s + 1) * bucket_s)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def window_start(span_s: int, bucket_s: int, now: datetime) -> datetime:
+    """The first bucket's start: buckets are whole multiples of ``bucket_s`` since the epoch and the last one holds
+    ``now``, so a bar keeps its place as time moves on and new bars appear on the right."""
+    first = int((now - EPOCH).total_seconds() // bucket_s) + 1 - span_s // bucket_s
+    return EPOCH + timedelta(seconds=first * bucket_s)
+
+
+def buckets(counted: list[tuple[str, int, int]], span_s: int, bucket_s: int, now: datetime) -> dict[str, Any]:
+    """The window's series from (kind, bucket since the epoch, count) rows (``Ledger.finished_per_bucket``)."""
+    start = window_start(span_s, bucket_s, now)
+    first = int((start - EPOCH).total_seconds()) // bucket_s
     count = span_s // bucket_s
-    start = end - timedelta(seconds=count * bucket_s)
     succeeded, failed = [0] * count, [0] * count
-    for kind, at in events:
-        index = int((at - start).total_seconds() // bucket_s)
-        if 0 <= index < count:
-            (succeeded if kind == "succeeded" else failed)[index] += 1
+    for kind, bucket, n in counted:
+        if 0 <= bucket - first < count:
+            (succeeded if kind == "succeeded" else failed)[bucket - first] += n
     return {"start": start.isoformat(), "bucket_s": bucket_s, "buckets": count, "succeeded": succeeded,
             "failed": failed}  # fmt: skip

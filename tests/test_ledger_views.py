@@ -182,3 +182,28 @@ def test_a_view_or_bulk_request_names_a_wrong_argument(ops: Any) -> None:
         with pytest.raises(ValidationError) as err:
             call()
         assert err.value.field in ("colour", "sort", "action") and "allowed" in err.value.message
+
+
+def test_finished_jobs_are_counted_per_bucket_in_the_database(ledger: Ledger) -> None:  # noqa: F811
+    from sqlalchemy import insert
+
+    from engine.stats import WINDOWS, buckets, window_start
+    from engine.storage.rows import EVENTS
+
+    now = datetime.now(UTC)
+    ages_h = [700, 200, 30.5, 30, 5, 0.2, 0.1]  # hours ago, oldest first (seq order is time order)
+    with ledger.engine.begin() as conn:
+        conn.execute(insert(EVENTS), [{"job_id": i + 1, "type": "failed" if i % 2 else "succeeded", "payload": {},
+                                       "at": now - timedelta(hours=age)} for i, age in enumerate(ages_h)])  # fmt: skip
+    for window, within_h in (("1h", 1), ("24h", 24), ("7d", 168), ("30d", 720)):
+        span_s, bucket_s = WINDOWS[window]
+        counted = ledger.finished_per_bucket(window_start(span_s, bucket_s, now), bucket_s)
+        series = buckets(counted, span_s, bucket_s, now)
+        expected = [(i, age) for i, age in enumerate(ages_h) if age < within_h]
+        assert sum(series["succeeded"]) == sum(1 for i, _ in expected if i % 2 == 0), window
+        assert sum(series["failed"]) == sum(1 for i, _ in expected if i % 2), window
+        # each event is in the bucket that holds its time
+        start = datetime.fromisoformat(series["start"])
+        for i, age in expected:
+            index = int((now - timedelta(hours=age) - start).total_seconds() // bucket_s)
+            assert (series["failed"] if i % 2 else series["succeeded"])[index] >= 1, (window, age)
