@@ -6,6 +6,10 @@ server (the test helpers). Run offscreen (default) or under ``xvfb-run -a``:
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--scale 2] [--theme dark] [--size 1600x1000]
 
+``--matrix`` renders every view (main window, New job, Settings, drop sheet, statistics, Transfers, Schedules and
+its editor, Trash, About, keyboard shortcuts) at 800×600, 1600×1000 and 2× scale, light and dark, into
+``docs/screenshots/matrix/VIEW-SIZE-THEME.png``.
+
 ``--dialogs`` renders only New job, Settings and the drop sheet (no worker, a few seconds), on an offscreen screen
 of ``--size``. The dialog pictures in docs/screenshots come from
 
@@ -41,6 +45,7 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--dark", action="store_const", const="dark", dest="theme", help="same as --theme dark")
     parser.add_argument("--size", default="", help="screen size offscreen, e.g. 800x600 (dialogs fit it)")
     parser.add_argument("--dialogs", action="store_true", help="only the dialogs: no worker, no jobs, seconds")
+    parser.add_argument("--matrix", action="store_true", help="every view at 800x600, 1600x1000 and 2x, light and dark")
     return parser.parse_args()
 
 
@@ -183,6 +188,7 @@ async def scenario(window: Any, out: Path, smtp: Any, s3: Any, bucket: str, file
     await asyncio.sleep(0.3)
     transfers.grab().save(str(out / f"transfers{suffix}.png"))
     transfers.close()
+    await more_views(window, out, suffix, email)
 
     # the new-job dialog, with an invalid address flagged inline
     dialog = window.new_job_dialog()
@@ -215,8 +221,63 @@ async def scenario(window: Any, out: Path, smtp: Any, s3: Any, bucket: str, file
     await window.shutdown(stop_worker=True)
 
 
+async def more_views(window: Any, out: Path, suffix: str, email: Any) -> None:
+    """Schedules and the schedule editor, Trash, Settings, About and the keyboard shortcuts."""
+    request = window.connection.request
+
+    async def shoot(widget: Any, name: str) -> None:
+        await asyncio.sleep(0.4)
+        widget.grab().save(str(out / f"{name}{suffix}.png"))
+        widget.close()
+
+    for name, rule in (("Weekly digest", "0 9 * * 1"), ("Nightly report", "every 6 hours")):
+        await request("schedule_add", job_type="send_email", parameters=email("team@example.com", name),
+                      rule=rule, name=name)  # fmt: skip
+    await shoot(window.open_schedules(), "schedules")
+    template = {"job_type": "send_email", "parameters": email("ops@example.com", "Daily digest")}
+    editor = window.open_schedule_editor(prefill=template)
+    await shoot(editor, "schedule-editor")
+    gone = await request("create", job_type="send_email", parameters=email("old@example.com", "Superseded draft"),
+                         scheduled_time=(datetime.now(UTC) + timedelta(days=2)).isoformat())  # fmt: skip
+    await request("delete", job_id=gone["id"])
+    await shoot(window.open_trash(), "trash")
+    await shoot(window.open_settings(), "settings")
+    await shoot(window.open_about(), "about")
+    await shoot(window.open_shortcuts(), "shortcuts")
+
+
+# Every view at the sizes and scales the issue names, light and dark: (suffix part, screen size, scale).
+MATRIX = (("800x600", "800x600", 1.0), ("1600x1000", "1600x1000", 1.0), ("2x", "1600x1000", 2.0))
+
+
+def matrix(out: Path) -> int:
+    """Run this script once per size and theme (a Qt process has one scale factor), reduced to 64 colours."""
+    import shutil
+    import subprocess
+
+    failed = 0
+    for name, size, scale in MATRIX:
+        for theme in ("light", "dark"):
+            shots = Path(tempfile.mkdtemp(prefix="jobdeck-matrix-"))
+            args = ["--out", str(shots), "--size", size, "--scale", str(scale), "--theme", theme]
+            done = subprocess.run([sys.executable, __file__, *args], check=False)
+            failed += done.returncode != 0
+            for png in sorted(shots.glob("*.png")):
+                view = png.stem.split("-" + size)[0].split("@")[0].removesuffix("-dark")
+                target = out / f"{view}-{name}-{theme}.png"
+                if shutil.which("convert"):
+                    subprocess.run(["convert", str(png), "+dither", "-colors", "64", str(target)], check=False)
+                else:
+                    shutil.copy(png, target)
+            shutil.rmtree(shots, ignore_errors=True)
+    print(f"screenshots written to {out} ({failed} run(s) failed)")
+    return 1 if failed else 0
+
+
 def main() -> int:
     args = _args()
+    if args.matrix:
+        return matrix(args.out / "matrix")
     args.out.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="jobdeck-shots-"))
     os.environ["JOBDECK_HOME"] = str(home)
