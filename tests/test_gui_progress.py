@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QItemSelectionModel, QRect
+from PySide6.QtCore import QItemSelectionModel, QRect, Qt
 from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QApplication, QStyleOptionViewItem
 from servers import S3Server
@@ -125,6 +125,12 @@ def test_a_retrying_job_counts_down_and_retry_now_runs_its_next_attempt(
     qtbot.waitUntil(lambda: (panel.job or {}).get("status") == "retrying" and panel.run_now_button.isVisible())
     assert panel.state_label.text().startswith("Retry in "), panel.state_label.text()
     assert panel.run_now_button.text() == "Retry now"
+    # from the table, Tab reaches Retry now first
+    window.activateWindow()
+    window.table.setFocus()
+    qtbot.waitUntil(window.table.hasFocus)
+    qtbot.keyClick(window.table, Qt.Key.Key_Tab)
+    assert QApplication.focusWidget() is panel.run_now_button
     shown = panel.browser.toPlainText()
     assert "Attempt 1 failed after" in shown and "retry planned" in shown and "Attempt 2 planned" in shown
     # the error, whole, on the clipboard
