@@ -8,9 +8,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QDialog,
     QHBoxLayout,
     QHeaderView,
@@ -44,7 +45,7 @@ class ProgressCellDelegate(QStyledItemDelegate):
             super().paint(painter, option, index)
             return
         self.initStyleOption(option, index)
-        style = option.widget.style() if option.widget is not None else QGuiApplication.instance().style()  # type: ignore[union-attr]
+        style = option.widget.style() if option.widget is not None else QApplication.style()
         option.text = ""
         style.drawControl(style.ControlElement.CE_ItemViewItem, option, painter, option.widget)  # background
         metrics = option.fontMetrics
