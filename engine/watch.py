@@ -6,8 +6,10 @@ import json
 import sys
 from typing import Any
 
+from engine.errors import WorkerNotRunning
 from engine.events import schema
-from engine.events.client import EventStream
+from engine.events.client import EventStream, call
+from engine.events.discovery import read_worker_info
 from engine.inert import inert
 from engine.paths import Paths
 
@@ -49,8 +51,14 @@ def _event_line(event: dict[str, Any]) -> str | None:
     return None
 
 
-def _current_seq(paths: Paths) -> int:
-    """Where "from now on" starts; read once, so events committed while no worker runs are not skipped later."""
+async def current_seq(paths: Paths) -> int:
+    """Where "from now on" starts; read once, so events committed while no worker runs are not skipped later. A
+    running worker is asked (as ``list`` would be), so that watching starts without opening the ledger."""
+    if read_worker_info(paths) is not None:
+        try:
+            return int((await call("list", paths, timeout=10.0, limit=1, count=False))["seq"])
+        except (WorkerNotRunning, TimeoutError):
+            pass  # gone meanwhile: the ledger tells
     from engine.storage.repository import Ledger
 
     ledger = Ledger(paths.database_url())
@@ -63,7 +71,7 @@ def _current_seq(paths: Paths) -> int:
 async def watch(paths: Paths, as_json: bool, since: int | None) -> int:
     """Print events after ``since`` (default: from now on) until interrupted; a ``since`` the server refuses ends
     it with the server's reason (``ValidationError``, exit status 2)."""
-    last = _current_seq(paths)
+    last = await current_seq(paths)
     start = last if since is None else since
     if since is not None and since > last:  # not an error: a script may resume from a seq not yet reached
         print(f"[waiting for events after {since}; the ledger's last event so far is {last}]", file=sys.stderr)

@@ -126,3 +126,19 @@ def test_parameters_too_large_for_one_message_are_submitted_by_the_command_itsel
     assert (made.returncode, made.stdout, made.stderr) == (0, "created job 1 (scheduled)\n", "")
     shown = json.loads(jobdeck("show", "1", "--json").stdout)
     assert shown["parameters"]["body"] == body
+
+
+def test_watch_from_now_asks_the_worker_where_now_is(
+    jobdeck: Callable[..., Any], jobdeck_home: Path, worker_factory: Callable[..., Any]
+) -> None:
+    worker_factory()
+    assert jobdeck("submit", *EMAIL, *LATER).returncode == 0
+    code = (
+        "import asyncio, sys\n"
+        "from engine.paths import Paths\n"
+        "from engine.watch import current_seq\n"
+        "print(asyncio.run(current_seq(Paths())), 'sqlalchemy' in sys.modules)\n"
+    )
+    env = {**os.environ, "JOBDECK_HOME": str(jobdeck_home), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "1 False\n", "")
