@@ -129,6 +129,22 @@ def test_connection_tests_are_the_workers_probes_and_report_plainly(
             assert b"never-on-disk" not in path.read_bytes(), path
 
 
+def test_a_setting_the_workers_environment_overrides_is_shown_and_not_editable(
+    qtbot: Any, aloop: Any, jobdeck_home: Path, worker_factory: Callable[..., Any]
+) -> None:
+    from desktop.services.connection import WorkerConnection
+
+    worker_factory(env={"EMAIL_HOST": "relay.example.com"})
+    connection = WorkerConnection(Paths(jobdeck_home))
+    dialog = SettingsDialog(connection.request, MemoryStore())
+    qtbot.addWidget(dialog)
+    run(qtbot, dialog.load_task)
+    assert dialog.smtp_host.text() == "relay.example.com"  # the worker's value, not this process's
+    assert not dialog.smtp_host.isEnabled() and "EMAIL_HOST" in dialog.smtp_host.toolTip()
+    assert dialog.smtp_port.isEnabled()
+    run(qtbot, connection.close())
+
+
 def test_a_probe_names_a_bad_job_type_or_setting(qtbot: Any, connection: Any) -> None:
     from engine.errors import ValidationError
 

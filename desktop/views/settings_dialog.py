@@ -49,6 +49,7 @@ class SettingsDialog(QDialog):
         self.settings: Settings | None = None
         self.keyring_ok = False
         self.errors: dict[str, ErrorLabel] = {}
+        self.widgets: dict[str, Any] = {}
         self.tasks: list[asyncio.Future[Any]] = []
         outer, layout, self.scroll = scroll_body(self)
         self.keyring_label = QLabel("Checking the keyring…", self)
@@ -126,6 +127,7 @@ class SettingsDialog(QDialog):
         error = ErrorLabel(self, reserve=False)  # shown only after Save, whose button stays put in the footer
         form.addRow(label, with_error(self, widget, error))
         self.errors[key] = error
+        self.widgets[key] = widget
         widget.setAccessibleName(label or key)
         return widget
 
@@ -170,6 +172,7 @@ class SettingsDialog(QDialog):
             self.keyring_label.setText(f"Could not read the settings from the worker: {exc}")
             return
         settings = Settings(**reply["settings"])
+        self._show_origins(reply.get("origins") or {})
         self.keyring_ok, text = await settings_io.keyring_state(self.store)
         present = await settings_io.secrets_present(self.store) if self.keyring_ok else {}
         self.settings = settings
@@ -207,6 +210,15 @@ class SettingsDialog(QDialog):
             )
         self.keyring_label.style().polish(self.keyring_label)
         self.setEnabled(True)
+
+    def _show_origins(self, origins: dict[str, str]) -> None:
+        """A setting the worker's environment overrides cannot be changed here: saying so beats a save that seems to
+        do nothing."""
+        for key, origin in origins.items():
+            widget = self.widgets.get(key)
+            if widget is not None and origin.startswith("env "):
+                widget.setEnabled(False)
+                widget.setToolTip(f"Set by the worker's environment variable {origin[4:]}; change it there.")
 
     def _secret_fields(self) -> dict[str, QLineEdit]:
         return {
