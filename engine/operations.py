@@ -29,7 +29,7 @@ from engine.inputs import parse_seconds as parse_seconds
 from engine.inputs import parse_statuses as parse_statuses
 from engine.inputs import parse_time as parse_time
 from engine.jobs import registry
-from engine.jobs.base import CleanupEnv, JobType, Params, remove_staged
+from engine.jobs.base import CleanupEnv, JobType, Params, Prepared, remove_staged
 from engine.meta import EngineInfo
 from engine.schedule_ops import ScheduleOperations
 from engine.stats import buckets, parse_window, window_start
@@ -222,6 +222,16 @@ class Operations:
             raise
         self._enqueued([job])
         return job
+
+    def prepare_run(self, schedule: dict[str, Any]) -> Prepared | None:
+        """A schedule's run, submitted at its planned time: its type's ``prepare`` on the template (an upload
+        reads its file now). None for a type that prepares nothing (the template is the job's parameters).
+        Raises what a submission would (a ValidationError naming the field, a full disk…)."""
+        kind = registry.get(schedule["job_type"])
+        if type(kind).prepare is JobType.prepare:
+            return None
+        params = validate_params(kind, schedule["parameters"])
+        return kind.prepare(params, self.settings, self.paths.spool)
 
     def upload(
         self,

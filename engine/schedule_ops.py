@@ -53,14 +53,14 @@ def _rule(cron: Any, every: Any, rule: Any = None) -> Rule:
 def refusal(kind: JobType) -> str | None:
     """Why a job type cannot be scheduled, in one line; None when it can.
 
-    A type that prepares its input at submission (an upload snapshots its file, checks its size and modification
-    time and tags it for that one job) would need that done again at each run, which the scheduler does not do:
-    a schedule of it would run an old snapshot, or fail at each run because the file changed since."""
-    if type(kind).prepare is JobType.prepare:
+    Each run is submitted at its planned time (the type's ``prepare`` runs then: an upload reads its file then). A
+    type that prepares its input but has no ``check_template`` cannot say whether a template is right before its
+    first run, so it is refused rather than failing at every run."""
+    if type(kind).prepare is JobType.prepare or type(kind).check_template is not JobType.check_template:
         return None
     return (
-        f"{kind.name} cannot be scheduled: its file is read once, when the job is submitted, not at each run; "
-        "submit each one instead (with a time, to run it later)"
+        f"{kind.name} cannot be scheduled: it prepares its input when a job is submitted and cannot check a "
+        "template; submit each one instead (with a time, to run it later)"
     )
 
 
@@ -70,7 +70,8 @@ def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> str:
     return str(value)
 
 
-def _template(job_type: str, parameters: Any) -> tuple[JobType, dict[str, Any]]:
+def _template(ops: Operations, job_type: str, parameters: Any) -> tuple[JobType, dict[str, Any]]:
+    """The job type and the parameters a schedule keeps, judged by the type as a submission would be."""
     from engine.operations import validate_params
 
     kind = registry.get(job_type)
@@ -78,7 +79,9 @@ def _template(job_type: str, parameters: Any) -> tuple[JobType, dict[str, Any]]:
     if refused:
         raise ValidationError("job_type", refused)
     params = validate_params(kind, parameters or {})
-    return kind, params.model_dump(mode="json", exclude_none=True)
+    stored = kind.check_template(params, ops.settings, ops.paths.spool)
+    assert stored is not None  # refusal() said the type can check its template
+    return kind, stored
 
 
 class ScheduleOperations:
@@ -166,7 +169,7 @@ class ScheduleOperations:
         from engine.operations import parse_max_retries, parse_priority
 
         checked = _rule(cron, every, rule)
-        kind, params = _template(job_type, parameters)
+        kind, params = _template(self.ops, job_type, parameters)
         values = {
             "job_type": kind.name,
             "parameters": params,
@@ -213,8 +216,8 @@ class ScheduleOperations:
         current = self.ops.ledger.schedule_row(sid)
         values: dict[str, Any] = {}
         if job_type is not None or parameters is not None:
-            kind, params = _template(job_type or current["job_type"], current["parameters"] if parameters is None
-                                     else parameters)  # fmt: skip
+            kind, params = _template(self.ops, job_type or current["job_type"], current["parameters"]
+                                     if parameters is None else parameters)  # fmt: skip
             values |= {"job_type": kind.name, "parameters": params}
         if any(value not in (None, "") for value in (cron, every, rule)):
             values["rule"] = _rule(cron, every, rule).text
@@ -265,7 +268,7 @@ class ScheduleOperations:
     def run_now(self, schedule_id: Any) -> dict[str, Any]:
         """One run of the template now, paused or not; the rule's planned times are unchanged. Returns the job."""
         sid = parse_schedule_id(schedule_id)
-        job = self.ops.ledger.schedule_run_now(sid, self.ops._outbox)
+        job = self.ops.ledger.schedule_run_now(sid, self.ops._outbox, prepare=self.ops.prepare_run)
         self.ops._enqueued([job])  # the job's queue message (unless the outbox wrote it), then wake the worker
         return job
 

@@ -103,10 +103,14 @@ def test_the_editor_previews_the_rule_judges_it_when_left_and_creates_and_edits_
     qtbot.waitUntil(lambda: not editor.tz_error.isVisible(), timeout=30_000)
     qtbot.waitUntil(lambda: "(Europe/Berlin)" in editor.description_label.text(), timeout=30_000)
 
-    # The template is the New job form: a type that cannot be scheduled says why, in the engine's words.
+    # The template is the New job form, built from the type's schema: an upload asks for its file.
     editor.type_combo.setCurrentIndex(editor.type_combo.findData("upload_file"))
-    refusal = next(t for t in ops.types() if t["name"] == "upload_file")["schedule_refusal"]
-    assert editor.reason.text() == refusal and not editor.submit_button.isEnabled()
+    assert "path" in editor.fields and editor.reason.text() == "Fill in Path to save the schedule."
+    # A type the engine says cannot be scheduled shows the engine's line first, and Save stays off.
+    said = "snapshot cannot be scheduled: it prepares its input when a job is submitted and cannot check a template"
+    editor.types["upload_file"] = {**editor.types["upload_file"], "schedule_refusal": said}
+    editor.fields["path"].set_value("/etc/hostname")
+    assert editor.reason.text() == said and not editor.submit_button.isEnabled()
     editor.type_combo.setCurrentIndex(editor.type_combo.findData("send_email"))
     assert set(editor.fields) == {"recipient", "subject", "body", "html_body"}
     fill_email(editor, subject="Weekday report")  # a new type is a new form

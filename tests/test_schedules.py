@@ -360,7 +360,11 @@ def cli(jobdeck_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
         (["add", "noop", "--every", "5m", "--param", "colour=red"], "--param colour"),
         (["add", "noop", "--every", "5m", "--params-json", "[1]"], "--params-json"),
         (["add", "nosuch", "--every", "5m"], "TYPE"),
-        (["add", "upload_file", "--every", "1d", "--param", "path=/etc/hostname"], "TYPE"),
+        (["add", "upload_file", "--every", "1d", "--param", "path=/etc/hostname"], "--param bucket"),
+        (
+            ["add", "upload_file", "--every", "1d", "--param", "path=/no/such/file", "--param", "bucket=b"],
+            "--param path",
+        ),
         (["edit", "1", "--cron", "* * *"], "--cron"),
         (["edit", "1", "--tz", "Nowhere/Town"], "--tz"),
         (["pause", "1", "--until", "2001-01-01T00:00"], "--until"),
@@ -486,15 +490,22 @@ def test_an_editor_previews_and_adds_with_one_rule_text(ops: Any) -> None:
     assert edited["rule"] == "every 2h" and edited["description"] == "Every 2 hours"
 
 
-def test_a_type_that_cannot_be_scheduled_says_so_in_its_description_and_when_added(ops: Any) -> None:
-    types = {t["name"]: t for t in ops.types()}
-    assert types["send_email"]["schedule_refusal"] is None
-    refusal = types["upload_file"]["schedule_refusal"]
-    assert refusal.startswith("upload_file cannot be scheduled: its file is read once, when the job is submitted")
-    with pytest.raises(ValidationError) as caught:
-        ops.schedules.add("upload_file", {"path": "/etc/hostname"}, every="1d")
-    assert (caught.value.field, caught.value.message) == ("job_type", refusal)
-    assert ops.schedules.list() == []
+def test_a_type_that_cannot_check_a_template_is_refused_in_one_line(ops: Any) -> None:
+    from engine.jobs.base import JobType, Prepared
+    from engine.schedule_ops import refusal
+
+    class Snapshot(JobType):  # prepares its input at submission, with no way to check a template
+        name = "snapshot"
+
+        def prepare(self, params: Any, settings: Any, spool: Path) -> Prepared:
+            return Prepared({})
+
+    assert refusal(Snapshot()) == (
+        "snapshot cannot be scheduled: it prepares its input when a job is submitted and cannot check a template; "
+        "submit each one instead (with a time, to run it later)"
+    )
+    refusals = {t["name"]: t["schedule_refusal"] for t in ops.types()}
+    assert (refusals["send_email"], refusals["upload_file"]) == (None, None)
 
 
 def test_the_list_carries_each_schedules_latest_runs_when_asked(ledger: Ledger) -> None:
@@ -585,3 +596,48 @@ def test_a_sleep_of_the_machine_is_seen_and_the_runs_it_missed_follow_the_catch_
     assert runs(ledger, s["id"]) == [planned[i - 1] for i in expected]
     assert [job["planned_at"] for job in made] == [planned[i - 1].isoformat() for i in expected]
     assert "the machine slept" in caplog.text
+
+
+def test_a_scheduled_upload_keeps_the_path_and_snapshots_the_file_at_each_run(ops: Any, tmp_path: Path) -> None:
+    from engine.storage.schedules import SCHEDULES as TABLE
+
+    report = tmp_path / "report.csv"
+    report.write_text("v1")
+    with pytest.raises(ValidationError) as caught:
+        ops.schedules.add("upload_file", {"path": str(tmp_path / "nope.csv"), "bucket": "reports"}, every="1h")
+    assert caught.value.field == "path" and "does not exist" in caught.value.message
+    copied = {"path": str(report), "bucket": "reports", "size": 2, "mtime_ns": 1, "job_tag": "abc"}  # a job's
+    s = ops.schedules.add("upload_file", copied, every="1h", overlap="allow")
+    assert s["parameters"] == {"path": str(report), "bucket": "reports", "in_place": False}
+    assert list(ops.paths.spool.glob("job-*")) == []  # saving the schedule stages nothing
+
+    def fire() -> dict[str, Any]:
+        (due,) = ops.ledger.schedule_fire(cursor(ops.ledger, s["id"]), no_outbox, prepare=ops.prepare_run)
+        (job,) = due.jobs
+        return job
+
+    def staged(job: dict[str, Any]) -> str:
+        return Path(ops.ledger.get_row(job["id"]).staged_path).read_text()
+
+    first = fire()
+    report.write_text("v2, later")
+    second = fire()
+    assert (staged(first), staged(second)) == ("v1", "v2, later")
+    assert (
+        second["parameters"]["size"] == len("v2, later")
+        and first["parameters"]["job_tag"] != (second["parameters"]["job_tag"])
+    )
+    # A planned time that already has its job: the copy staged for it again is removed, not left in the spool.
+    with ops.ledger.engine.begin() as conn:
+        conn.execute(
+            update(TABLE).where(TABLE.c.id == s["id"]).values(next_run_at=datetime.fromisoformat(second["planned_at"]))
+        )
+    ops.ledger.schedule_fire(datetime.fromisoformat(second["planned_at"]), no_outbox, prepare=ops.prepare_run)
+    assert len(list(ops.paths.spool.glob("job-*"))) == 2
+    report.unlink()
+    gone = fire()
+    assert gone["status"] == "failed" and gone["error"] == f"could not start the run: path: {report} does not exist"
+    assert ops.ledger.get_row(gone["id"]).staged_path is None
+    report.write_text("v3")
+    now = ops.schedules.run_now(s["id"])
+    assert staged(now) == "v3" and now["status"] == "pending"

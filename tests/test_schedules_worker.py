@@ -168,3 +168,38 @@ def test_no_planned_time_is_lost_or_run_twice_under_a_kill_9_storm(
     ops: Any, worker_factory: Callable[..., Any]
 ) -> None:
     kill_storm(ops, worker_factory, cycles=25)
+
+
+def test_a_scheduled_upload_reads_its_file_at_each_run(
+    ops: Any, worker_factory: Callable[..., Any], s3_server: Any, s3_bucket: str, tmp_path: Any
+) -> None:
+    """Each run uploads the file as it is at its planned time (the worker's scheduler snapshots it then); a run
+    whose file is gone fails with the reason, and the schedule goes on."""
+    from test_upload_worker import AWS_ENV, configure
+
+    configure(ops, s3_server, s3_bucket)
+    report = tmp_path / "report.csv"
+    report.write_text("day 1\n")
+    worker_factory(env=AWS_ENV)
+    s = ops.schedules.add("upload_file", {"path": str(report), "key": "reports/latest.csv"}, every="2s",
+                          start=aligned_start(2).isoformat(), max_retries=0)  # fmt: skip
+
+    def uploaded(after: datetime | None = None) -> bytes | None:
+        done = [j for j in runs(ops, s["id"]) if j["status"] == "succeeded"
+                and (after is None or datetime.fromisoformat(j["planned_at"]) > after)]  # fmt: skip
+        return (
+            s3_server.client().get_object(Bucket=s3_bucket, Key="reports/latest.csv")["Body"].read() if done else None
+        )
+
+    assert wait_until("the first run's upload", uploaded) == b"day 1\n"
+    report.write_text("day 2, longer\n")
+    changed = datetime.now(UTC)
+    wait_until("a run after the change", lambda: uploaded(changed))
+    assert s3_server.client().get_object(Bucket=s3_bucket, Key="reports/latest.csv")["Body"].read() == (
+        b"day 2, longer\n"
+    )
+    ops.schedules.pause(s["id"])
+    report.unlink()
+    job = ops.schedules.run_now(s["id"])
+    assert job["status"] == "failed" and job["error"] == f"could not start the run: path: {report} does not exist"
+    assert all(j["status"] in ("succeeded", "failed") for j in runs(ops, s["id"]))

@@ -119,8 +119,19 @@ class JobType:
     retry_cap_s: ClassVar[float | None] = None
 
     def prepare(self, params: AnyParams, settings: Settings, spool: Path) -> Prepared:
-        """Submission-time work after validation (e.g. snapshot a file). Raise ValidationError to refuse."""
+        """Submission-time work after validation (e.g. snapshot a file). Raise ValidationError to refuse.
+
+        A schedule's run is submitted at its planned time, so this runs then, for each run."""
         return Prepared(params.model_dump(mode="json", exclude_none=True))
+
+    def check_template(self, params: AnyParams, settings: Settings, spool: Path) -> dict[str, Any] | None:
+        """A schedule's template, checked when the schedule is saved: the parameters to store, or None when this
+        type cannot be scheduled (it overrides ``prepare`` and did not say how to check a template without it).
+
+        Types that prepare nothing store their validated parameters; each run is then the template as is."""
+        if type(self).prepare is not JobType.prepare:
+            return None
+        return params.model_dump(mode="json", exclude_none=True)
 
     def run(self, ctx: JobContext, params: AnyParams) -> dict[str, Any] | None:
         raise NotImplementedError

@@ -150,14 +150,7 @@ class UploadFile(JobType):
     def prepare(self, params: UploadParams, settings: Settings, spool: Path) -> Prepared:  # type: ignore[override]
         guard = DataGuard.beside(spool)
         path, _ = check_named(params.path, settings.max_upload_bytes, guard)
-        bucket = params.bucket or settings.s3_bucket
-        if not bucket:
-            raise ValidationError("bucket", "no bucket given and no default set (jobdeck config set s3_bucket NAME)")
-        try:
-            check_bucket(bucket)
-        except ValidationError as exc:
-            origin = "" if params.bucket else " (from the s3_bucket setting)"
-            raise ValidationError("bucket", exc.message + origin) from None
+        bucket = self._bucket(params, settings)
         key = check_key("key", params.key or (settings.s3_key_prefix + path.name))
         staged = None
         if params.in_place:
@@ -177,6 +170,31 @@ class UploadFile(JobType):
             }
         ).model_dump(mode="json", exclude_none=True)
         return Prepared(stored, staged)
+
+    def check_template(self, params: UploadParams, settings: Settings, spool: Path) -> dict[str, Any]:  # type: ignore[override]
+        """A scheduled upload reads its file at each run (``prepare`` at the planned time: a snapshot, or the checks
+        of ``in_place``). Saving the schedule checks what it can now — the file as it is, the bucket, the key — so
+        a typo fails at once; the path is kept as given (made absolute), so a link is followed at each run."""
+        guard = DataGuard.beside(spool)
+        check_named(params.path, settings.max_upload_bytes, guard)
+        self._bucket(params, settings)
+        if params.key is not None:
+            check_key("key", params.key)
+        given = str(Path(params.path).expanduser().absolute())
+        # What a submission fills in belongs to each run, never to the template (a copied job carries them).
+        update = {"path": given, "size": None, "mtime_ns": None, "job_tag": None}
+        return params.model_copy(update=update).model_dump(mode="json", exclude_none=True)
+
+    def _bucket(self, params: UploadParams, settings: Settings) -> str:
+        bucket = params.bucket or settings.s3_bucket
+        if not bucket:
+            raise ValidationError("bucket", "no bucket given and no default set (jobdeck config set s3_bucket NAME)")
+        try:
+            check_bucket(bucket)
+        except ValidationError as exc:
+            origin = "" if params.bucket else " (from the s3_bucket setting)"
+            raise ValidationError("bucket", exc.message + origin) from None
+        return bucket
 
     def restage(self, job: dict[str, Any], settings: Settings, spool: Path) -> Path | None:
         """A canceled upload released its snapshot; a retry snapshots the original again."""

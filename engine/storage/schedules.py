@@ -5,12 +5,16 @@ A mixin of ``Ledger``, as the trash is. Each change is one transaction that also
 schedule changes live and in replay exactly as they get job changes, made here or by another process. A job made
 for a planned time commits together with the schedule's move past that time, and the unique key on
 ``jobs (schedule_id, planned_at)`` makes a second insert for the same planned time a no-op: a planned time never
-runs twice, across restarts, kill -9 and several workers on one PostgreSQL ledger.
+runs twice, across restarts, kill -9 and several workers on one PostgreSQL ledger. A run of a type that prepares its
+input (an upload's snapshot of its file) is prepared just before that transaction, as a submission at the planned
+time would be.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,14 +22,17 @@ from typing import Any
 from sqlalchemy import Engine, case, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from engine.errors import ValidationError
+from engine.errors import JobdeckError, ValidationError
+from engine.jobs.base import Prepared, remove_staged
 from engine.schedule_rules import describe, load, planned_times
 from engine.storage.prepared import status_in
 from engine.storage.rows import EVENTS, JOBS, iso, job_to_dict, utcnow
 from engine.storage.status import WAITING, JobStatus, ScheduleType
 from engine.storage.tables import Schedule
 
+log = logging.getLogger(__name__)
 SCHEDULES = Schedule.__table__
+Prepare = Callable[[dict[str, Any]], Prepared | None]  # a run of the schedule, submitted now (see Operations)
 SCHEDULE_EVENT_JOB_ID = 0
 NEXT_RUNS = 5
 CATCH_UP_LIMIT = 100  # runs one catch-up "all" makes at most: the most recent ones
@@ -195,17 +202,25 @@ class LedgerSchedules:
 
         return self._write(op)
 
-    def schedule_run_now(self, schedule_id: int, outbox: Callable[[Any, dict[str, Any]], None]) -> dict[str, Any]:
+    def schedule_run_now(
+        self, schedule_id: int, outbox: Callable[[Any, dict[str, Any]], None], *, prepare: Prepare | None = None
+    ) -> dict[str, Any]:
         """One run now, outside the rule: its ``planned_at`` is now; the schedule's next planned time is kept."""
+        row = self.schedule_row(schedule_id)
+        when = utcnow()
+        ready = _prepare_runs(row, [when], prepare)
 
         def op(tx: Any) -> dict[str, Any]:
-            row = tx.first(select(SCHEDULES).where(SCHEDULES.c.id == schedule_id))
-            if row is None:
+            current = tx.first(select(SCHEDULES).where(SCHEDULES.c.id == schedule_id))
+            if current is None:
                 raise ScheduleNotFound(schedule_id)
-            (job,) = self._make_jobs(tx, row, [utcnow()], outbox)
+            (job,) = self._make_jobs(tx, dict(current), [when], outbox, ready)
             return job
 
-        return self._write(op)
+        with _release_unused(ready) as made:
+            job = self._write(op)
+            made.append(job)
+        return job
 
     def schedule_resume_due(self, now: datetime) -> list[dict[str, Any]]:
         """Schedules whose pause ended: running again from their next planned time after now."""
@@ -229,26 +244,31 @@ class LedgerSchedules:
         *,
         missed_before: datetime | None = None,
         limit: int = 200,
+        prepare: Prepare | None = None,
     ) -> list[Due]:
         """Make the jobs of every planned time up to ``now``, schedule by schedule, each in its own transaction.
 
         Planned times before ``missed_before`` (the moment the scheduler started, or woke from a sleep of the
-        machine) passed while nobody was watching: the schedule's catch-up policy says which of them run."""
+        machine) passed while nobody was watching: the schedule's catch-up policy says which of them run.
+        ``prepare`` submits each run of a type that prepares its input (an upload reads its file then)."""
         c = SCHEDULES.c
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(SCHEDULES).where(c.paused.is_(False), c.next_run_at <= now).order_by(c.next_run_at).limit(limit)
             ).all()
-        return [self._fire_one(dict(row._mapping), now, outbox, missed_before) for row in rows]
+        return [self._fire_one(dict(row._mapping), now, outbox, missed_before, prepare) for row in rows]
 
     def _fire_one(
-        self, row: dict[str, Any], now: datetime, outbox: Callable[[Any, dict[str, Any]], None], missed: datetime | None
-    ) -> Due:
+        self, row: dict[str, Any], now: datetime, outbox: Callable[[Any, dict[str, Any]], None],
+        missed: datetime | None, prepare: Prepare | None,
+    ) -> Due:  # fmt: skip
         cursor = row["next_run_at"]
         due = [cursor, *_times(row, cursor, _MAX_DUE, until=now)]
         following = _next(row, max(now, due[-1]), inclusive=False)
         late = [t for t in due if missed is not None and t < missed]
         chosen = pick_runs(row["catch_up"], late, [t for t in due if t not in late])
+        # Preparing reads files: before the transaction, never while holding the ledger's write lock.
+        ready = _prepare_runs(row, chosen, prepare)
 
         def op(tx: Any) -> Due:
             moved = tx.run(
@@ -262,24 +282,38 @@ class LedgerSchedules:
             runs = chosen
             if runs and row["overlap"] == "skip" and self._busy(tx, row["id"]):
                 runs = []
-            jobs = self._make_jobs(tx, row, runs, outbox)
+            jobs = self._make_jobs(tx, row, runs, outbox, ready)
             return Due(row["id"], jobs, len(due) - len(jobs))
 
-        return self._write(op)
+        with _release_unused(ready) as made:
+            done = self._write(op)
+            made.extend(done.jobs)
+        return done
 
     def _busy(self, tx: Any, schedule_id: int) -> bool:
         return bool(tx.run(select(JOBS.c.id).where(JOBS.c.schedule_id == schedule_id, status_in(_BUSY)).limit(1)))
 
     def _make_jobs(
-        self, tx: Any, row: dict[str, Any], planned: Sequence[datetime], outbox: Callable[[Any, dict[str, Any]], None]
+        self,
+        tx: Any,
+        row: dict[str, Any],
+        planned: Sequence[datetime],
+        outbox: Callable[[Any, dict[str, Any]], None],
+        ready: dict[datetime, Prepared | str] | None = None,
     ) -> list[dict[str, Any]]:
-        """One pending job per planned time; a planned time that already has its job is left alone."""
+        """One pending job per planned time; a planned time that already has its job is left alone. A run that
+        could not be prepared (``ready`` holds its message: the file is gone…) is made failed, with that error."""
         jobs = []
         for when in planned:
+            made = (ready or {}).get(when)
+            failed = isinstance(made, str)
             values = {
                 "job_type": row["job_type"],
-                "parameters": row["parameters"],
-                "status": JobStatus.PENDING.value,
+                "parameters": made.parameters if isinstance(made, Prepared) else row["parameters"],
+                "staged_path": str(made.staged_path) if isinstance(made, Prepared) and made.staged_path else None,
+                "status": (JobStatus.FAILED if failed else JobStatus.PENDING).value,
+                "error": made if failed else None,
+                "finished_at": utcnow() if failed else None,
                 "priority": row["priority"],
                 "max_retries": row["max_retries"],
                 "attempts": 0,
@@ -295,10 +329,13 @@ class LedgerSchedules:
                 .on_conflict_do_nothing(index_elements=["schedule_id", "planned_at"])
                 .returning(*JOBS.c)
             )
-            for made in tx.run(stmt):
-                job = job_to_dict(made)
+            for inserted in tx.run(stmt):
+                job = job_to_dict(inserted)
                 self._record(tx, job, "created")
-                outbox(tx.cursor, job)
+                if failed:
+                    self._record(tx, job, "failed")
+                else:
+                    outbox(tx.cursor, job)
                 jobs.append(job)
         return jobs
 
@@ -317,6 +354,46 @@ class LedgerSchedules:
         tx.events.append({"seq": stored["seq"], "job_id": SCHEDULE_EVENT_JOB_ID, "type": kind, "at": iso(at),
                           "schedule": schedule})  # fmt: skip
         return schedule
+
+
+def _prepare_runs(
+    row: dict[str, Any], planned: Sequence[datetime], prepare: Prepare | None
+) -> dict[datetime, Prepared | str]:
+    """Each run submitted as at its planned time: what ``prepare`` made of the template, or why it could not."""
+    if prepare is None:
+        return {}
+    ready: dict[datetime, Prepared | str] = {}
+    for when in planned:
+        try:
+            made = prepare(row)
+        except ValidationError as exc:
+            ready[when] = f"could not start the run: {exc.field}: {exc.message}" if exc.field else exc.message
+            continue
+        except JobdeckError as exc:
+            ready[when] = f"could not start the run: {exc}"
+            continue
+        except Exception as exc:  # a type's bug must not stop the schedule's other runs, or the scheduler
+            log.exception("preparing a run of schedule %s failed", row["id"])
+            ready[when] = f"could not start the run: {type(exc).__name__}: {exc}"
+            continue
+        if made is None:
+            return {}  # the type prepares nothing: every run is the template
+        ready[when] = made
+    return ready
+
+
+@contextlib.contextmanager
+def _release_unused(ready: dict[datetime, Prepared | str]) -> Iterator[list[dict[str, Any]]]:
+    """Staged copies no job took (the planned time already had its job, overlap skipped it, or the write failed)
+    are removed: the jobs that were made are appended to the list this yields."""
+    made: list[dict[str, Any]] = []
+    try:
+        yield made
+    finally:
+        taken = {datetime.fromisoformat(job["planned_at"]) for job in made if job.get("planned_at")}
+        for when, prepared in ready.items():
+            if isinstance(prepared, Prepared) and prepared.staged_path and when not in taken:
+                remove_staged(prepared.staged_path)
 
 
 def pick_runs(policy: str, missed: list[datetime], on_time: list[datetime]) -> list[datetime]:

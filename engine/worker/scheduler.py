@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.storage.repository import Ledger
-from engine.storage.schedules import SCHEDULE_EVENT_JOB_ID
+from engine.storage.schedules import SCHEDULE_EVENT_JOB_ID, Prepare
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,10 @@ class Scheduler:
         *,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
+        prepare: Prepare | None = None,
     ) -> None:
         self.wall, self.mono = wall, mono
+        self.prepare = prepare  # submits a run of a type that prepares its input (an upload reads its file)
         self.ledger = ledger
         self.outbox = outbox
         self.enqueued = enqueued
@@ -115,7 +117,9 @@ class Scheduler:
         self.ledger.schedule_resume_due(now)
         made: list[dict[str, Any]] = []
         while True:
-            passes = self.ledger.schedule_fire(now, self.outbox, missed_before=missed, limit=PASS_LIMIT)
+            passes = self.ledger.schedule_fire(
+                now, self.outbox, missed_before=missed, limit=PASS_LIMIT, prepare=self.prepare
+            )
             jobs = [job for due in passes for job in due.jobs]
             if jobs:
                 self.enqueued(jobs)

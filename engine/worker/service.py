@@ -105,7 +105,7 @@ class WorkerService:
         self.notes.compact()  # recovery has used the notes of the jobs it took over
         self._sweep_spool()
         self._rebuild_queue()
-        self.scheduler = Scheduler(self.ledger, self.ops._outbox, self.ops._enqueued)
+        self.scheduler = Scheduler(self.ledger, self.ops._outbox, self.ops._enqueued, prepare=self.ops.prepare_run)
         self.scheduler.start()
         self.server.start()
         self.consumer = EmbeddedConsumer(self.queue.huey, self.dispatch.step)
