@@ -547,9 +547,8 @@ def test_an_editor_is_told_the_policies_their_defaults_and_the_zone_a_schedule_g
 
 
 class SleepingClock:
-    """Wall and monotonic clocks where the machine can be put to sleep: ``sleep(s)`` moves the wall clock ``s``
-    ahead of the monotonic one at the scheduler's next look at the monotonic clock, which it takes just before it
-    waits — so the jump falls inside one of its waits, as a suspend does."""
+    """A wall clock that a test can move ahead while the monotonic one is not: ``sleep(s)`` arms a jump of ``s``
+    seconds, which ``wake()`` (called at the end of one of the scheduler's waits) applies, as a suspend does."""
 
     def __init__(self) -> None:
         self.offset = 0.0
@@ -560,14 +559,13 @@ class SleepingClock:
         with self.lock:
             self.pending += seconds
 
+    def wake(self) -> None:
+        with self.lock:
+            self.offset, self.pending = self.offset + self.pending, 0.0
+
     def wall(self) -> float:
         with self.lock:
             return time.time() + self.offset
-
-    def mono(self) -> float:
-        with self.lock:
-            self.offset, self.pending = self.offset + self.pending, 0.0
-        return time.monotonic()
 
 
 @pytest.mark.parametrize(("policy", "expected"), [("once", [3]), ("skip", []), ("all", [1, 2, 3])])
@@ -581,8 +579,16 @@ def test_a_sleep_of_the_machine_is_seen_and_the_runs_it_missed_follow_the_catch_
 
     s = add(ledger, rule="every 60s", catch_up=policy)
     planned = [cursor(ledger, s["id"]) + timedelta(seconds=60 * i) for i in range(4)]
-    clock, made = SleepingClock(), []
-    scheduler = Scheduler(ledger, no_outbox, made.extend, wall=clock.wall, mono=clock.mono)
+    clock: SleepingClock = SleepingClock()
+    made: list[dict[str, Any]] = []
+
+    class Suspended(Scheduler):
+        def _sleep(self, step: float | None) -> bool:
+            woken = super()._sleep(step)
+            clock.wake()  # the machine slept during this wait (if the test said so)
+            return woken
+
+    scheduler = Suspended(ledger, no_outbox, made.extend, wall=clock.wall)
     caplog.set_level(logging.INFO, logger="engine.worker.scheduler")
     scheduler.start()
     try:

@@ -33,7 +33,7 @@ class Scheduler:
     """One thread per worker. ``enqueued(jobs)`` hands the jobs it made to the queue (after their commit).
 
     ``wall`` and ``mono`` are its clocks (``time.time`` and ``time.monotonic``): a test moves the wall clock ahead of
-    the monotonic one, as a suspend of the machine does, without suspending anything."""
+    the monotonic one during a wait (``_sleep``), as a suspend of the machine does, without suspending anything."""
 
     def __init__(
         self,
@@ -99,7 +99,7 @@ class Scheduler:
                 # Nothing to wake for but a change (no schedule, or all paused for good): wait for the change.
                 step = None if next_at is None else min(WALL_CHECK_S, next_at.timestamp() - now)
                 mono = self.mono()
-                if self._wake.wait(step):
+                if self._sleep(step):
                     stale = True
                 if (self.wall() - now) - (self.mono() - mono) > SLEPT_S:
                     log.info("the machine slept: applying the schedules' catch-up policies")
@@ -108,6 +108,11 @@ class Scheduler:
                 log.exception("scheduler pass failed; will retry")
                 stale = True
                 self._stop.wait(1.0)
+
+    def _sleep(self, step: float | None) -> bool:
+        """Wait up to ``step`` seconds (None: until woken); True when woken. A suspend of the machine happens in
+        here, as far as the loop can tell (a test overrides this to make one)."""
+        return self._wake.wait(step)
 
     def run_due(self, missed_before: datetime | None = None) -> list[dict[str, Any]]:
         """Resume the schedules whose pause ended, then make the jobs of every planned time that is due."""
