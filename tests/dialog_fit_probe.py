@@ -54,6 +54,7 @@ def main(data: Path) -> None:
     from desktop.event_loop import GuiEventLoop
     from desktop.views.drop_sheet import DropSheet
     from desktop.views.job_dialog import JobDialog
+    from desktop.views.schedule_editor import ScheduleEditor
     from desktop.views.settings_dialog import SettingsDialog
     from desktop.views.stats_view import StatsView
     from desktop.widgets.theme import apply_style
@@ -69,6 +70,10 @@ def main(data: Path) -> None:
     results["new job (email)"] = measure(job, job.submit_button)
     job.type_combo.setCurrentIndex(job.type_combo.findData("upload_file"))
     results["new job (upload)"] = measure(job, job.submit_button)
+    editor = ScheduleEditor(types, _request)  # the tallest form: the rule, its next runs and the job's fields
+    editor.rule.setText("0 9 * * 1-5")
+    editor.next_runs.setText("\n".join(f"2026-12-0{day} 09:00 (Monday)" for day in range(1, 6)))
+    results["schedule editor"] = measure(editor, editor.submit_button)
     settings = SettingsDialog(_request, NoKeyring())
     with loop:
         loop.run_until_complete(settings.load_task)
