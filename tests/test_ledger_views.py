@@ -124,7 +124,7 @@ def test_bulk_counts_first_and_acts_on_a_filter_once(ops: Any, capsys: pytest.Ca
     jobs = [ops.create("send_email", {"recipient": f"b{i}@example.com", "subject": "s", "body": "b"},
                        scheduled_time="2099-01-01T00:00") for i in range(5)]  # fmt: skip
     ops.cancel(jobs[0]["id"])
-    assert ops.rules()["run_now"] == ["scheduled"]
+    assert ops.rules()["run_now"] == ["scheduled", "retrying"]
     dry = ops.bulk("cancel", dry_run=True, status=["scheduled", "canceled"])
     assert (dry["matched"], dry["applicable"], dry["done"]) == (5, 4, 0)
     assert ops.ledger.count(JobStatus.CANCELED) == 1  # a dry run changes nothing

@@ -159,7 +159,7 @@ def test_starttls_login_with_a_non_ascii_password_and_the_message_id_recorded(
     [mail] = smtp.wait_for(1)
     message_id = done["result"]["message_id"]
     assert message_id == mail.message["Message-ID"]
-    assert f"jobdeck{job['id']}" in message_id and message_id.endswith("@example.com>")
+    assert message_id.startswith(f"<jobdeck.{job['id']}.") and message_id.endswith("@example.com>")
     assert smtp.auth_attempts == 1
 
 
@@ -384,11 +384,12 @@ def _as_displayed(text: str, plain: bool) -> str:
 HOSTILE_MARKUP = "<img src='http://evil.example/x.png'><b>bold</b> & <a href='file:///etc'>link</a>"
 
 
-def test_window_labels_and_tooltips_show_outside_text_as_text(qtbot: Any, aloop: Any, tmp_path: Path) -> None:
+def test_window_labels_and_tooltips_show_outside_text_as_text(qtbot: Any, aloop: Any, tmp_path: Path, ops: Any) -> None:
     from PySide6.QtCore import Qt
 
     from desktop.models.drop import DropCol, DropItem, DropModel
     from desktop.models.jobs import Col, JobTableModel
+    from desktop.models.meta import EngineMeta
     from desktop.views.detail_panel import DetailPanel
     from desktop.views.forms import ErrorLabel
 
@@ -411,6 +412,9 @@ def test_window_labels_and_tooltips_show_outside_text_as_text(qtbot: Any, aloop:
     assert _as_displayed(tooltip, plain=False).strip() == name
 
     jobs = JobTableModel()
+    meta = EngineMeta()
+    meta.update(ops.info.meta())  # summaries as the engine makes them
+    jobs.set_meta(meta)
     failed = {"id": 3, "job_type": "send_email", "status": "failed", "priority": 5, "attempts": 1, "max_retries": 0,
               "parameters": {**EMAIL, "subject": HOSTILE_MARKUP}, "error": f"554 {HOSTILE_MARKUP}",
               "created_at": "2026-01-01T00:00:00+00:00"}  # fmt: skip
