@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, case, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.errors import JobdeckError, ValidationError
 from engine.jobs.base import Prepared, remove_staged
@@ -322,9 +321,17 @@ class LedgerSchedules:
                 "schedule_id": row["id"],
                 "planned_at": when,
             }
-            dialect = postgresql if self.dialect == "postgresql" else sqlite
+            upsert: Any
+            if self.dialect == "postgresql":  # imported here: a SQLite ledger never loads the PostgreSQL dialect
+                from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+                upsert = postgresql_insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+                upsert = sqlite_insert
             stmt = (
-                dialect.insert(JOBS)
+                upsert(JOBS)
                 .values(values)
                 .on_conflict_do_nothing(index_elements=["schedule_id", "planned_at"])
                 .returning(*JOBS.c)
