@@ -233,6 +233,9 @@ def test_the_view_shows_recent_runs_pauses_until_a_time_resumes_runs_now_and_del
 
     assert cell("Name") == "weekday report" and cell("Rule") == "At 09:00, Monday through Friday (Europe/Berlin)"
     assert cell("State") == "Active" and cell("Last run") == "never" and cell("Recent runs") == ""
+    assert cell("Type") == window.meta.type_label("send_email") != "send_email"  # the engine's label, not its name
+    rule_width = view.table.fontMetrics().horizontalAdvance(cell("Rule"))
+    assert view.table.columnWidth(COLUMN["Rule"]) >= rule_width  # the spare width goes to the longest text
     next_run = ops.schedules.get(schedule["id"])["next_run_at"]
     assert cell("Next run").startswith(fmt.local_time(next_run, seconds=False) + " (")
 

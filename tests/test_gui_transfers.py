@@ -35,6 +35,7 @@ def test_the_transfers_window_lists_uploads_with_their_own_progress(
     window.transfers_action.trigger()
     view = window.transfers
     assert view is not None and view.isVisible()
+    assert not view.loaded and view.headline.text() == "Loading…" and not view.empty_label.isVisible()
     qtbot.waitUntil(lambda: view.loaded and view.model.rowCount() == 1)
     assert view.model.index(0, 0).data() == "notes.txt" and view.model.index(0, 3).data() == "Succeeded"
     assert view.model.index(0, 1).data() == "11 B"

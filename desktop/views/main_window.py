@@ -506,7 +506,7 @@ class MainWindow(QMainWindow):
         return self._open_table(TrashView(self.connection.request, self, self.meta))
 
     def open_schedules(self) -> SchedulesView:
-        view = SchedulesView(self.connection.request, self, open_editor=self._edit_schedule)
+        view = SchedulesView(self.connection.request, self, open_editor=self._edit_schedule, meta=self.meta)
         self.connection.schedule_events.connect(view.follow)
         self.connection.job_events.connect(view.follow)
         self._open_table(view)

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.models import format as fmt
+from desktop.models.meta import EngineMeta
 from desktop.views.forms import ErrorLabel, add_footer, with_error
 from desktop.views.table_dialog import Request, TableDialog
 from engine.errors import JobdeckError, ValidationError
@@ -160,9 +161,10 @@ class PauseDialog(QDialog):
 class SchedulesView(TableDialog):
     def __init__(
         self, request: Request, parent: QWidget | None = None,
-        open_editor: Callable[[dict[str, Any] | None, bool], QDialog] | None = None,
+        open_editor: Callable[[dict[str, Any] | None, bool], QDialog] | None = None, meta: EngineMeta | None = None,
     ) -> None:  # fmt: skip
-        super().__init__(request, "Schedules", HEADERS, BUTTONS, 90, parent)
+        super().__init__(request, "Schedules", HEADERS, BUTTONS, 90, parent, stretch=COLUMN["Rule"])
+        self.meta = meta or EngineMeta(self)  # type labels as the engine gives them
         self.table.setSelectionMode(self.table.SelectionMode.SingleSelection)
         self.open_editor = open_editor
         for label, (op, verb) in ACTIONS.items():
@@ -212,8 +214,9 @@ class SchedulesView(TableDialog):
         self.schedules = found
         now = datetime.now(UTC)
         self.fill(
-            [(str(s["id"]), s["name"], s["job_type"], f"{s['description']} ({s['tz']})", next_run_text(s, now),
-              last_run_text(s.get("recent_runs", [])), recent_glyphs(s.get("recent_runs", [])), state_text(s))
+            [(str(s["id"]), s["name"], self.meta.type_label(s["job_type"]), f"{s['description']} ({s['tz']})",
+              next_run_text(s, now), last_run_text(s.get("recent_runs", [])),
+              recent_glyphs(s.get("recent_runs", [])), state_text(s))
              for s in self.schedules]
         )  # fmt: skip
         for row, schedule in enumerate(self.schedules):

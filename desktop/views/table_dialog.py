@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QTableWidget,
@@ -29,7 +30,7 @@ class TableDialog(QDialog):
 
     def __init__(
         self, request: Request, title: str, headers: Sequence[str], buttons: Sequence[str], width_em: int,
-        parent: QWidget | None = None,
+        parent: QWidget | None = None, stretch: int | None = None,
     ) -> None:  # fmt: skip
         super().__init__(parent)
         self.setWindowTitle(title)
@@ -42,7 +43,11 @@ class TableDialog(QDialog):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setStretchLastSection(True)
+        # Spare width goes to the column with the longest text (``stretch``, else the last); the others fit theirs.
+        self.stretch = len(headers) - 1 if stretch is None else stretch
+        header = self.table.horizontalHeader()
+        header.setStretchLastSection(self.stretch == len(headers) - 1)
+        header.setSectionResizeMode(self.stretch, QHeaderView.ResizeMode.Stretch)
         layout.addWidget(self.table, 1)
         row = QHBoxLayout()
         self.buttons = {label: QPushButton(label, self) for label in buttons}
@@ -76,4 +81,8 @@ class TableDialog(QDialog):
                 item = QTableWidgetItem(text)
                 if col == 0:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                item.setToolTip(text)  # a cell too narrow for its text elides it; the tooltip has it whole
                 self.table.setItem(row, col, item)
+        for col in range(self.table.columnCount()):
+            if col != self.stretch:
+                self.table.resizeColumnToContents(col)

@@ -105,6 +105,7 @@ class TransfersView(QDialog):
         self.empty_label = QLabel("No uploads yet. Drop files on the window, or File → New upload…", self)
         self.empty_label.setWordWrap(True)
         layout.addWidget(self.empty_label)
+        self.empty_label.hide()  # until the first answer: "no uploads" while loading would be a lie
         self.message = QLabel(self)
         self.message.setWordWrap(True)
         self.message.setTextFormat(Qt.TextFormat.PlainText)
