@@ -691,7 +691,8 @@ class Ledger(LedgerReads, LedgerTrash, LedgerSchedules):
         it with its row (``staged_path`` and ``checkpoint``, which the caller releases)."""
         allowed, kind = ACTIONS[action], _ACTION_EVENTS[action]
         trash_batch = batch or new_batch()
-        where = and_(query.where(), status_in(allowed))
+        with self.engine.connect() as conn:
+            where = and_(self.planned(conn, query).where(), status_in(allowed))
         if skip_types:
             where = and_(where, *(JOBS.c.job_type != name for name in skip_types))
         done: list[tuple[dict[str, Any], Row]] = []
