@@ -334,7 +334,7 @@ def test_the_leaner_schema_keeps_every_event_and_never_reuses_a_seq(tmp_path: Pa
     migrate("head")
     indexes, events = schema()
     sorts = {f"ix_jobs_sort_{key}" for key in ("type", "status", "priority", "attempts", "when", "created",
-                                                "duration", "outcome")}  # fmt: skip
+                                                "duration", "outcome", "summary")}  # fmt: skip
     assert indexes == {"ix_jobs_status_type", "ix_job_events_job_id", "ix_job_trash_deleted_at", "ix_job_trash_batch",
                        "ix_schedules_next_run_at", "ix_jobs_schedule_planned", *sorts}  # fmt: skip
     assert "AUTOINCREMENT" not in events

@@ -7,13 +7,14 @@ terms, and jobs whose result and error came, changed and went (finished, failed,
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 from sqlalchemy import ColumnElement, Connection, insert, select, update
 from test_ledger import ledger, make  # noqa: F401  (the fixture, on both databases)
 
-from engine.storage.reads import JobQuery, search_index_query
+from engine.storage.reads import SEARCH_TABLES, JobQuery, search_index_query
 from engine.storage.repository import JOBS, Ledger
 from engine.storage.rows import utcnow
 
@@ -49,6 +50,8 @@ def populate(ledger: Ledger) -> list[int]:  # noqa: F811
     jobs made for ``TEXTS``."""
     made: list[int] = []
     for i, text in enumerate(TEXTS):
+        if i == len(TEXTS) // 2:
+            ledger.index_search()  # the first half is in the index; the rest is newer, read in full
         job = make(ledger, parameters={"recipient": f"user{i}@example.com", "subject": text})
         made.append(job["id"])
         claimed = ledger.claim(job["id"], "w").job
@@ -66,10 +69,13 @@ def populate(ledger: Ledger) -> list[int]:  # noqa: F811
             assert again is not None
             ledger.succeed(again, "w", {"note": text.upper()})
     gone = make(ledger, parameters={"subject": "deleted for good xyz123"})
-    ledger.delete(gone["id"])
     back = make(ledger, parameters={"subject": "restored Alice 🚀🚀"})
+    ledger.index_search()  # both in the index when deleted: taken out, and one put back
+    ledger.delete(gone["id"])
     ledger.delete(back["id"], batch="b1")
     ledger.restore(batch="b1", outbox=lambda *_: None)
+    newer = make(ledger, parameters={"subject": "newer, deleted before it was indexed xyz123"})
+    ledger.delete(newer["id"], batch="b2")
     with ledger.engine.begin() as conn:
         rows: list[dict[str, Any]] = [
             {"job_type": "upload_file", "parameters": {"path": f"/data/{text}"}, "status": "failed", "priority": 5,
@@ -81,6 +87,14 @@ def populate(ledger: Ledger) -> list[int]:  # noqa: F811
         # a change made outside the ledger's transitions is followed too
         conn.execute(update(JOBS).where(JOBS.c.id == made[0]).values(error="changed by hand ERROR: Boom"))
     return made
+
+
+def index_intact(ledger: Ledger) -> None:  # noqa: F811
+    """FTS5's own check of its tables (a contentless table told to forget text it never had fails it)."""
+    if ledger.engine.dialect.name == "sqlite":
+        with ledger.engine.begin() as conn:
+            for name in SEARCH_TABLES:
+                conn.exec_driver_sql(f"INSERT INTO {name} ({name}) VALUES ('integrity-check')")
 
 
 def found(conn: Connection, where: ColumnElement[bool]) -> list[int]:
@@ -98,8 +112,15 @@ def index_only(conn: Connection) -> None:
         conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
 
 
-def test_a_search_through_the_index_finds_what_reading_every_row_finds(ledger: Ledger) -> None:  # noqa: F811
+@pytest.mark.parametrize("indexed", ["partly", "all"])
+def test_a_search_through_the_index_finds_what_reading_every_row_finds(
+    ledger: Ledger,  # noqa: F811
+    indexed: str,
+) -> None:
     populate(ledger)
+    if indexed == "all" and ledger.engine.dialect.name == "sqlite":
+        assert ledger.index_search() > 0 and ledger.index_search() == 0
+    index_intact(ledger)
     sqlite = ledger.engine.dialect.name == "sqlite"
     narrowed = 0
     for term in TERMS:
@@ -175,3 +196,41 @@ def test_a_rare_search_is_answered_from_the_index(ledger: Ledger) -> None:  # no
         assert "jobs_search_parameters" in plan and "jobs_search_outcome" in plan
     else:
         assert all(f"ix_jobs_search_{column}" in plan for column in ("parameters", "result", "error")), plan
+
+
+def test_new_jobs_are_indexed_in_batches(ledger: Ledger) -> None:  # noqa: F811
+    with ledger.engine.begin() as conn:
+        conn.execute(insert(JOBS), [
+            {"job_type": "send_email", "parameters": {"recipient": f"bulk{i}@example.com"}, "status": "pending",
+             "priority": 5, "max_retries": 0, "attempts": 0, "schedule_type": "immediate", "created_at": utcnow()}
+            for i in range(1200)
+        ])  # fmt: skip
+    if ledger.engine.dialect.name != "sqlite":
+        assert ledger.index_search() == 0  # PostgreSQL keeps its own indexes
+        return
+    assert [ledger.index_search(500) for _ in range(4)] == [500, 500, 200, 0]
+    index_intact(ledger)
+    with ledger.engine.connect() as conn:
+        covered = conn.exec_driver_sql("SELECT indexed_upto FROM jobs_search_state").scalar_one()
+        assert covered == ledger.max_id()
+    assert ledger.list(search="BULK1199@")[1] == 1 and ledger.list(search="bulk11")[1] == 111
+
+
+def test_the_worker_indexes_new_jobs(ops: Any, worker_factory: Any) -> None:
+    """Jobs created while a worker runs are in the search index within a few seconds."""
+    worker_factory()
+    for i in range(5):
+        ops.create(
+            "send_email",
+            {"recipient": f"late{i}@example.com", "subject": "s", "body": "b"},
+            scheduled_time="2099-01-01T00:00:00Z",
+        )
+    newest = ops.ledger.max_id()
+    deadline = time.monotonic() + 30
+    while True:
+        with ops.ledger.engine.connect() as conn:
+            if conn.exec_driver_sql("SELECT indexed_upto FROM jobs_search_state").scalar_one() >= newest:
+                break
+        assert time.monotonic() < deadline, "the worker did not index the new jobs"
+        time.sleep(0.1)
+    assert ops.ledger.list(search="late3@")[1] == 1

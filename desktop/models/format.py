@@ -59,6 +59,19 @@ def size(n: float | None) -> str:
     return f"{value:.1f} {unit}" if abs(value) < 99.95 else f"{value:.0f} {unit}"
 
 
+def summary_order(job: dict[str, Any]) -> str:
+    """What the ledger sorts the Summary column by (``engine.storage.reads.SUMMARY_SORT``), for the built-in types:
+    a view compares it to see whether a changed job moved."""
+    params = job.get("parameters") or {}
+    if job.get("job_type") == "send_email":
+        text = f"{params.get('recipient') or ''} — {params.get('subject') or ''}"
+    elif job.get("job_type") == "upload_file":
+        text = str(params.get("path") or "").replace("\\", "/").rsplit("/", 1)[-1]
+    else:
+        text = json.dumps(params, separators=(",", ":"), ensure_ascii=False)
+    return text.lower()[:100]
+
+
 def outcome(job: dict[str, Any], link: str | None = None) -> str:
     """The result or error, on one line; ``link``: the result's link to what the job made (``EngineMeta.link``)."""
     if job.get("error"):

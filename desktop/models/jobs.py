@@ -48,11 +48,11 @@ _RIGHT = int((Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter).value
 _JOB, _ID, _STATUS, _PROGRESS, _STALE = (int(r) for r in (Role.JOB, Role.ID, Role.STATUS, Role.PROGRESS, Role.STALE))
 
 
-# The ledger's order for each column (``engine.storage.reads.SORT_KEYS``); the summary is made from parameters here
-# and has no order in the ledger.
-SORT_KEY_OF: dict[int, str] = {Col.ID: "id", Col.TYPE: "job_type", Col.STATUS: "status", Col.PRIORITY: "priority",
-                               Col.ATTEMPTS: "attempts", Col.WHEN: "when", Col.CREATED: "created_at",
-                               Col.DURATION: "duration", Col.OUTCOME: "outcome"}  # fmt: skip
+# The ledger's order for each column (``engine.storage.reads.SORT_KEYS``).
+SORT_KEY_OF: dict[int, str] = {Col.ID: "id", Col.TYPE: "job_type", Col.SUMMARY: "summary", Col.STATUS: "status",
+                               Col.PRIORITY: "priority", Col.ATTEMPTS: "attempts", Col.WHEN: "when",
+                               Col.CREATED: "created_at", Col.DURATION: "duration",
+                               Col.OUTCOME: "outcome"}  # fmt: skip
 PAGE = 200  # rows a page request brings
 MAX_PAGES = 60  # pages kept; the farthest from the last one wanted are dropped beyond this
 MAX_WAITING_NEW = 10_000  # new jobs held while the view is scrolled away; past this the view reloads on return
@@ -544,4 +544,6 @@ def _sort_key(job: dict[str, Any], key: str) -> Any:
         return fmt.job_duration(job)
     if key == "outcome":
         return (job.get("error") or "")[:100]
+    if key == "summary":
+        return fmt.summary_order(job)
     return job.get(key)

@@ -97,9 +97,9 @@ class JobQuery:
 
 # The orders a view may ask for: name → the expression it sorts by. Revision 0004 indexes each as (expression, id),
 # so that the first page of any order, and a page deep inside it, is an index walk. The outcome sorts by the
-# error's first 100 characters (an index entry must stay small); the summary is made from parameters in Python and
-# has no order of its own. Constants are written into the SQL: an index on an expression serves only the same
-# expression, and ``x * ?`` is not ``x * 86400000``.
+# error's first 100 characters (an index entry must stay small), the summary by ``SUMMARY_SORT`` (revision 0009).
+# Constants are written into the SQL: an index on an expression serves only the same expression, and ``x * ?`` is not
+# ``x * 86400000``.
 def _sort_expression(key: str, dialect: str) -> ColumnElement[Any]:
     if key == "when":
         return func.coalesce(JOBS.c.next_attempt_at, JOBS.c.scheduled_time)
@@ -111,10 +111,36 @@ def _sort_expression(key: str, dialect: str) -> ColumnElement[Any]:
         return JOBS.c.finished_at - JOBS.c.started_at
     if key == "outcome":
         return func.substr(JOBS.c.error, literal_column("1"), literal_column("100"))
+    if key == "summary":
+        return literal_column(SUMMARY_SORT[dialect])
     return JOBS.c[key]
 
 
-SORT_KEYS = ("id", "job_type", "status", "priority", "attempts", "when", "created_at", "duration", "outcome")
+SORT_KEYS = (
+    "id", "job_type", "status", "priority", "attempts", "when", "created_at", "duration", "outcome", "summary"
+)  # fmt: skip
+
+# The Summary column's order: the text the summary shows (recipient — subject for an email, the file name for an
+# upload; other types: their parameters' text), lowered, its first 100 characters; on PostgreSQL in the "C" collation,
+# by code point as SQLite compares. Written out in SQL, exactly as revision 0009 indexes it (the window's
+# ``format.summary_order`` is the same in Python).
+_SQLITE_PATH = "replace(json_extract(parameters, '$.path'), '\\', '/')"
+SUMMARY_SORT = {
+    "sqlite": (
+        "(substr(lower(CASE job_type"
+        " WHEN 'send_email' THEN coalesce(json_extract(parameters, '$.recipient'), '') || ' — '"
+        " || coalesce(json_extract(parameters, '$.subject'), '')"
+        f" WHEN 'upload_file' THEN replace({_SQLITE_PATH}, rtrim({_SQLITE_PATH}, replace({_SQLITE_PATH}, '/', '')), '')"
+        " ELSE parameters END), 1, 100))"
+    ),
+    "postgresql": (
+        "(substr(lower(CASE job_type"
+        " WHEN 'send_email' THEN coalesce(parameters ->> 'recipient', '') || ' — '"
+        " || coalesce(parameters ->> 'subject', '')"
+        " WHEN 'upload_file' THEN regexp_replace(parameters ->> 'path', '^.*[/\\\\]', '')"
+        ' ELSE CAST(parameters AS TEXT) END), 1, 100) COLLATE "C")'
+    ),
+}
 
 
 def sort_keys(key: str, dialect: str, descending: bool) -> list[ColumnElement[Any]]:
@@ -132,7 +158,9 @@ _TYPES_WITH_ERROR = ("failed", "retry_scheduled", "lease_expired")  # events who
 # in order as before, which is then cheaper than fetching most rows one by one by id. "Many" is more than one job in
 # ``SEARCH_INDEX_SHARE`` of the ledger (reading a row in order costs a fifth of fetching it by id), and at least
 # ``SEARCH_INDEX_MIN``; finding that out asks the index for at most that many ids.
+# The index covers the jobs up to ``indexed_upto`` (see revision 0008): newer ones are read in full.
 SEARCH_TABLES = ("jobs_search_parameters", "jobs_search_outcome")
+_COVERED = "(SELECT indexed_upto FROM jobs_search_state)"
 SEARCH_INDEX_SHARE = 8
 SEARCH_INDEX_MIN = 2_000
 
@@ -166,7 +194,8 @@ class LedgerReads:
             return query
         newest = conn.execute(select(func.coalesce(func.max(JOBS.c.id), 0))).scalar_one()
         many = max(SEARCH_INDEX_MIN, newest // SEARCH_INDEX_SHARE)
-        named = 0
+        named = conn.exec_driver_sql(f"SELECT count(*) FROM (SELECT id FROM jobs WHERE id > {_COVERED} LIMIT ?)",
+                                     (many + 1,)).scalar_one()  # fmt: skip
         for name in SEARCH_TABLES:
             probe = f"SELECT count(*) FROM (SELECT rowid FROM {name} WHERE {name} MATCH ? LIMIT ?)"
             named += conn.exec_driver_sql(probe, (fts, many + 1)).scalar_one()
@@ -399,14 +428,16 @@ def _contains_postgresql(element: _Contains, compiler: SQLCompiler, **kw: Any) -
 
 
 def _indexed(fts: str | None) -> ColumnElement[bool]:
-    """``jobs.id`` among the jobs the trigram index names for ``fts`` (a ``search_index_query``); SQLite only. Built
-    from SQLAlchemy's own IN, not a construct of ours: SQLite would get ``(… IN …) = 1``, which no index serves."""
+    """``jobs.id`` among the jobs the trigram index names for ``fts`` (a ``search_index_query``) or newer than it
+    covers; SQLite only. Built from SQLAlchemy's own IN, not a construct of ours: SQLite would get
+    ``(… IN …) = 1``, which no index serves."""
     lookups: builtins.list[Select[Any]] = [
         select(literal_column("rowid"))
         .select_from(table(name))
         .where(literal_column(name).op("MATCH", is_comparison=True)(literal(fts)))
         for name in SEARCH_TABLES
     ]
+    lookups.append(select(JOBS.c.id).where(JOBS.c.id > literal_column(_COVERED)))
     return JOBS.c.id.in_(union(*lookups))
 
 

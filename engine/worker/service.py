@@ -27,7 +27,7 @@ from engine.queue.consumer import EmbeddedConsumer
 from engine.queue.huey_queue import JobQueue
 from engine.spool import sweep
 from engine.storage.integrity import LedgerDamaged, check, check_url
-from engine.storage.repository import Ledger
+from engine.storage.repository import SEARCH_INDEX_BATCH, Ledger
 from engine.storage.status import JobStatus
 from engine.worker.delivery_notes import DeliveryNotes, notes_path
 from engine.worker.dispatch import Dispatch
@@ -37,6 +37,7 @@ from engine.worker.lock import WorkerLocks
 from engine.worker.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
+SEARCH_INDEX_PAUSE_S = 1.0  # how often new jobs are added to the search index (they are found meanwhile, read in full)
 
 
 class WorkerService:
@@ -64,6 +65,7 @@ class WorkerService:
         self._deadline = StopDeadline(self.grace_s, self._stopped)  # armed by the process entry only
         self.ledger: Ledger | None = None
         self._damage_reported = threading.Event()  # SQLite said the ledger is damaged: the main thread checks it
+        self._indexing: threading.Thread | None = None
         self.port = settings.event_port if port is None else port
 
     # ------------------------------------------------------------------ lifecycle
@@ -112,6 +114,8 @@ class WorkerService:
         self.consumer.start()
         self._maintenance = threading.Thread(target=self._maintain, name="jobdeck-maintenance", daemon=True)
         self._maintenance.start()
+        self._indexing = threading.Thread(target=self._index_search, name="jobdeck-search-index", daemon=True)
+        self._indexing.start()
         log.info(
             "worker %s started: %d thread(s), events on 127.0.0.1:%s",
             self.worker_id,
@@ -154,6 +158,17 @@ class WorkerService:
                     self.consumer.check_health()
             except Exception:
                 log.exception("maintenance pass failed; will retry")
+
+    def _index_search(self) -> None:
+        """Keep the search index up with new jobs (see ``Ledger.index_search``): a batch a second while jobs
+        arrive, and a backlog (a ledger loaded in bulk) batch after batch, leaving the write lock free between."""
+        assert self.ledger is not None
+        while not self._stop.wait(SEARCH_INDEX_PAUSE_S):
+            try:
+                while self.ledger.index_search() == SEARCH_INDEX_BATCH and not self._stop.wait(0.005):
+                    pass
+            except Exception:
+                log.exception("indexing new jobs for search failed; will retry")
 
     def run_forever(self) -> int:
         """Block until SIGINT, SIGTERM or a ``shutdown`` command; then stop gracefully, and within the grace
@@ -227,6 +242,8 @@ class WorkerService:
         self.consumer.join(2.0)
         self.dispatch.shutdown()
         self.server.stop()
+        if self._indexing is not None:
+            self._indexing.join(2.0)  # a batch under way commits before the ledger closes
         self.ledger.close()  # type: ignore[union-attr]
         self.notes.close()
         self.lock.release()

@@ -1,19 +1,24 @@
 """Trigram indexes for the search box: a search over a million jobs reads the few jobs that can match, not all.
 
 A search matches the text anywhere in a job's parameters, result or error (``engine.storage.reads.JobQuery``), a
-substring, so no ordinary index helps. On SQLite two FTS5 tables with the ``trigram`` tokenizer hold every job's
-text as its three-character pieces: ``jobs_search_parameters`` (written once, when the job is created: parameters
-never change) and ``jobs_search_outcome`` (result and error, rewritten when either changes). Triggers keep them in
-step with every write to ``jobs`` (create, finish, retry, delete to the trash, restore, a recovery's copy, a bulk
-insert), inside the same transaction, so they can never disagree with the rows. They are contentless
-(``content=''``: the text is not stored a second time) and keep no positions (``detail=none``): they only say
-which jobs hold every trigram of the search text, and the search then tests those jobs' text itself, so an index
+substring, so no ordinary index helps. On SQLite two FTS5 tables with the ``trigram`` tokenizer hold jobs' text as
+its three-character pieces: ``jobs_search_parameters`` and ``jobs_search_outcome`` (result and error). They are
+contentless (``content=''``: the text is not stored a second time) and keep no positions (``detail=none``): they only
+say which jobs hold every trigram of the search text, and the search then tests those jobs' text itself, so an index
 answer is never wrong, only narrowed.
+
+They cover the jobs up to ``jobs_search_state.indexed_upto``; a search reads the newer ones in full. The worker adds
+new jobs in batches of hundreds, a second or so after they arrive (``Ledger.index_search``): indexing each job in
+its create's own transaction made every create write several more pages, and syncing them cost a create about 15 %
+more. Triggers keep the covered jobs in step, in the transaction that changes them: a result or error that changes
+(the worker's batched transitions), a delete (its text is taken out), a job put back with a covered id (a restore
+from the trash). A contentless table must never be told to forget text it was not given, hence the conditions.
+
+An upgraded ledger starts with nothing covered: the worker indexes its jobs in the background (about a minute and a
+half for a million), and searches read every row until then, as before.
 
 On PostgreSQL the ``pg_trgm`` extension's GIN indexes on the same three texts serve ``ILIKE`` directly. Where the
 extension is not installed or may not be created, no index is made and search reads every row, as before.
-
-Upgrading a ledger indexes the jobs it holds: about a minute and a half for a million jobs on SQLite.
 
 Revision ID: 0008
 Revises: 0007
@@ -33,35 +38,35 @@ depends_on = None
 PARAMETERS, OUTCOME = "jobs_search_parameters", "jobs_search_outcome"
 _OUTCOME_OF = "{row}.result IS NOT NULL OR {row}.error IS NOT NULL"
 
+_COVERED = "(SELECT indexed_upto FROM jobs_search_state)"
 SQLITE_UP = [
     f"CREATE VIRTUAL TABLE {PARAMETERS} USING fts5(parameters, content='', tokenize='trigram', detail=none)",
     f"CREATE VIRTUAL TABLE {OUTCOME} USING fts5(result, error, content='', tokenize='trigram', detail=none)",
-    # A contentless FTS5 table forgets a row only when told its old text ('delete'), which the triggers have.
-    f"""CREATE TRIGGER jobs_search_insert AFTER INSERT ON jobs BEGIN
+    "CREATE TABLE jobs_search_state (id INTEGER PRIMARY KEY CHECK (id = 1), indexed_upto INTEGER NOT NULL)",
+    "INSERT INTO jobs_search_state (id, indexed_upto) VALUES (1, 0)",
+    f"""CREATE TRIGGER jobs_search_insert AFTER INSERT ON jobs WHEN new.id <= {_COVERED} BEGIN
         INSERT INTO {PARAMETERS} (rowid, parameters) VALUES (new.id, new.parameters);
         INSERT INTO {OUTCOME} (rowid, result, error) SELECT new.id, new.result, new.error
             WHERE {_OUTCOME_OF.format(row="new")};
     END""",
     f"""CREATE TRIGGER jobs_search_update AFTER UPDATE OF result, error ON jobs
-        WHEN old.result IS NOT new.result OR old.error IS NOT new.error BEGIN
+        WHEN (old.result IS NOT new.result OR old.error IS NOT new.error) AND old.id <= {_COVERED} BEGIN
         INSERT INTO {OUTCOME} ({OUTCOME}, rowid, result, error) SELECT 'delete', old.id, old.result, old.error
             WHERE {_OUTCOME_OF.format(row="old")};
         INSERT INTO {OUTCOME} (rowid, result, error) SELECT new.id, new.result, new.error
             WHERE {_OUTCOME_OF.format(row="new")};
     END""",
-    f"""CREATE TRIGGER jobs_search_delete AFTER DELETE ON jobs BEGIN
+    f"""CREATE TRIGGER jobs_search_delete AFTER DELETE ON jobs WHEN old.id <= {_COVERED} BEGIN
         INSERT INTO {PARAMETERS} ({PARAMETERS}, rowid, parameters) VALUES ('delete', old.id, old.parameters);
         INSERT INTO {OUTCOME} ({OUTCOME}, rowid, result, error) SELECT 'delete', old.id, old.result, old.error
             WHERE {_OUTCOME_OF.format(row="old")};
     END""",
-    f"INSERT INTO {PARAMETERS} (rowid, parameters) SELECT id, parameters FROM jobs",
-    f"INSERT INTO {OUTCOME} (rowid, result, error) SELECT id, result, error FROM jobs"
-    f" WHERE {_OUTCOME_OF.format(row='jobs')}",
 ]
 SQLITE_DOWN = [
     "DROP TRIGGER jobs_search_delete",
     "DROP TRIGGER jobs_search_update",
     "DROP TRIGGER jobs_search_insert",
+    "DROP TABLE jobs_search_state",
     f"DROP TABLE {OUTCOME}",
     f"DROP TABLE {PARAMETERS}",
 ]
