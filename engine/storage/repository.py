@@ -727,9 +727,9 @@ class Ledger(LedgerReads, LedgerTrash, LedgerSchedules):
             done.extend(rows)
         return done
 
-    def index_search(self, batch: int = SEARCH_INDEX_BATCH) -> int:
-        """Add up to ``batch`` jobs past what the search index covers to it (SQLite; see revision 0008); returns
-        how many. The worker calls it while it returns a full batch."""
+    def index_search(self, batch: int = SEARCH_INDEX_BATCH, through: int = 2**63 - 1) -> int:
+        """Add up to ``batch`` jobs past what the search index covers, and none past id ``through``, to it (SQLite;
+        see revision 0008); returns how many. The worker calls it while it returns a full batch."""
         if self.dialect != "sqlite":
             return 0
 
@@ -737,7 +737,8 @@ class Ledger(LedgerReads, LedgerTrash, LedgerSchedules):
             cursor = tx.cursor
             upto = cursor.execute("SELECT indexed_upto FROM jobs_search_state").fetchone()[0]
             last, count = cursor.execute(
-                "SELECT max(id), count(*) FROM (SELECT id FROM jobs WHERE id > ? ORDER BY id LIMIT ?)", (upto, batch)
+                "SELECT max(id), count(*) FROM (SELECT id FROM jobs WHERE id > ? AND id <= ? ORDER BY id LIMIT ?)",
+                (upto, through, batch),
             ).fetchone()
             if not count:
                 return 0

@@ -37,7 +37,7 @@ from engine.worker.lock import WorkerLocks
 from engine.worker.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
-SEARCH_INDEX_PAUSE_S = 1.0  # how often new jobs are added to the search index (they are found meanwhile, read in full)
+SEARCH_INDEX_PAUSE_S = 10.0  # how long new jobs wait for the search index (searches read them in full meanwhile)
 
 
 class WorkerService:
@@ -160,15 +160,26 @@ class WorkerService:
                 log.exception("maintenance pass failed; will retry")
 
     def _index_search(self) -> None:
-        """Keep the search index up with new jobs (see ``Ledger.index_search``): a batch a second while jobs
-        arrive, and a backlog (a ledger loaded in bulk) batch after batch, leaving the write lock free between."""
+        """Keep the search index up with the jobs (see ``Ledger.index_search``): at start-up every job there is,
+        then, every ``SEARCH_INDEX_PAUSE_S``, the jobs that were there a pause ago. By then most have ended, and
+        their result or error goes into the index with them, in one batch, instead of by a trigger in each job's
+        own transitions. A backlog (an upgraded ledger, one loaded in bulk) is taken a batch at a time, leaving
+        the write lock free between batches."""
         assert self.ledger is not None
-        while not self._stop.wait(SEARCH_INDEX_PAUSE_S):
+        ledger = self.ledger
+        through = ledger.max_id()
+        while True:
             try:
-                while self.ledger.index_search() == SEARCH_INDEX_BATCH and not self._stop.wait(0.005):
-                    pass
+                while ledger.index_search(through=through) == SEARCH_INDEX_BATCH:
+                    if self._stop.wait(0.005):
+                        return
+                newest = ledger.max_id()
             except Exception:
-                log.exception("indexing new jobs for search failed; will retry")
+                log.exception("indexing jobs for search failed; will retry")
+                newest = through
+            if self._stop.wait(SEARCH_INDEX_PAUSE_S):
+                return
+            through = newest
 
     def run_forever(self) -> int:
         """Block until SIGINT, SIGTERM or a ``shutdown`` command; then stop gracefully, and within the grace

@@ -8,9 +8,9 @@ say which jobs hold every trigram of the search text, and the search then tests 
 answer is never wrong, only narrowed.
 
 They cover the jobs up to ``jobs_search_state.indexed_upto``; a search reads the newer ones in full. The worker adds
-new jobs in batches of hundreds, a second or so after they arrive (``Ledger.index_search``): indexing each job in
-its create's own transaction made every create write several more pages, and syncing them cost a create about 15 %
-more. Triggers keep the covered jobs in step, in the transaction that changes them: a result or error that changes
+jobs in batches of hundreds once they are ten seconds or so old (``Ledger.index_search``), when most have ended:
+indexing each job in its create's own transaction made every create write several more pages (syncing them cost a
+create about 15 % more), and each job's end would have rewritten its entry. Triggers keep the covered jobs in step, in the transaction that changes them: a result or error that changes
 (the worker's batched transitions), a delete (its text is taken out), a job put back with a covered id (a restore
 from the trash). A contentless table must never be told to forget text it was not given, hence the conditions.
 
