@@ -124,6 +124,24 @@ def test_new_jobs_wait_above_a_view_scrolled_away_and_appear_on_return() -> None
     assert [model.index(r, 0).data(Role.ID) for r in range(4)] == [4, 3, 2, 1] and counts[-1] == 0
 
 
+@pytest.mark.parametrize("sort", ["priority", "summary", "created_at"])
+def test_new_jobs_are_counted_above_a_view_scrolled_away_in_any_order(sort: str) -> None:
+    """In an order other than newest first a new job's place is anywhere: the view keeps its rows, says how many
+    arrived ("N new jobs ↑"), and is read again when the operator returns to its top."""
+    model = JobTableModel()
+    model.reset([job(2), job(1)], seq=0, filt=Filter(sort=sort, descending=False))
+    counts: list[int] = []
+    stale: list[bool] = []
+    model.new_jobs_changed.connect(counts.append)
+    model.stale_changed.connect(lambda: stale.append(model.stale))
+    model.set_following(False)
+    model.apply_events([event(1, job(3), "job.created", "created"), event(2, job(4), "job.created", "created")])
+    model.apply_events([event(3, job(4, "canceled"), name="canceled")])  # a waiting job changed: still one job
+    assert model.rowCount() == 2 and counts == [2] and model.waiting_new == 2 and not stale  # rows stay put
+    model.set_following(True)
+    assert counts[-1] == 0 and stale == [True]  # back at the top: the view is read again, the new jobs in place
+
+
 def test_jobs_older_than_the_loaded_range_wait_for_their_page() -> None:
     model = JobTableModel()
     model.reset([job(i) for i in range(10, 5, -1)], seq=0)

@@ -369,7 +369,10 @@ class JobTableModel(QAbstractTableModel):
         """Whether the view shows its first row; on return to the top the waiting new jobs are shown."""
         self.following = following
         if following and self._waiting:
-            self._show_new(list(self._waiting.values()))
+            if self.filter.newest_first:
+                self._show_new(list(self._waiting.values()))
+            else:  # their places are somewhere in the order: the view is read again
+                self._mark_stale()
             self._waiting = {}
             self.new_jobs_changed.emit(0)
 
@@ -413,8 +416,8 @@ class JobTableModel(QAbstractTableModel):
                 else:
                     self._waiting[job_id] = job
             elif not deleted and (verdict := self.filter.matches(job)) is not False:
-                if verdict and job_id > self.max_id and self.filter.newest_first:
-                    fresh.append(job)
+                if verdict and job_id > self.max_id and (self.filter.newest_first or not self.following):
+                    fresh.append(job)  # on top, or (another order) counted until the view returns to its top
                 else:
                     stale = True  # it belongs somewhere in the snapshot, in another order or only the ledger knows
         self._announce_changed(changed)
@@ -427,10 +430,14 @@ class JobTableModel(QAbstractTableModel):
                 if len(self._waiting) > MAX_WAITING_NEW:
                     stale = True
                 self.new_jobs_changed.emit(len(self._waiting))
-        if stale and not self.stale:
+        if stale:
+            self._mark_stale()
+        return set(latest)
+
+    def _mark_stale(self) -> None:
+        if not self.stale:
             self.stale = True
             self.stale_changed.emit()
-        return set(latest)
 
     def _show_new(self, jobs: list[dict[str, Any]]) -> None:
         newest = int(self._top[-1].job["id"]) if self._top else self.max_id
