@@ -10,9 +10,10 @@ answer is never wrong, only narrowed.
 They cover the jobs up to ``jobs_search_state.indexed_upto``; a search reads the newer ones in full. The worker adds
 jobs in batches of hundreds once they are ten seconds or so old (``Ledger.index_search``), when most have ended:
 indexing each job in its create's own transaction made every create write several more pages (syncing them cost a
-create about 15 % more), and each job's end would have rewritten its entry. Triggers keep the covered jobs in step, in the transaction that changes them: a result or error that changes
-(the worker's batched transitions), a delete (its text is taken out), a job put back with a covered id (a restore
-from the trash). A contentless table must never be told to forget text it was not given, hence the conditions.
+create about 15 % more), and each job's end would have rewritten its entry. Triggers keep the covered jobs in step,
+in the transaction that changes them: a result or error that changes (the worker's batched transitions), a delete
+(its text is taken out), a job put back with a covered id (a restore from the trash). A contentless table must
+never be told to forget text it was not given, hence the conditions.
 
 An upgraded ledger starts with nothing covered: the worker indexes its jobs in the background (about a minute and a
 half for a million), and searches read every row until then, as before.
