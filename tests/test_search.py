@@ -8,6 +8,7 @@ terms, and jobs whose result and error came, changed and went (finished, failed,
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -236,3 +237,27 @@ def test_the_worker_indexes_new_jobs(ops: Any, worker_factory: Any) -> None:
         assert time.monotonic() < deadline, "the worker did not index the new jobs"
         time.sleep(0.1)
     assert ops.ledger.list(search="late3@")[1] == 1
+
+
+def test_a_sqlite_without_fts5_searches_by_reading_every_row(tmp_path: Path) -> None:
+    """Revision 0008 makes no index where SQLite lacks FTS5 or its trigram tokenizer (as if its statements were
+    never run): searches, creates and deletes work the same, and there is nothing to index."""
+    import importlib
+
+    revision = importlib.import_module("engine.storage.migrations.versions.0008_search_index")
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    first = Ledger(url)
+    with first.engine.begin() as conn:
+        for statement in revision.SQLITE_DOWN:
+            conn.exec_driver_sql(statement)
+    first.close()
+    plain = Ledger(url)
+    try:
+        made = populate(plain)
+        assert plain.index_search() == 0
+        with plain.engine.connect() as conn:
+            assert not plain.has_search_index(conn)
+            assert not plain.planned(conn, JobQuery(search="alice")).search_indexed
+        assert plain.list(search="ALICE@EXAMPLE.COM")[1] == 3 and len(made) == len(TEXTS)
+    finally:
+        plain.close()

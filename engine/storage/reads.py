@@ -184,13 +184,21 @@ def search_index_query(text: str) -> str | None:
 class LedgerReads:
     engine: Engine
 
+    def has_search_index(self, conn: Connection) -> bool:
+        """Whether this SQLite ledger has the trigram index (revision 0008 makes it only where SQLite has FTS5)."""
+        known: bool | None = getattr(self, "_search_index", None)
+        if known is None:
+            found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs_search_state'"
+            known = self._search_index = conn.exec_driver_sql(found).first() is not None
+        return known
+
     def planned(self, conn: Connection, query: JobQuery) -> JobQuery:
         """``query`` with its search looked up in the trigram index first, where that is the cheaper way (see
         ``SEARCH_INDEX_SHARE``); PostgreSQL's planner makes that choice itself with ``pg_trgm``'s indexes."""
         if not query.search or conn.dialect.name != "sqlite":
             return query
         fts = search_index_query(query.search)
-        if fts is None:
+        if fts is None or not self.has_search_index(conn):
             return query
         newest = conn.execute(select(func.coalesce(func.max(JOBS.c.id), 0))).scalar_one()
         many = max(SEARCH_INDEX_MIN, newest // SEARCH_INDEX_SHARE)

@@ -732,6 +732,9 @@ class Ledger(LedgerReads, LedgerTrash, LedgerSchedules):
         see revision 0008); returns how many. The worker calls it while it returns a full batch."""
         if self.dialect != "sqlite":
             return 0
+        with self.engine.connect() as conn:
+            if not self.has_search_index(conn):
+                return 0
 
         def op(tx: Tx) -> int:
             cursor = tx.cursor

@@ -29,6 +29,7 @@ Create Date: 2026-12-02
 from __future__ import annotations
 
 from alembic import op
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 revision = "0008"
@@ -81,11 +82,21 @@ POSTGRESQL_INDEXES = [
 ]
 
 
+def _sqlite_has_trigrams(bind: Connection) -> bool:
+    """Whether this SQLite has FTS5 and its ``trigram`` tokenizer (3.34 or later). Without them no index is made
+    and searches read every row (``reads.LedgerReads.planned`` looks for ``jobs_search_state``). A ledger indexed
+    here cannot then be written by a SQLite without FTS5: its triggers name the FTS5 tables."""
+    version = tuple(int(part) for part in bind.exec_driver_sql("SELECT sqlite_version()").scalar_one().split("."))
+    options = set(bind.exec_driver_sql("PRAGMA compile_options").scalars())
+    return version >= (3, 34) and "ENABLE_FTS5" in options
+
+
 def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
-        for statement in SQLITE_UP:
-            op.execute(statement)
+        if _sqlite_has_trigrams(bind):
+            for statement in SQLITE_UP:
+                op.execute(statement)
         return
     try:
         with bind.begin_nested():  # a failure here must not abort the migration's transaction
@@ -98,8 +109,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
-        for statement in SQLITE_DOWN:
-            op.execute(statement)
+        if op.get_bind().exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'jobs_search_state'").first():
+            for statement in SQLITE_DOWN:
+                op.execute(statement)
         return
     for name, _ in POSTGRESQL_INDEXES:
         op.execute(f"DROP INDEX IF EXISTS {name}")
