@@ -17,7 +17,7 @@ from __future__ import annotations
 import qasync
 
 
-class GuiEventLoop(qasync.QEventLoop):  # type: ignore[misc]
+class GuiEventLoop(qasync.QEventLoop):
     def close(self) -> None:
         super().close()
         timer = self._timer

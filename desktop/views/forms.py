@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import cast
 
 from PySide6.QtCore import QDateTime, QEvent, QObject, QSize, Qt, Signal
 from PySide6.QtGui import QPainter, QPaintEvent, QResizeEvent
@@ -136,8 +137,8 @@ def fit_to_screen(dialog: QWidget, area: QScrollArea | None, width: int, height:
     """Open at ``width`` × the content's natural height (or ``height``), but never larger than 90 % of the
     screen's available area: the scroll area takes up the difference."""
     natural = dialog.sizeHint()
-    if area is not None and area.widget() is not None:
-        body = area.widget()
+    body = area.widget() if area is not None else None
+    if area is not None and body is not None:
         scrollbar = dialog.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
         body_height = body.heightForWidth(width) if body.hasHeightForWidth() else -1
         natural.setHeight(natural.height() - area.sizeHint().height() + max(body_height, body.sizeHint().height()))
@@ -244,5 +245,5 @@ class ScheduleChooser(QWidget):
         """The chosen time as ISO 8601 with the local offset, or None for immediately."""
         if not self.scheduled:
             return None
-        naive: datetime = self.when.dateTime().toPython()
+        naive = cast(datetime, self.when.dateTime().toPython())
         return naive.astimezone().isoformat(timespec="seconds")

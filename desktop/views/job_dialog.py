@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, Signal
@@ -44,7 +45,7 @@ def _kind(schema: dict[str, Any]) -> tuple[str, list[Any] | None, bool]:
     """(json type, enum or None, nullable) from a property schema, looking through ``anyOf: [X, null]``."""
     options = schema.get("anyOf") or [schema]
     nullable = any(o.get("type") == "null" for o in options)
-    main = next((o for o in options if o.get("type") != "null"), {})
+    main: dict[str, Any] = next((o for o in options if o.get("type") != "null"), {})
     return str(main.get("type", "string")), main.get("enum"), nullable
 
 
@@ -210,7 +211,7 @@ class JobDialog(QDialog):
         self._submitting = False
         self.submit_task: asyncio.Future[Any] | None = None
         self._checks: set[asyncio.Future[None]] = set()
-        outer, body, self.scroll = scroll_body(self)
+        outer, body, self.scroll_area = scroll_body(self)
         top = QFormLayout()
         self.type_combo = QComboBox(self)
         for kind in types:
@@ -256,7 +257,7 @@ class JobDialog(QDialog):
         self._build_fields()
         if self.fields:  # typing starts in the first field, not in the type chooser
             next(iter(self.fields.values())).widget.setFocus(Qt.FocusReason.OtherFocusReason)
-        fit_to_screen(self, self.scroll, self.fontMetrics().horizontalAdvance("M") * 40)
+        fit_to_screen(self, self.scroll_area, self.fontMetrics().horizontalAdvance("M") * 40)
 
     # ------------------------------------------------------------------ when it runs
     def _build_when(self, form: QFormLayout) -> None:
@@ -330,8 +331,8 @@ class JobDialog(QDialog):
             if prop.get("readOnly"):
                 continue
             field = ParamField(name, prop, name in required, self.params_box)
-            field.connect_changed(lambda f=field: self._on_field_changed(f))
-            field.connect_left(lambda f=field: self._on_field_left(f))
+            field.connect_changed(partial(self._on_field_changed, field))
+            field.connect_left(partial(self._on_field_left, field))
             self.fields[name] = field
             self.params_form.addRow(field.label if field.type != "boolean" else "", field.container)
         self._revalidate()
@@ -407,7 +408,7 @@ class JobDialog(QDialog):
         first = next((self.fields[n].widget for n in self.fields if n in errors), None)
         if first is not None:
             first.setFocus(Qt.FocusReason.OtherFocusReason)
-            self.scroll.ensureWidgetVisible(first)
+            self.scroll_area.ensureWidgetVisible(first)
         return bool(errors)
 
     def show_error(self, field: str | None, message: str) -> None:
@@ -416,7 +417,7 @@ class JobDialog(QDialog):
         if field in self.fields:
             target = self.fields[field].error
             self.fields[field].widget.setFocus()
-            self.scroll.ensureWidgetVisible(self.fields[field].widget)
+            self.scroll_area.ensureWidgetVisible(self.fields[field].widget)
         if target is not None:
             target.show_error(message)
             self.form_error.hide()

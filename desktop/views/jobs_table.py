@@ -3,7 +3,10 @@ by job id, the "new jobs" banner and the empty-state hint."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QItemSelection, QItemSelectionModel, QModelIndex, Qt, Signal
+from collections.abc import Iterable
+from typing import cast
+
+from PySide6.QtCore import QEvent, QItemSelection, QItemSelectionModel, QItemSelectionRange, QModelIndex, Qt, Signal
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QPushButton, QTableView, QWidget
 
@@ -95,7 +98,7 @@ class JobsTable(QTableView):
     def selection_count(self) -> int:
         """Selected rows, counted from the selection's ranges (a million selected rows are one range)."""
         model = self.selectionModel()
-        return sum(r.height() for r in model.selection()) if model is not None else 0
+        return sum(r.height() for r in _ranges(model.selection())) if model is not None else 0
 
     def all_selected(self) -> bool:
         rows = self.jobs.rowCount()
@@ -106,7 +109,7 @@ class JobsTable(QTableView):
         model = self.selectionModel()
         if model is None:
             return []
-        rows = [row for r in model.selection() for row in self.jobs.loaded_rows(r.top(), r.bottom())]
+        rows = [row for r in _ranges(model.selection()) for row in self.jobs.loaded_rows(r.top(), r.bottom())]
         return sorted(set(self.jobs.loaded_ids(rows)))
 
     def select_job(self, job_id: int) -> bool:
@@ -175,7 +178,7 @@ class JobsTable(QTableView):
             header.setSortIndicator(*self._sort)
             header.blockSignals(False)
             return
-        self._sort = (column, order)
+        self._sort = (Col(column), order)
         self.sort_changed.emit(key, order == Qt.SortOrder.DescendingOrder)
 
     def viewportEvent(self, event: QEvent) -> bool:
@@ -193,3 +196,8 @@ class JobsTable(QTableView):
         super().scrollContentsBy(dx, dy)
         self.empty_label.move(0, 0)  # the hint stays over the viewport wherever the view scrolls
         self.new_jobs_button.move((self.viewport().width() - self.new_jobs_button.width()) // 2, 4)
+
+
+def _ranges(selection: QItemSelection) -> Iterable[QItemSelectionRange]:
+    """A selection's ranges (iterable at run time; PySide6's stubs do not say so)."""
+    return cast(Iterable[QItemSelectionRange], selection)

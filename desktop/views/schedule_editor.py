@@ -62,7 +62,7 @@ class ScheduleEditor(JobDialog):
         if schedule is not None:
             self.fill_from(schedule, schedule["name"])
         self.rule.setFocus()
-        fit_to_screen(self, self.scroll, self.fontMetrics().horizontalAdvance("M") * 44)
+        fit_to_screen(self, self.scroll_area, self.fontMetrics().horizontalAdvance("M") * 44)
 
     def fill_from(self, schedule: dict[str, Any], name: str) -> None:
         """Everything a schedule holds: its template, rule, zone and policies (Edit, and Duplicate as a new one)."""
@@ -186,6 +186,7 @@ class ScheduleEditor(JobDialog):
         if not rule.strip():
             self._show_preview(None, None)
             return
+        error: ValidationError | None = None
         try:
             reply = await self.request("schedule_preview", rule=rule, tz=tz.strip() or None)
         except ValidationError as exc:
@@ -194,8 +195,6 @@ class ScheduleEditor(JobDialog):
             if asked == self._asked and not self._closed:
                 self.next_runs.setText(f"Could not check the rule: {exc}")
             return
-        else:
-            error = None
         if asked == self._asked and not self._closed:  # else a newer text was asked about, or the editor closed
             self._show_preview(reply, error)
 

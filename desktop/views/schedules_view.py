@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from PySide6.QtCore import QDateTime, Qt, QTimer
 from PySide6.QtWidgets import (
@@ -123,7 +123,7 @@ class PauseDialog(QDialog):
     def until_iso(self) -> str | None:
         if not self.until_box.isChecked():
             return None
-        naive: datetime = self.until.dateTime().toPython()
+        naive = cast(datetime, self.until.dateTime().toPython())
         return naive.astimezone().isoformat(timespec="seconds")
 
     def _on_accepted(self) -> None:
@@ -221,6 +221,7 @@ class SchedulesView(TableDialog):
         )  # fmt: skip
         for row, schedule in enumerate(self.schedules):
             item = self.table.item(row, COLUMN["Recent runs"])
+            assert item is not None  # fill() made every cell
             item.setToolTip(recent_tooltip(schedule.get("recent_runs", [])))
             item.setData(Qt.ItemDataRole.AccessibleTextRole, last_run_text(schedule.get("recent_runs", [])))
             if chosen is not None and schedule["id"] == chosen["id"]:

@@ -51,7 +51,7 @@ class SettingsDialog(QDialog):
         self.errors: dict[str, ErrorLabel] = {}
         self.widgets: dict[str, Any] = {}
         self.tasks: list[asyncio.Future[Any]] = []
-        outer, layout, self.scroll = scroll_body(self)
+        outer, layout, self.scroll_area = scroll_body(self)
         self.keyring_label = QLabel("Checking the keyring…", self)
         self.keyring_label.setWordWrap(True)
         self.keyring_label.setTextFormat(Qt.TextFormat.PlainText)
@@ -118,7 +118,7 @@ class SettingsDialog(QDialog):
         layout.addStretch(1)
 
         self.form_error, self.buttons, self.submit_button = add_footer(self, outer, None, self._on_buttons_accepted)
-        fit_to_screen(self, self.scroll, self.fontMetrics().horizontalAdvance("M") * 46)
+        fit_to_screen(self, self.scroll_area, self.fontMetrics().horizontalAdvance("M") * 46)
         self.setEnabled(False)
         self.load_task = asyncio.ensure_future(self.load())
 
@@ -339,7 +339,7 @@ class SettingsDialog(QDialog):
         finally:
             self.s3_cleanup.setEnabled(True)
         self._say(self.s3_cleanup_result, text)
-        self.s3_cleanup_result.setToolTip(plain_text.tooltip(detail))
+        self.s3_cleanup_result.setToolTip(plain_text.tooltip(detail) or "")
         return text
 
 

@@ -44,5 +44,5 @@ class SetupBar(QWidget):
                 f"{'; '.join(g)}" for g in gaps.values()
             )
         self.label.setText(self.text)
-        self.label.setToolTip(plain_text.tooltip(self.text))
+        self.label.setToolTip(plain_text.tooltip(self.text) or "")
         self.setVisible(bool(self.text))

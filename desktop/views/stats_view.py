@@ -92,8 +92,9 @@ class StatsView(QDialog):
             return
         while self.grid.count():
             item = self.grid.takeAt(0)
-            if item.widget() is not None:
-                item.widget().deleteLater()
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.deleteLater()
         self.status_labels = {}
         size = self.fontMetrics().height()
         for col, status in enumerate(self.meta.status_names):

@@ -26,7 +26,7 @@ class TrashView(TableDialog):
 
     def selected_ids(self) -> list[int]:
         rows = {index.row() for index in self.table.selectionModel().selectedRows()}
-        return [int(self.table.item(row, 0).text()) for row in sorted(rows)]
+        return [int(item.text()) for row in sorted(rows) if (item := self.table.item(row, 0)) is not None]
 
     async def load(self) -> None:
         try:

@@ -231,8 +231,8 @@ class FocusRing(QFocusFrame):
     INSET = 3  # QFocusFrame sits 2 px outside its widget; the 2 px stroke covers the widget's outer 2 px
 
     def follow(self, widget: QWidget | None) -> None:
-        self.setWidget(None)  # QFocusFrame only places itself when its widget changes
-        self.setWidget(widget)
+        self.setWidget(None)  # type: ignore[arg-type]  # QFocusFrame takes None (its stubs say otherwise)
+        self.setWidget(widget)  # type: ignore[arg-type]
         self.clearMask()
         self.raise_()  # above the control and the next row: only the outline is painted, the control shows through
 
