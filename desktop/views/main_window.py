@@ -506,7 +506,8 @@ class MainWindow(QMainWindow):
         return self._open_table(TrashView(self.connection.request, self, self.meta))
 
     def open_schedules(self) -> SchedulesView:
-        view = SchedulesView(self.connection.request, self, open_editor=self._edit_schedule, meta=self.meta)
+        view = SchedulesView(self.connection.request, self, open_editor=self._edit_schedule, meta=self.meta,
+                             show_job=self.show_job)  # fmt: skip
         self.connection.schedule_events.connect(view.follow)
         self.connection.job_events.connect(view.follow)
         self._open_table(view)

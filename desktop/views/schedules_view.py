@@ -14,12 +14,16 @@ from typing import Any, cast
 
 from PySide6.QtCore import QDateTime, Qt, QTimer
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QCheckBox,
     QDateTimeEdit,
     QDialog,
     QFormLayout,
+    QLabel,
     QLineEdit,
     QMessageBox,
+    QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -33,6 +37,7 @@ from engine.errors import JobdeckError, ValidationError
 HEADERS = ("ID", "Name", "Type", "Rule", "Next run", "Last run", "Recent runs", "State")
 COLUMN = {name: i for i, name in enumerate(HEADERS)}
 RECENT = 12  # runs shown per schedule, as glyphs
+RUNS = 50  # runs listed in the selected schedule's detail
 RELOAD_MS = 500
 # One glyph per run status: how a schedule's latest runs went, readable at a glance and without colour.
 GLYPHS = {"succeeded": "✓", "failed": "✗", "running": "▶", "retrying": "↻", "pending": "○", "scheduled": "○",
@@ -158,10 +163,62 @@ class PauseDialog(QDialog):
         return schedule
 
 
+class RunsPane(QWidget):
+    """The selected schedule's runs: each job it made, its planned time and how it went; Enter or a double click
+    shows the job in the main window."""
+
+    def __init__(self, meta: EngineMeta, show_job: Callable[[int], None] | None, parent: QWidget | None) -> None:
+        super().__init__(parent)
+        self.meta = meta
+        self.show_job = show_job
+        self.schedule_id: int | None = None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.title = QLabel("Select a schedule to see its runs.", self)
+        self.title.setTextFormat(Qt.TextFormat.PlainText)
+        layout.addWidget(self.title)
+        self.table = QTableWidget(0, 4, self)
+        self.table.setHorizontalHeaderLabels(["Job", "Planned", "Status", "Outcome"])
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setTabKeyNavigation(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setMaximumHeight(self.fontMetrics().height() * 10)
+        self.table.activated.connect(self._on_table_activated)
+        layout.addWidget(self.table)
+
+    def show_runs(self, schedule: dict[str, Any] | None, runs: list[dict[str, Any]]) -> None:
+        self.schedule_id = schedule["id"] if schedule else None
+        if schedule is None:
+            self.title.setText("Select a schedule to see its runs.")
+        else:
+            count = f"its latest {len(runs)}" if len(runs) >= RUNS else f"{len(runs)}"
+            self.title.setText(f"Runs of “{schedule['name']}” ({count}):" if runs else f"“{schedule['name']}” has "
+                               "not run yet.")  # fmt: skip
+        self.table.setRowCount(len(runs))
+        for row, run in enumerate(runs):
+            cells = (str(run["id"]), fmt.local_time(run["planned_at"], seconds=False),
+                     f"{GLYPHS.get(run['status'], '?')} {self.meta.status_label(run['status'])}",
+                     fmt.outcome(run, self.meta.link(run)))  # fmt: skip
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(text)
+                item.setData(Qt.ItemDataRole.UserRole, run["id"])
+                self.table.setItem(row, col, item)
+        self.table.resizeColumnsToContents()
+
+    def _on_table_activated(self, index: Any) -> None:
+        item = self.table.item(index.row(), 0)
+        if self.show_job is not None and item is not None:
+            self.show_job(int(item.data(Qt.ItemDataRole.UserRole)))
+
+
 class SchedulesView(TableDialog):
     def __init__(
         self, request: Request, parent: QWidget | None = None,
         open_editor: Callable[[dict[str, Any] | None, bool], QDialog] | None = None, meta: EngineMeta | None = None,
+        show_job: Callable[[int], None] | None = None,
     ) -> None:  # fmt: skip
         super().__init__(request, "Schedules", HEADERS, BUTTONS, 90, parent, stretch=COLUMN["Rule"])
         self.meta = meta or EngineMeta(self)  # type labels as the engine gives them
@@ -177,6 +234,10 @@ class SchedulesView(TableDialog):
         self.buttons["New…"].setEnabled(open_editor is not None)
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
         self.table.doubleClicked.connect(self._on_edit_clicked)
+        self.runs = RunsPane(self.meta, show_job, self)
+        layout = self.layout()
+        assert isinstance(layout, QVBoxLayout)
+        layout.insertWidget(layout.indexOf(self.table) + 1, self.runs)
         self.schedules: list[dict[str, Any]] = []
         self.confirm: Callable[[str, str], bool] = self._ask
         self.pause_dialog: PauseDialog | None = None
@@ -197,6 +258,21 @@ class SchedulesView(TableDialog):
             self.buttons[label].setEnabled(chosen is not None and (not editor or self.open_editor is not None))
         self.buttons["Pause…"].setEnabled(chosen is not None and not chosen["paused"])
         self.buttons["Resume"].setEnabled(chosen is not None and bool(chosen["paused"]))
+        if chosen is None:
+            self.runs.show_runs(None, [])
+        else:
+            self._spawn(self._load_runs(chosen))
+
+    async def _load_runs(self, schedule: dict[str, Any]) -> None:
+        """The selected schedule's detail: the jobs it made, newest planned time first."""
+        try:
+            found = await self.request("schedule_get", schedule_id=schedule["id"], runs=RUNS)
+        except (JobdeckError, OSError, TimeoutError) as exc:
+            self.runs.title.setText(f"Could not read the runs of “{schedule['name']}”: {exc}")
+            return
+        chosen = self.selected()
+        if chosen is not None and chosen["id"] == schedule["id"]:  # else the user has moved on
+            self.runs.show_runs(found, found.get("runs", []))
 
     def follow(self, events: list[dict[str, Any]]) -> None:
         """Events from the worker: a schedule changed, or one of its runs did. Reload soon (once for a burst)."""
