@@ -245,17 +245,28 @@ class Operations:
         priority: Any = None,
         max_retries: Any = None,
         scheduled_time: Any = None,
-    ) -> list[dict[str, Any]]:
-        """One upload job per file. Every file is checked before any job is written."""
+        per_file: bool = False,
+        dry_run: bool = False,
+    ) -> Any:
+        """One upload job per file.
+
+        By default every file is checked before any job is written and one bad file refuses the batch (what
+        ``jobdeck upload`` wants: a script fails whole). With ``per_file`` each file stands alone: the good ones are
+        created and the answer says, file by file, why another was not. ``dry_run`` judges each file as
+        ``per_file`` would, with the settings in effect now, and writes nothing: a front end shows the engine's
+        verdict before anything is created instead of keeping its own copy of the rules. Both answer
+        ``{"files": [{"path", "key", "job", "error": {"field", "message"} | None}], "created": n}``; options that
+        apply to the whole batch (priority, time, prefix) still refuse it whole."""
         if not paths:
             raise ValidationError("path", "give at least one file to upload")
         if keys is not None and len(keys) != len(paths):
             raise ValidationError("keys", "must give one key per path")
+        one_by_one = bool(per_file or dry_run)
         settings = self.settings
         kind = registry.get("upload_file")
         prio, retries, when = self._common(priority, max_retries, scheduled_time, None, settings)
         prefix = check_key("key_prefix", settings.s3_key_prefix if key_prefix is None else key_prefix, prefix=True)
-        checked = []
+        checked: list[tuple[str, str, Any]] = []  # path, key, the validated parameters or why they are not
         for i, path in enumerate(paths):
             key = keys[i] if keys is not None else None
             name = Path(str(path)).name
@@ -267,34 +278,74 @@ class Operations:
                 "in_place": bool(in_place),
             }
             try:
-                model = validate_params(kind, {k: v for k, v in params.items() if v is not None})
+                model: Any = validate_params(kind, {k: v for k, v in params.items() if v is not None})
             except ValidationError as exc:
-                raise ValidationError(exc.field, f"{exc.message} ({path})") from None
-            checked.append(model)
-        prepared: list[Any] = []
+                model = ValidationError(exc.field, f"{exc.message} ({path})")
+                if not one_by_one:
+                    raise model from None
+            checked.append((str(path), str(params["key"]), model))
+        if not one_by_one:
+            return self._create_uploads(kind, [m for _, _, m in checked], prio, retries, when, settings)
+        files: list[dict[str, Any]] = []
+        good: list[Any] = []
+        for path, key, model in checked:
+            entry: dict[str, Any] = {"path": path, "key": key, "job": None, "error": None}
+            files.append(entry)
+            try:
+                if isinstance(model, ValidationError):
+                    raise model
+                kind.check_template(model, settings, self.paths.spool)  # the file, bucket and key, as they are now
+            except ValidationError as exc:
+                entry["error"] = {"field": exc.field, "message": exc.message}
+                continue
+            good.append((entry, model))
+        if not dry_run:
+            self._create_uploads(kind, [m for _, m in good], prio, retries, when, settings, files=good)
+        return {"files": files, "created": sum(1 for f in files if f["job"] is not None)}
+
+    def _create_uploads(
+        self,
+        kind: JobType,
+        models: list[Any],
+        prio: int,
+        retries: int,
+        when: datetime | None,
+        settings: Settings,
+        files: list[tuple[dict[str, Any], Any]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Snapshot and record each upload. With ``files`` (per file), a file refused here (it changed since it
+        was checked, or the disk is full) gets its entry's error and the others go on."""
+        prepared: list[tuple[int, Prepared]] = []
         jobs: list[dict[str, Any]] = []
         try:
-            for model in checked:
-                prepared.append(kind.prepare(model, settings, self.paths.spool))
-            for p in prepared:
-                jobs.append(
-                    self.ledger.create(
-                        job_type=kind.name,
-                        parameters=p.parameters,
-                        priority=prio,
-                        max_retries=retries,
-                        scheduled_time=when,
-                        staged_path=str(p.staged_path) if p.staged_path else None,
-                        outbox=self._outbox,
-                    )
+            for i, model in enumerate(models):  # every snapshot before any job is written
+                try:
+                    prepared.append((i, kind.prepare(model, settings, self.paths.spool)))
+                except JobdeckError as exc:
+                    if files is None:
+                        raise
+                    field = exc.field if isinstance(exc, ValidationError) else None
+                    files[i][0]["error"] = {"field": field, "message": getattr(exc, "message", str(exc))}
+            for i, p in prepared:
+                job = self.ledger.create(
+                    job_type=kind.name,
+                    parameters=p.parameters,
+                    priority=prio,
+                    max_retries=retries,
+                    scheduled_time=when,
+                    staged_path=str(p.staged_path) if p.staged_path else None,
+                    outbox=self._outbox,
                 )
+                jobs.append(job)
+                if files is not None:
+                    files[i][0]["job"] = job
         except BaseException:
-            for p in prepared[len(jobs) :]:
+            for _, p in prepared[len(jobs) :]:
                 if p.staged_path is not None:
                     remove_staged(p.staged_path)
-            self._enqueued(jobs)  # written before the failure: they must still run
             raise
-        self._enqueued(jobs)
+        finally:
+            self._enqueued(jobs)  # written before any failure: they must still run
         return jobs
 
     # ------------------------------------------------------------------ reads

@@ -131,9 +131,10 @@ def test_dropping_files_and_folders_creates_one_upload_job_per_file(
     _drop(window, [folder, empty, big])
     sheet = window.last_sheet
     run(qtbot, sheet.scan_task)
-    keys = {i.key: i for i in sheet.model.items}
+    keys = {i.key: row for row, i in enumerate(sheet.model.items)}
     assert set(keys) == {"reports/2026/q1/jan.csv", "reports/summary.txt", "empty.bin", "big.bin"}
-    assert keys["big.bin"].problem and "limit" in keys["big.bin"].problem  # flagged, not skipped silently
+    big_problem = sheet.model.problem(keys["big.bin"])  # the worker's verdict: flagged, not skipped silently
+    assert big_problem and big_problem.startswith("is 2,000 bytes, over the upload limit")
     assert sheet.warning.isVisible() and "1 file will not be uploaded" in sheet.warning.text()
     assert "3 files to upload" in sheet.summary.text()
     assert sheet.bucket.text() == "drop-bucket" and sheet.prefix.text() == "in/"

@@ -78,6 +78,29 @@ def test_upload_path_rules(ops: Any, tmp_path: Path) -> None:
     assert not any(ops.paths.spool.iterdir())
 
 
+def test_upload_dry_run_judges_each_file_with_the_settings_now_and_per_file_creates_the_good_ones(
+    ops: Any, tmp_path: Path
+) -> None:
+    save_settings({"s3_bucket": "bkt", "max_upload_bytes": 100}, Paths(ops.paths.root))
+    small, big = tmp_path / "small.txt", tmp_path / "big.bin"
+    small.write_text("fine")
+    big.write_bytes(b"x" * 50)
+    paths = [str(small), str(big), str(tmp_path / "missing.txt")]
+    verdict = ops.upload(paths, dry_run=True)
+    assert [f["error"] for f in verdict["files"]][:2] == [None, None]
+    assert (
+        verdict["files"][2]["error"]["field"] == "path" and "does not exist" in verdict["files"][2]["error"]["message"]
+    )
+    assert verdict["created"] == 0 and nothing_written(ops) and not any(ops.paths.spool.iterdir())
+    save_settings({"max_upload_bytes": 10}, Paths(ops.paths.root))  # as `jobdeck config set` does
+    verdict = ops.upload(paths, dry_run=True)
+    assert "over the upload limit of 10 bytes" in verdict["files"][1]["error"]["message"]
+    done = ops.upload(paths, per_file=True, key_prefix="in/")
+    assert done["created"] == 1 and done["files"][0]["job"]["parameters"]["key"] == "in/small.txt"
+    assert [bool(f["error"]) for f in done["files"]] == [False, True, True]
+    assert [j["parameters"]["path"] for j in ops.list()["jobs"]] == [str(small)]
+
+
 def test_upload_needs_a_bucket(ops: Any, tmp_path: Path) -> None:
     f = tmp_path / "a.txt"
     f.write_text("a")

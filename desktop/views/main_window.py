@@ -477,6 +477,7 @@ class MainWindow(QMainWindow):
         sheet = DropSheet(paths, self.settings, self.connection.request, self, data_folder=self.paths)
         sheet.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         sheet.created.connect(self._on_sheet_created)
+        self.info.settings_changed.connect(sheet.use_settings)  # its verdicts follow the worker's settings
         return sheet
 
     def _on_sheet_created(self, jobs: list[dict[str, Any]]) -> None:

@@ -1,0 +1,66 @@
+"""Uploads from the window against a real worker uploading to moto's S3 server: the drop sheet's verdicts come from
+the worker's settings as they are now, rows can be unticked, one bad file never refuses the others; the picker
+takes folders; dragging over the window shows where the drop goes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt
+from servers import S3Server
+from test_gui_progress import *  # noqa: F403  (the s3_env fixture)
+from test_gui_support import *  # noqa: F403  (fixtures)
+from test_gui_support import QT_LOG_IGNORE, run, wait_status
+
+from desktop.models.drop import DropCol
+from engine.config import save_settings
+
+pytestmark = QT_LOG_IGNORE
+
+
+def row_of(sheet: Any, key: str) -> int:
+    return next(row for row, item in enumerate(sheet.model.items) if item.key == key)
+
+
+def state(sheet: Any, key: str) -> str:
+    return str(sheet.model.index(row_of(sheet, key), DropCol.STATE).data())
+
+
+def test_the_sheet_judges_with_the_workers_current_settings_and_creates_each_ticked_file_on_its_own(
+    qtbot: Any, make_window: Any, s3_env: str, s3_server: S3Server, tmp_path: Path
+) -> None:
+    save_settings({"max_upload_bytes": 10_000})
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for name, size in (("a.txt", 100), ("b.txt", 100), ("big.bin", 5000), ("skip.txt", 100)):
+        (folder / name).write_bytes(b"x" * size)
+    window = make_window()
+    sheet = window.drop_sheet([str(folder)])
+    sheet.show()
+    run(qtbot, sheet.scan_task)
+    assert {item.key: state(sheet, item.key) for item in sheet.model.items} == dict.fromkeys(
+        ("batch/a.txt", "batch/b.txt", "batch/big.bin", "batch/skip.txt"), "Yes"
+    )
+    assert sheet.submit_button.text() == "Upload 4 files"
+    save_settings({"max_upload_bytes": 1000})  # as `jobdeck config set` does, with the sheet open
+    qtbot.waitUntil(lambda: "over the upload limit of 1,000 bytes" in state(sheet, "batch/big.bin"), timeout=15_000)
+    assert sheet.submit_button.text() == "Upload 3 files"
+    skip = sheet.model.index(row_of(sheet, "batch/skip.txt"), DropCol.KEY)
+    assert sheet.model.flags(skip) & Qt.ItemFlag.ItemIsUserCheckable
+    assert not sheet.model.flags(sheet.model.index(row_of(sheet, "batch/big.bin"), DropCol.KEY)) & (
+        Qt.ItemFlag.ItemIsUserCheckable
+    )
+    sheet.model.setData(skip, Qt.CheckState.Unchecked, Qt.ItemDataRole.CheckStateRole)
+    assert sheet.submit_button.text() == "Upload 2 files" and sheet.submit_button.isEnabled()
+    (folder / "b.txt").unlink()  # goes bad after the sheet's verdict: the worker refuses it, and only it
+    jobs = run(qtbot, sheet.submit())
+    assert [j["parameters"]["key"] for j in jobs] == ["batch/a.txt"]
+    assert sheet.isVisible() and [i.key for i in sheet.model.items] == ["batch/b.txt"]
+    assert "does not exist" in state(sheet, "batch/b.txt")
+    assert "Created 1 upload job; 1 file could not be" in sheet.form_error.text()
+    wait_status(qtbot, window, jobs[0]["id"], "succeeded", timeout_ms=30_000)
+    listed = s3_server.client().list_objects_v2(Bucket=s3_env).get("Contents", [])
+    assert [o["Key"] for o in listed] == ["batch/a.txt"]
+    assert len(run(qtbot, window.connection.request("list"))["jobs"]) == 1
+    sheet.reject()
