@@ -64,3 +64,47 @@ def test_the_sheet_judges_with_the_workers_current_settings_and_creates_each_tic
     assert [o["Key"] for o in listed] == ["batch/a.txt"]
     assert len(run(qtbot, window.connection.request("list"))["jobs"]) == 1
     sheet.reject()
+
+
+def test_dragging_over_the_window_shows_where_it_will_drop(qtbot: Any, make_window: Any, tmp_path: Path) -> None:
+    from PySide6.QtCore import QMimeData, QPoint, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDropEvent
+    from PySide6.QtWidgets import QApplication
+
+    from desktop.widgets.theme import color
+
+    files = [tmp_path / "a.txt", tmp_path / "b.txt"]
+    for file in files:
+        file.write_text("x")
+    window = make_window(begin=False)
+    overlay = window.drop_overlay
+    central = window.centralWidget()
+
+    def enter(mime: QMimeData) -> QDragEnterEvent:
+        event = QDragEnterEvent(central.geometry().center(), Qt.DropAction.CopyAction, mime,
+                                Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)  # fmt: skip
+        QApplication.sendEvent(window, event)
+        return event
+
+    text = QMimeData()
+    text.setText("not a file")
+    assert not enter(text).isAccepted() and not overlay.isVisible()
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(f)) for f in files])
+    assert enter(mime).isAccepted()
+    assert overlay.isVisible() and overlay.geometry() == central.rect()
+    assert overlay.text.startswith("Drop to upload 2 items")
+    image = window.grab().toImage()  # a frame in the highlight colour along the overlay's edge
+    top_left = overlay.mapTo(window, QPoint(0, 0))
+    edge = [image.pixelColor(top_left.x() + x, top_left.y() + 12).name() for x in range(20, 200)]
+    assert color("highlight").name() in edge
+    QApplication.sendEvent(window, QDragLeaveEvent())
+    assert not overlay.isVisible()
+    enter(mime)
+    assert overlay.isVisible()
+    drop = QDropEvent(central.geometry().center().toPointF(), Qt.DropAction.CopyAction, mime,
+                      Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)  # fmt: skip
+    QApplication.sendEvent(window, drop)
+    assert drop.isAccepted() and not overlay.isVisible()
+    assert window.last_sheet.isVisible()
+    window.last_sheet.reject()

@@ -181,6 +181,14 @@ class DropSheet(QDialog):
         self.model.set_verdicts(verdicts)
         self._revalidate()
 
+    def done(self, result: int) -> None:
+        """Closed (and soon deleted): a scan or a dry run still on its way must not touch the sheet's widgets."""
+        self._recheck.stop()
+        for task in (self.scan_task, self.check_task):
+            if task is not None and not task.done():
+                task.cancel()
+        super().done(result)
+
     def use_settings(self, settings: Settings) -> None:
         """The worker's settings changed (in the window or with ``jobdeck config set``): judge the files again."""
         self.settings = settings

@@ -10,7 +10,15 @@ from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent, QGuiApplication, QKeySequence
+from PySide6.QtGui import (
+    QCloseEvent,
+    QDragEnterEvent,
+    QDragLeaveEvent,
+    QDragMoveEvent,
+    QDropEvent,
+    QGuiApplication,
+    QKeySequence,
+)
 from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
@@ -46,6 +54,7 @@ from desktop.views.trash_view import TrashView
 from desktop.views.tray import TrayController
 from desktop.views.window_menus import ShortcutsDialog, about_text, build_menu_bar
 from desktop.views.worker_control import WorkerControl
+from desktop.widgets.drop_overlay import DropOverlay
 from desktop.widgets.theme import icon, theme_menu
 from desktop.widgets.worker_badge import PausedBanner, WorkerBadge
 from engine.config import Paths, Settings
@@ -183,6 +192,7 @@ class MainWindow(QMainWindow):
         self.splitter.setSizes([em * 78, em * 20])
         layout.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
+        self.drop_overlay = DropOverlay(central)  # where a drag will drop, shown while it is over the window
         self.badge = WorkerBadge(self)
         self.undo_button = QPushButton("Undo", self)
         self.undo_button.setFlat(True)
@@ -563,10 +573,16 @@ class MainWindow(QMainWindow):
         return [url.toLocalFile() for url in mime.urls() if url.isLocalFile()]
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if self._local_paths(event):
+        paths = self._local_paths(event)
+        if paths:
             event.acceptProposedAction()
+            self.drop_overlay.show_for(len(paths))
         else:
             event.ignore()
+
+    def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:
+        self.drop_overlay.hide()
+        super().dragLeaveEvent(event)
 
     def dragMoveEvent(self, event: QDragMoveEvent) -> None:
         if self._local_paths(event):
@@ -575,6 +591,7 @@ class MainWindow(QMainWindow):
             event.ignore()
 
     def dropEvent(self, event: QDropEvent) -> None:
+        self.drop_overlay.hide()
         paths = self._local_paths(event)
         if not paths:
             event.ignore()
