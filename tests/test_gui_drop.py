@@ -108,3 +108,49 @@ def test_dragging_over_the_window_shows_where_it_will_drop(qtbot: Any, make_wind
     assert drop.isAccepted() and not overlay.isVisible()
     assert window.last_sheet.isVisible()
     window.last_sheet.reject()
+
+
+def test_the_upload_picker_takes_files_and_folders_together_into_the_drop_sheet(
+    qtbot: Any, make_window: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    from PySide6.QtCore import QItemSelectionModel
+    from PySide6.QtWidgets import QDialogButtonBox, QListView
+
+    from desktop.views.upload_picker import UploadPicker
+
+    where = tmp_path / "pick"  # tmp_path also holds the test's data folder
+    (where / "photos").mkdir(parents=True)
+    (where / "photos" / "one.jpg").write_text("1")
+    (where / "notes.txt").write_text("n")
+    picker = UploadPicker(None, str(where))
+    qtbot.addWidget(picker)
+    picker.show()
+    view = next(v for v in picker.findChildren(QListView) if v.objectName() == "listView")
+    qtbot.waitUntil(lambda: view.model().rowCount(view.rootIndex()) == 2)
+    root = view.rootIndex()
+    for row in range(2):  # a folder and a file, selected together
+        flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+        view.selectionModel().select(view.model().index(row, 0, root), flags)
+    upload = picker.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Open)
+    assert upload.isEnabled()
+    upload.click()
+    assert picker.result() == picker.DialogCode.Accepted
+    assert sorted(picker.chosen) == [str(where / "notes.txt"), str(where / "photos")]
+    window = make_window(begin=False)
+    window.connection.request = lambda *a, **k: _never()
+    monkeypatch.setattr(UploadPicker, "choose", lambda *a, **k: list(picker.chosen))
+    sheets: list[Any] = []
+    real = window.drop_sheet
+    monkeypatch.setattr(window, "drop_sheet", lambda paths: sheets.append(real(paths)) or sheets[-1])
+    window.upload_action.trigger()
+    (sheet,) = sheets
+    qtbot.waitUntil(lambda: bool(sheet.model.items))
+    assert sorted(i.key for i in sheet.model.items) == ["notes.txt", "photos/one.jpg"]  # the folder, expanded
+    sheet.reject()
+
+
+async def _never() -> Any:
+    """A worker that does not answer: the sheet's verdicts stay pending (this test is about what was chosen)."""
+    import asyncio
+
+    await asyncio.Event().wait()

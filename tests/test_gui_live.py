@@ -176,9 +176,9 @@ def test_tray_menu_pause_resume_show_upload_and_quit(
     assert window.isVisible()
     file = tmp_path / "photo.jpg"
     file.write_bytes(b"jpeg")
-    from PySide6.QtWidgets import QFileDialog
+    from desktop.views.upload_picker import UploadPicker
 
-    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(file)], ""))
+    monkeypatch.setattr(UploadPicker, "choose", lambda *a, **k: [str(file)])
     opened: list[Any] = []
     monkeypatch.setattr(window, "drop_sheet", lambda paths: opened.append(paths) or _Sheet())
     tray.upload_action.trigger()

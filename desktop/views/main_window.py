@@ -20,7 +20,6 @@ from PySide6.QtGui import (
     QKeySequence,
 )
 from PySide6.QtWidgets import (
-    QFileDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -52,6 +51,7 @@ from desktop.views.table_dialog import TableDialog
 from desktop.views.transfers_view import TransfersView
 from desktop.views.trash_view import TrashView
 from desktop.views.tray import TrayController
+from desktop.views.upload_picker import UploadPicker
 from desktop.views.window_menus import ShortcutsDialog, about_text, build_menu_bar
 from desktop.views.worker_control import WorkerControl
 from desktop.widgets.drop_overlay import DropOverlay
@@ -128,7 +128,7 @@ class MainWindow(QMainWindow):
             return window_action(self, text, slot, shortcut, tip)
 
         self.new_action = a("New job…", self.open_new_job, QKeySequence.StandardKey.New)
-        self.upload_action = a("New upload…", self.open_upload_picker, "Ctrl+U", "Upload files to S3")
+        self.upload_action = a("New upload…", self.open_upload_picker, "Ctrl+U", "Upload files or folders to S3")
         self.job_actions = JobActions(self)
         jobs = self.job_actions
         # The names tests, scripts and the toolbar use: the actions on the selection live in JobActions.
@@ -495,7 +495,7 @@ class MainWindow(QMainWindow):
 
     def open_upload_picker(self) -> None:
         self.show_and_raise()
-        paths, _ = QFileDialog.getOpenFileNames(self, "Choose files to upload")
+        paths = UploadPicker.choose(self)  # files and folders
         if paths:
             self.drop_sheet(paths).open()
 
