@@ -261,6 +261,7 @@ def matrix(out: Path) -> int:
     import shutil
     import subprocess
 
+    out.mkdir(parents=True, exist_ok=True)
     failed = 0
     for name, size, scale in MATRIX:
         for theme in ("light", "dark"):
