@@ -31,11 +31,16 @@ async def _request(op: str, **_args: Any) -> Any:
         from engine.config import Settings
 
         return {"settings": Settings().model_dump(mode="json"), "origins": {}}
-    if op == "upload" and _args.get("dry_run"):  # every file fine, as a worker with default settings says
+    if op == "upload" and _args.get("dry_run"):  # every file fine but one, refused with a long reason
         files = [
             {"path": p, "key": k, "job": None, "error": None}
             for p, k in zip(_args["paths"], _args["keys"], strict=True)
         ]
+        files[0]["error"] = {
+            "field": "path",
+            "message": f"path: {files[0]['path']} is 256 MiB, over the limit of 50 MiB (max_upload_bytes); raise "
+            "the limit in Settings → Uploads or split the file",
+        }
         return {"files": files, "created": 0}
     raise OSError(f"{op}: no worker in this probe")
 
@@ -84,13 +89,15 @@ def main(data: Path) -> None:
     with loop:
         loop.run_until_complete(settings.load_task)
         results["settings (no keyring)"] = measure(settings, settings.submit_button)
-        files = data / "files"
+        files = data.parent / "files"  # outside the data folder, whose files are never uploaded
         files.mkdir(exist_ok=True)
         for i in range(40):
             (files / f"report-{i:02d}.csv").write_text("a,b\n")
         sheet = DropSheet([str(files)], Settings(s3_bucket="reports"), _request, data_folder=Paths(data))
         loop.run_until_complete(sheet.scan_task)
         results["drop sheet"] = measure(sheet, sheet.submit_button)
+        loop.run_until_complete(asyncio.sleep(0.5))  # the dry run's answer, with its long refusal
+        results["drop sheet"]["sideways"] = sheet.table.horizontalScrollBar().maximum()
         stats = StatsView(_request)
         results["statistics"] = measure(stats, stats.window_combo)
     print(json.dumps(results))

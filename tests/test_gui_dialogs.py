@@ -50,6 +50,7 @@ def test_every_dialog_fits_the_screen(tmp_path: Path, width: int, height: int, s
         assert size_w <= room_w and size_h + TITLE_BAR <= room_h, f"{name}: opens at {r['size']} on {r['screen']}"
         x, y = r["submit_bottom_right"]
         assert 0 < x <= size_w and 0 < y <= size_h, f"{name}: its submit button is outside the dialog"
+    assert results["drop sheet"]["sideways"] == 0  # a long refusal elides in its column, not past the sheet
 
 
 @pytest.fixture

@@ -87,7 +87,9 @@ class DropSheet(QDialog):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(DropCol.KEY, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(DropCol.SIZE, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(DropCol.STATE, QHeaderView.ResizeMode.ResizeToContents)
+        # A refusal's reason can be long: it shares the width with the key (both elide; the tooltip has it whole)
+        # instead of widening the table past the sheet, where its header would sit out of sight.
+        header.setSectionResizeMode(DropCol.STATE, QHeaderView.ResizeMode.Stretch)
         layout.addWidget(self.table, 1)
         form = QFormLayout()
         self.bucket = QLineEdit(settings.s3_bucket, self)

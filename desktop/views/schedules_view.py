@@ -184,7 +184,7 @@ class RunsPane(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setTabKeyNavigation(False)
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setMaximumHeight(self.fontMetrics().height() * 10)
+        self.table.setMaximumHeight(self.fontMetrics().height() * 8)
         self.table.activated.connect(self._on_table_activated)
         layout.addWidget(self.table)
 
@@ -235,6 +235,7 @@ class SchedulesView(TableDialog):
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
         self.table.doubleClicked.connect(self._on_edit_clicked)
         self.runs = RunsPane(self.meta, show_job, self)
+        self.table.setMinimumHeight(self.fontMetrics().height() * 7)  # a few schedules stay in view above the runs
         layout = self.layout()
         assert isinstance(layout, QVBoxLayout)
         layout.insertWidget(layout.indexOf(self.table) + 1, self.runs)
