@@ -21,7 +21,7 @@ from desktop.widgets.theme import status_color
 from engine.config import save_settings
 
 pytestmark = QT_LOG_IGNORE
-__all__ = ["s3_env"]  # the fixture other window tests share
+__all__ = ["failing_upload", "s3_env"]  # the fixtures other window tests share
 MiB = 1024**2
 
 
@@ -107,18 +107,27 @@ def test_a_running_upload_shows_bytes_rate_and_time_left_in_the_table_and_the_de
     assert panel.copy_link_button.isVisible() and not panel.copy_error_button.isVisible()
 
 
-def test_a_retrying_job_counts_down_and_retry_now_runs_its_next_attempt(
+@pytest.fixture
+def failing_upload(
     qtbot: Any, make_window: Any, gui_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[Any, dict[str, Any]]:
+    """A window and an upload whose attempts all fail at once (nothing listens on port 9), each next one up to a
+    day away (full jitter): a job that stays retrying."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3Server.ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3Server.SECRET_KEY)
-    # nothing listens on port 9: each attempt fails at once, and the next is up to a day away (full jitter)
     save_settings({"s3_endpoint_url": "http://127.0.0.1:9", "s3_path_style": True, "s3_bucket": "nowhere",
                    "retry_base_s": 86_400, "retry_cap_s": 86_400})  # fmt: skip
     window = make_window()
     path = a_file(tmp_path, 1000)
     job = run(qtbot, window.connection.request("create", job_type="upload_file", parameters={"path": str(path)},
                                                max_retries=5))  # fmt: skip
+    return window, job
+
+
+def test_a_retrying_job_counts_down_and_retry_now_runs_its_next_attempt(
+    qtbot: Any, failing_upload: tuple[Any, dict[str, Any]]
+) -> None:
+    window, job = failing_upload
     wait_status(qtbot, window, job["id"], "retrying", timeout_ms=60_000)
     select(window, job["id"])
     panel = window.detail

@@ -6,15 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from PySide6.QtCore import Qt
-from servers import S3Server
-from test_gui_progress import *  # noqa: F403  (the s3_env fixture)
+from test_gui_progress import *  # noqa: F403  (the s3_env and failing_upload fixtures)
 from test_gui_progress import a_file
 from test_gui_support import *  # noqa: F403  (fixtures)
 from test_gui_support import QT_LOG_IGNORE, run, wait_status
-
-from engine.config import save_settings
 
 pytestmark = QT_LOG_IGNORE
 MiB = 1024**2
@@ -97,17 +93,9 @@ def test_the_transfers_model_keeps_active_uploads_and_the_latest_finished(qtmode
 
 
 def test_the_transfers_window_retries_now_and_cancels_an_upload_that_keeps_failing(
-    qtbot: Any, make_window: Any, gui_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    qtbot: Any, failing_upload: tuple[Any, dict[str, Any]]
 ) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3Server.ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3Server.SECRET_KEY)
-    # nothing listens on port 9: each attempt fails at once, and the next is up to a day away
-    save_settings({"s3_endpoint_url": "http://127.0.0.1:9", "s3_path_style": True, "s3_bucket": "nowhere",
-                   "retry_base_s": 86_400, "retry_cap_s": 86_400})  # fmt: skip
-    window = make_window()
-    path = a_file(tmp_path, 1000)
-    job = run(qtbot, window.connection.request("create", job_type="upload_file", parameters={"path": str(path)},
-                                               max_retries=5))  # fmt: skip
+    window, job = failing_upload
     view = window.open_transfers()
     qtbot.waitUntil(lambda: view.loaded and view.model.job_at(0).get("status") == "retrying", timeout=60_000)
     assert view.model.index(0, 3).data().startswith("Retry in ")

@@ -166,15 +166,26 @@ def test_email_storm_anywhere_long(jobdeck_home: Path, smtp_server: SmtpServer) 
     _check(email_storm(jobdeck_home, smtp_server, emails=200, kills=50, seed=int(time.time()), anywhere=True))
 
 
+def quick_retries(home: Path, smtp: SmtpServer) -> Operations:
+    """Operations on ``home``, sending through ``smtp``, with retries a fraction of a second apart."""
+    paths = Paths(home)
+    settings = {"smtp_host": "127.0.0.1", "smtp_port": smtp.port, "email_from": "j@example.com"}
+    save_settings({**settings, "retry_base_s": 0.05, "retry_cap_s": 0.1}, paths)
+    return Operations(paths, store=MemoryStore())
+
+
+def until_final(ops: Operations, job_id: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and ops.get(job_id)["status"] not in ("succeeded", "failed"):
+        time.sleep(0.05)
+
+
 def test_a_kill_after_the_servers_250_does_not_send_the_email_again(
     jobdeck_home: Path, smtp_server: SmtpServer
 ) -> None:
     """The worker learns of the 250 while another process holds the ledger's write lock, so its commit waits; it is
     killed then. Its delivery note (one write, no lock) tells the next worker that the attempt delivered."""
-    paths = Paths(jobdeck_home)
-    settings = {"smtp_host": "127.0.0.1", "smtp_port": smtp_server.port, "email_from": "j@example.com"}
-    save_settings({**settings, "retry_base_s": 0.05, "retry_cap_s": 0.1}, paths)
-    ops = Operations(paths, store=MemoryStore())
+    ops = quick_retries(jobdeck_home, smtp_server)
     job = ops.create("send_email", {**EMAIL, "subject": "once"})
     worker = WorkerProcess(jobdeck_home)
     smtp_server.hold_answers()
@@ -194,9 +205,7 @@ def test_a_kill_after_the_servers_250_does_not_send_the_email_again(
         holder.communicate("", timeout=10)
         holder = None
         worker.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and ops.get(job["id"])["status"] not in ("succeeded", "failed"):
-            time.sleep(0.05)
+        until_final(ops, job["id"])
         worker.stop()
         done = ops.get(job["id"])
         copies = [m for m in smtp_server.messages if m.message["Subject"] == "once"]
@@ -216,10 +225,7 @@ def test_an_email_sent_twice_by_a_kill_before_the_250_carries_one_message_id(
 ) -> None:
     """Killed after the final dot and before the 250, the worker cannot know the server took the message: SMTP's
     own at-least-once. The retry's copy has the first one's Message-ID, so mail systems can drop it."""
-    paths = Paths(jobdeck_home)
-    settings = {"smtp_host": "127.0.0.1", "smtp_port": smtp_server.port, "email_from": "j@example.com"}
-    save_settings({**settings, "retry_base_s": 0.05, "retry_cap_s": 0.1}, paths)
-    ops = Operations(paths, store=MemoryStore())
+    ops = quick_retries(jobdeck_home, smtp_server)
     job = ops.create("send_email", {**EMAIL, "subject": "twice"})
     worker = WorkerProcess(jobdeck_home)
     smtp_server.hold_answers()
@@ -229,9 +235,7 @@ def test_an_email_sent_twice_by_a_kill_before_the_250_carries_one_message_id(
         worker.kill()
         smtp_server.answer_held()
         worker.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and ops.get(job["id"])["status"] not in ("succeeded", "failed"):
-            time.sleep(0.05)
+        until_final(ops, job["id"])
         worker.stop()
         copies = [m.message["Message-ID"] for m in smtp_server.messages if m.message["Subject"] == "twice"]
         assert len(copies) == 2
