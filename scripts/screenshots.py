@@ -224,7 +224,6 @@ async def scenario(window: Any, out: Path, smtp: Any, s3: Any, bucket: str, file
     view.grab().save(str(out / f"stats{suffix}.png"))
     view.close()
     await until(lambda: window.model.job(running["id"])["status"] == "succeeded", timeout=120)
-    await window.shutdown(stop_worker=True)
 
 
 async def more_views(window: Any, out: Path, suffix: str, email: Any) -> None:
@@ -341,7 +340,10 @@ def main() -> int:
         files = Path(tempfile.mkdtemp(prefix="jobdeck-shots-files-"))  # outside the data folder: never uploaded
         try:
             with loop:
-                loop.run_until_complete(scenario(window, args.out, smtp, s3, bucket, files, suffix))
+                try:
+                    loop.run_until_complete(scenario(window, args.out, smtp, s3, bucket, files, suffix))
+                finally:  # a failed scene must not leave the worker the window started running
+                    loop.run_until_complete(window.shutdown(stop_worker=True))
         finally:
             shutil.rmtree(files, ignore_errors=True)
     print(f"screenshots written to {args.out}")

@@ -81,6 +81,7 @@ class DropSheet(QDialog):
         self.table = QTableView(self)
         self.table.setModel(self.model)
         self.table.verticalHeader().hide()
+        self.table.setWordWrap(False)  # a long refusal elides on its one line (the tooltip has it whole)
         self.table.setShowGrid(False)
         self.table.setAlternatingRowColors(True)
         self.table.setTabKeyNavigation(False)
