@@ -32,12 +32,12 @@ def test_the_transfers_window_lists_uploads_with_their_own_progress(
     view = window.transfers
     assert view is not None and view.isVisible()
     assert not view.loaded and view.headline.text() == "Loading…" and not view.empty_label.isVisible()
-    qtbot.waitUntil(lambda: view.loaded and view.model.rowCount() == 1)
+    qtbot.waitUntil(lambda: view.loaded and view.model.rowCount() == 1, timeout=30_000)
     assert view.model.index(0, 0).data() == "notes.txt" and view.model.index(0, 3).data() == "Succeeded"
     assert view.model.index(0, 1).data() == "11 B"
     # a new upload arrives through the events, on top, with its own bar, rate and time left
     big = run(qtbot, request("create", job_type="upload_file", parameters={"path": str(a_file(tmp_path, 8 * MiB))}))
-    qtbot.waitUntil(lambda: view.model.rowCount() == 2 and view.model.job_at(0).get("id") == big["id"])
+    qtbot.waitUntil(lambda: view.model.rowCount() == 2 and view.model.job_at(0).get("id") == big["id"], timeout=30_000)
 
     def measured() -> bool:
         progress = view.model.progress(view.model.job_at(0)) or {}
@@ -55,7 +55,7 @@ def test_the_transfers_window_lists_uploads_with_their_own_progress(
     view.table.setFocus()
     view.table.selectRow(1)
     qtbot.keyClick(view.table, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: window.selected_ids() == [first["id"]])
+    qtbot.waitUntil(lambda: window.selected_ids() == [first["id"]], timeout=30_000)
     # it fits a small screen
     hint = view.minimumSizeHint()
     assert hint.width() <= 800 and hint.height() <= 600 and view.width() <= 800 and view.height() <= 600
