@@ -7,6 +7,8 @@ terms, and jobs whose result and error came, changed and went (finished, failed,
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -215,6 +217,21 @@ def test_new_jobs_are_indexed_in_batches(ledger: Ledger) -> None:  # noqa: F811
         covered = conn.exec_driver_sql("SELECT indexed_upto FROM jobs_search_state").scalar_one()
         assert covered == ledger.max_id()
     assert ledger.list(search="BULK1199@")[1] == 1 and ledger.list(search="bulk11")[1] == 111
+
+
+def test_with_nothing_new_indexing_does_not_wait_for_the_write_lock(
+    ledger: Ledger,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An idle worker asks every few seconds: with nothing to add it only reads, even while another process writes."""
+    if ledger.sqlite_file is None:
+        pytest.skip("PostgreSQL keeps its own indexes")
+    ledger.index_search()
+    monkeypatch.setenv("JOBDECK_LOCK_WAIT_S", "1")  # a write would give up, with an error, after a second
+    with contextlib.closing(sqlite3.connect(ledger.sqlite_file, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        assert ledger.index_search() == 0
+        other.execute("ROLLBACK")
 
 
 def test_the_worker_indexes_new_jobs(ops: Any, worker_factory: Any) -> None:

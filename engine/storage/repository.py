@@ -735,6 +735,11 @@ class Ledger(LedgerReads, LedgerTrash, LedgerSchedules):
         with self.engine.connect() as conn:
             if not self.has_search_index(conn):
                 return 0
+            # Read first: an idle worker asks every few seconds, and a write would take the lock and sync the log.
+            upto = conn.exec_driver_sql("SELECT indexed_upto FROM jobs_search_state").scalar()
+            newer = "SELECT 1 FROM jobs WHERE id > ? AND id <= ? LIMIT 1"
+            if conn.exec_driver_sql(newer, (upto, through)).first() is None:
+                return 0
 
         def op(tx: Tx) -> int:
             cursor = tx.cursor
