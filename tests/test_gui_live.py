@@ -207,3 +207,21 @@ def test_tray_menu_pause_resume_show_upload_and_quit(
 class _Sheet:
     def open(self) -> None:
         pass
+
+
+def test_a_job_asked_for_by_id_is_selected_even_when_the_filter_hides_it(qtbot: Any, make_window: Any) -> None:
+    """The tray, the Transfers window and a schedule's runs ask for a job by id: the window clears a filter that
+    hides it, and selects it once the view holding it is read (not only when its row happens to be loaded)."""
+    window = make_window()
+    request = window.connection.request
+    hidden = run(qtbot, request("create", job_type="send_email", parameters=email("alice@example.com"),
+                                scheduled_time=later()))  # fmt: skip
+    run(qtbot, request("create", job_type="send_email", parameters=email("bob@example.com"), scheduled_time=later()))
+    window.filter_bar.search.setText("bob")
+    qtbot.waitUntil(lambda: window.model.filter.search == "bob" and not window.live.loading)
+    assert window.model.rowCount() == 1 and window.model.row_of(hidden["id"]) is None
+    window.show_job(hidden["id"])
+    qtbot.waitUntil(lambda: window.selected_ids() == [hidden["id"]], timeout=20_000)
+    assert window.model.filter.search == "" and window.filter_bar.search.text() == ""
+    assert window.model.rowCount() == 2
+    qtbot.waitUntil(lambda: (window.detail.job or {}).get("id") == hidden["id"])

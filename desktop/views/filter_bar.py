@@ -191,6 +191,17 @@ class FilterBar(QWidget):
             button.setProperty("count", count if isinstance(count, int) else None)
         self.pills.relayout()
 
+    def clear(self) -> None:
+        """Every status, every type, no search: for a job asked for by id that the filter hides."""
+        self._debounce.stop()
+        for widget in (self.type_combo, self.search):
+            widget.blockSignals(True)
+        self.type_combo.setCurrentIndex(0)
+        self.search.clear()
+        for widget in (self.type_combo, self.search):
+            widget.blockSignals(False)
+        self.select_status("")
+
     def select_status(self, status: str) -> None:
         self.buttons[status].setChecked(True)
         self.pills.relayout()

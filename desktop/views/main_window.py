@@ -89,6 +89,7 @@ class MainWindow(QMainWindow):
         self.tasks: set[asyncio.Future[Any]] = set()
         self._quitting = False
         self._detail_id: int | None = None
+        self._reveal_id: int | None = None  # a job asked for by id, selected when its row is loaded
         self.connection = WorkerConnection(self.paths, self)
         self.supervisor = supervisor or WorkerSupervisor(self.paths, autostart=autostart, parent=self)
         self.model = JobTableModel(self)
@@ -256,6 +257,12 @@ class MainWindow(QMainWindow):
         self._detail_timer.setSingleShot(True)
         self._detail_timer.setInterval(150)
         self._detail_timer.timeout.connect(self._on_detail_timer_timeout)
+        self._reveal_timer = QTimer(self)
+        self._reveal_timer.setSingleShot(True)
+        self._reveal_timer.setInterval(10_000)
+        self._reveal_timer.timeout.connect(self._on_reveal_timer_timeout)
+        for signal in (self.model.modelReset, self.model.rowsInserted, self.model.dataChanged):
+            signal.connect(self._reveal_pending)
 
     @property
     def worker(self) -> dict[str, Any]:
@@ -312,11 +319,33 @@ class MainWindow(QMainWindow):
         return self.table.select_job(job_id)
 
     def show_job(self, job_id: int) -> None:
-        """From a notification: show the window with the job selected (clearing filters that hide it)."""
+        """From a notification, the Transfers window or a schedule's runs: show the window with the job selected.
+
+        A job whose row is not loaded yet (the view is being read again) is selected when its row arrives, for a
+        few seconds; one the filter hides clears the filter first."""
         self.show_and_raise()
-        if not self.select_job(job_id):
-            self._detail_id = job_id
-            self._detail_timer.start()
+        if self.select_job(job_id):
+            self._reveal_id = None
+            return
+        self._reveal_id = job_id
+        self._reveal_timer.start()
+        self._detail_id = job_id
+        self._detail_timer.start()
+        if self.model.filter.narrowed:
+            self.spawn(self._unhide(job_id, self.model.filter))
+
+    async def _unhide(self, job_id: int, filt: Filter) -> None:
+        """Clear the filter if the ledger says it hides the job (only the ledger can judge a search)."""
+        found = await self.connection.request("list", ids=[job_id], limit=1, count=False, **filt.query_args())
+        if not found["jobs"] and job_id == self._reveal_id and self.model.filter == filt:
+            self.filter_bar.clear()
+
+    def _reveal_pending(self, *_args: Any) -> None:
+        if self._reveal_id is not None and self.select_job(self._reveal_id):
+            self._reveal_id = None
+
+    def _on_reveal_timer_timeout(self) -> None:
+        self._reveal_id = None
 
     def _on_selection_changed(self, *_args: Any) -> None:
         """The actions, the detail panel and the "select all" link follow the rows selected now."""

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -99,7 +99,8 @@ class TransfersView(QDialog):
         self.table.setColumnWidth(TCol.FILE, em * 14)
         self.table.setColumnWidth(TCol.SIZE, em * 6)
         self.table.setColumnWidth(TCol.STATUS, em * 12)
-        self.table.doubleClicked.connect(self._on_table_double_clicked)
+        # Enter, or a double click (a single one where the platform says so), shows the upload among the jobs
+        self.table.activated.connect(self._on_table_activated)
         self.table.selectionModel().selectionChanged.connect(self._update_buttons)
         layout.addWidget(self.table, 1)
         self.empty_label = QLabel("No uploads yet. Drop files on the window, or File → New upload…", self)
@@ -134,10 +135,6 @@ class TransfersView(QDialog):
         self.close_button.clicked.connect(self.close)
         buttons.addWidget(self.close_button)
         layout.addLayout(buttons)
-        for key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):  # Enter on a row shows it among the jobs
-            QShortcut(QKeySequence(key), self.table, self._on_show_button_clicked).setContext(
-                Qt.ShortcutContext.WidgetShortcut
-            )
         line = self.fontMetrics().height()
         self.resize(line * 52, line * 24)
         connection.job_events.connect(self._on_connection_job_events)
@@ -253,7 +250,7 @@ class TransfersView(QDialog):
         self.retry_button.setEnabled(bool(statuses & {*allows("retry"), *allows("run_now")}))
         self.open_button.setEnabled(any(self.model.meta.link(j) for j in self.selected_jobs()))
 
-    def _on_table_double_clicked(self, _index: QModelIndex) -> None:
+    def _on_table_activated(self, _index: QModelIndex) -> None:
         self._on_show_button_clicked()
 
     def _on_show_button_clicked(self) -> None:
