@@ -67,3 +67,23 @@ def test_first_window_fits_the_available_screen_and_spare_width_goes_to_summary_
     assert table.columnWidth(Col.OUTCOME) > before[Col.OUTCOME]
     assert table.columnWidth(Col.DURATION) == before[Col.DURATION]
     assert not table.horizontalHeader().highlightSections()
+
+
+def test_a_long_status_message_is_elided_on_one_line_with_the_whole_text_in_a_tooltip(
+    qtbot: Any, make_window: Any
+) -> None:
+    window = make_window()
+    window.resize(800, 600)
+    qtbot.waitUntil(lambda: window.width() <= 800)
+    message = "Job 2 failed: billing@example.com — Invoice run could not deliver via 127.0.0.1:9:\n" + "refused " * 20
+    window.tell(message)
+    bar = window.statusBar()
+    shown = bar.currentMessage()
+    assert shown.endswith("…") and "\n" not in shown and shown.startswith("Job 2 failed: billing@example.com")
+    room = window.count_label.geometry().left() - bar.contentsRect().left()
+    assert bar.fontMetrics().horizontalAdvance(shown) < room, (shown, room)
+    assert bar.toolTip() == message and window.messages[-1] == message
+    window.tell("Copied http://127.0.0.1/x")  # a short one is shown whole, with no tooltip
+    assert bar.currentMessage() == "Copied http://127.0.0.1/x" and bar.toolTip() == ""
+    bar.clearMessage()
+    assert bar.toolTip() == ""

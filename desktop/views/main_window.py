@@ -213,6 +213,7 @@ class MainWindow(QMainWindow):
         self.count_label = QLabel(self)
         self.statusBar().addPermanentWidget(self.count_label)
         self.statusBar().addPermanentWidget(self.badge)
+        self.statusBar().messageChanged.connect(self._on_status_message_changed)
         self.menus = build_menu_bar(self)
         # Tab goes pane to pane: the filter bar's controls, the table (one stop), the detail panel.
         self.setTabOrder(self.filter_bar.search, self.table)
@@ -305,8 +306,22 @@ class MainWindow(QMainWindow):
             self.tell(f"Unexpected error: {type(exc).__name__}: {exc}")
 
     def tell(self, message: str) -> None:
+        """A message in the status bar for ten seconds: on one line, elided to the room the permanent widgets
+        leave (the status bar would cut it mid-word), with the whole text in the status bar's tooltip."""
         self.messages.append(message)
-        self.statusBar().showMessage(message, 10_000)
+        bar = self.statusBar()
+        metrics = bar.fontMetrics()
+        em = metrics.horizontalAdvance("M")
+        taken = sum(w.sizeHint().width() + em for w in (self.undo_button, self.select_all_link, self.count_label,
+                                                         self.badge) if w.isVisible())  # fmt: skip
+        line = " ".join(message.split())
+        shown = metrics.elidedText(line, Qt.TextElideMode.ElideRight, max(em * 12, bar.width() - taken - 2 * em))
+        bar.setToolTip(message if shown != line else "")
+        bar.showMessage(shown, 10_000)
+
+    def _on_status_message_changed(self, text: str) -> None:
+        if not text:
+            self.statusBar().setToolTip("")
 
     # ------------------------------------------------------------------ selection and detail
     def selected_ids(self) -> list[int]:
