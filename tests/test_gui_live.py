@@ -225,3 +225,26 @@ def test_a_job_asked_for_by_id_is_selected_even_when_the_filter_hides_it(qtbot: 
     assert window.model.filter.search == "" and window.filter_bar.search.text() == ""
     assert window.model.rowCount() == 2
     qtbot.waitUntil(lambda: (window.detail.job or {}).get("id") == hidden["id"])
+
+
+def test_a_storm_of_finished_jobs_is_a_few_notifications_not_one_per_job(qtbot: Any) -> None:
+    from desktop.views.tray import TrayController
+
+    tray = TrayController()
+    tray._quiet.setInterval(300)
+    job = {"job_type": "noop", "status": "failed", "parameters": {}, "error": "connection refused"}
+    tray.notify({**job, "id": 1})
+    assert tray.shown == [("Job 1 failed", "connection refused")]  # the first one at once
+    for job_id in range(2, 7):
+        tray.notify({**job, "id": job_id, "status": "succeeded" if job_id == 4 else "failed"})
+    assert len(tray.shown) == 1 and tray.last_job_id == 6  # the others wait for the quiet time to end
+    qtbot.waitUntil(lambda: len(tray.shown) == 2, timeout=5_000)
+    title, text = tray.shown[1]
+    assert title == "4 jobs failed, 1 job succeeded"
+    assert text.splitlines() == ["Job 4 succeeded", "Job 5 failed: connection refused",
+                                 "Job 6 failed: connection refused", "and 2 more"]  # fmt: skip
+    qtbot.wait(700)  # a quiet time with nothing new shows nothing
+    assert len(tray.shown) == 2
+    tray.notify({**job, "id": 7})  # after it, the next one shows at once again
+    assert tray.shown[-1] == ("Job 7 failed", "connection refused")
+    tray.dispose()

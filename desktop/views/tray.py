@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from desktop.models.meta import EngineMeta
 from desktop.widgets.theme import icon
+
+QUIET_MS = 5_000  # after a notification, the next ones wait this long and come as one: a storm is one message
+SHOWN_JOBS = 3  # the jobs a combined notification names
+
+
+def _jobs(n: int) -> str:
+    return f"{n:,} job" if n == 1 else f"{n:,} jobs"
 
 
 class TrayController(QObject):
@@ -40,6 +47,12 @@ class TrayController(QObject):
         self.menu.addAction(self.quit_action)
         self.paused = False
         self.last_job_id: int | None = None
+        self.shown: list[tuple[str, str]] = []  # the notifications shown (title, text), for tests and history
+        self._held: list[tuple[bool, str, str]] = []  # (failed, title, text) waiting for the quiet time to end
+        self._quiet = QTimer(self)
+        self._quiet.setSingleShot(True)
+        self._quiet.setInterval(QUIET_MS)
+        self._quiet.timeout.connect(self._release)
         self.icon: QSystemTrayIcon | None = None
         if QSystemTrayIcon.isSystemTrayAvailable():
             self.icon = QSystemTrayIcon(icon("jobdeck"), self)
@@ -69,7 +82,11 @@ class TrayController(QObject):
             self.job_requested.emit(self.last_job_id)
 
     def notify(self, job: dict[str, Any]) -> str:
-        """A job failed for good (with its error) or succeeded; returns the text shown."""
+        """A job failed for good (with its error) or succeeded; returns its one-job text.
+
+        The first notification shows at once; those that follow within ``QUIET_MS`` are shown together when it
+        ends ("12 jobs failed", naming the last few), so that an outage failing thousands of jobs is a handful of
+        messages, not one per job. Clicking one shows the last job it names."""
         self.last_job_id = int(job["id"])
         failed = job.get("status") == "failed"
         title = f"Job {job['id']} {'failed' if failed else 'succeeded'}"
@@ -78,10 +95,30 @@ class TrayController(QObject):
         text = self.meta.summary(job)
         if failed and job.get("error"):
             text = f"{text}\n{job['error']}" if text else str(job["error"])
+        self._held.append((failed, title, text))
+        if not self._quiet.isActive():
+            self._release()
+        return f"{title}: {text}"
+
+    def _release(self) -> None:
+        held, self._held = self._held, []
+        if not held:
+            return
+        if len(held) == 1:
+            failed, title, text = held[0]
+        else:
+            failures = sum(1 for f, _, _ in held if f)
+            failed = failures > 0
+            parts = [f"{_jobs(failures)} failed" if failures else "", f"{_jobs(len(held) - failures)} succeeded"]
+            title = ", ".join(p for p in parts if p and not p.startswith("0 "))
+            names = [f"{t}: {x.splitlines()[0]}" if x else t for _, t, x in held[-SHOWN_JOBS:]]
+            more = len(held) - len(names)
+            text = "\n".join(names) + (f"\nand {more:,} more" if more else "")
+        self.shown.append((title, text))
         if self.icon is not None:
             kind = QSystemTrayIcon.MessageIcon.Critical if failed else QSystemTrayIcon.MessageIcon.Information
             self.icon.showMessage(title, text[:300], kind, 10_000)
-        return f"{title}: {text}"
+        self._quiet.start()
 
     def dispose(self) -> None:
         if self.icon is not None:
