@@ -30,7 +30,7 @@ def seed(home: Path, count: int) -> None:
 
     from engine.config import Paths
     from engine.storage.repository import Ledger
-    from engine.storage.rows import EVENTS
+    from engine.storage.tables import EVENTS
 
     ledger = Ledger(Paths(home).database_url())
     now = datetime.now(UTC)

@@ -198,7 +198,7 @@ def test_finished_jobs_are_counted_per_bucket_in_the_database(ledger: Ledger) ->
     from sqlalchemy import insert
 
     from engine.stats import WINDOWS, buckets, window_start
-    from engine.storage.rows import EVENTS
+    from engine.storage.tables import EVENTS
 
     now = datetime.now(UTC)
     ages_h = [700, 200, 30.5, 30, 5, 0.2, 0.1]  # hours ago, oldest first (seq order is time order)

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Dialect, Executable, literal_column
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from engine.storage.rows import JOBS
 from engine.storage.status import JobStatus
+from engine.storage.tables import JOBS
 
 _REQUIRED = object()
 Processor = Callable[[Any], Any] | None

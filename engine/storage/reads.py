@@ -37,8 +37,9 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from engine.errors import NotFound
 from engine.storage.prepared import status_in
-from engine.storage.rows import EVENTS, JOBS, iso, job_to_dict
+from engine.storage.rows import iso, job_to_dict
 from engine.storage.status import CLAIMABLE, JobStatus
+from engine.storage.tables import EVENTS, JOBS
 
 
 def ids_in(ids: Iterable[int], column: ColumnElement[int] = JOBS.c.id) -> ColumnElement[bool]:

@@ -42,9 +42,10 @@ from engine.storage.group_commit import Batch, GroupCommit
 from engine.storage.integrity import damage
 from engine.storage.prepared import Bound, Prepared, status_in
 from engine.storage.reads import JobQuery, LedgerReads, ids_in
-from engine.storage.rows import EVENTS, JOB_FIELDS, JOBS, iso, job_to_dict, utcnow
+from engine.storage.rows import JOB_FIELDS, iso, job_to_dict, utcnow
 from engine.storage.schedules import LedgerSchedules
 from engine.storage.status import CANCELABLE, CLAIMABLE, RETRYABLE, JobStatus, ScheduleType
+from engine.storage.tables import EVENTS, JOBS
 from engine.storage.trash import LedgerTrash, new_batch
 
 log = logging.getLogger(__name__)

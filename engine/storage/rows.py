@@ -7,11 +7,6 @@ from typing import Any, overload
 
 from sqlalchemy import Row
 
-from engine.storage.tables import Job, JobEvent
-
-JOBS = Job.__table__
-EVENTS = JobEvent.__table__
-
 # Fields of the job JSON that the CLI prints, events carry and the GUI shows, in that order.
 JOB_FIELDS = (
     "id", "job_type", "status", "priority", "parameters", "attempts", "max_retries", "schedule_type",

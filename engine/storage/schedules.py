@@ -25,12 +25,11 @@ from engine.errors import JobdeckError, ValidationError
 from engine.jobs.base import Prepared, remove_staged
 from engine.schedule_rules import describe, load, planned_times
 from engine.storage.prepared import status_in
-from engine.storage.rows import EVENTS, JOBS, iso, job_to_dict, utcnow
+from engine.storage.rows import iso, job_to_dict, utcnow
 from engine.storage.status import WAITING, JobStatus, ScheduleType
-from engine.storage.tables import Schedule
+from engine.storage.tables import EVENTS, JOBS, SCHEDULES
 
 log = logging.getLogger(__name__)
-SCHEDULES = Schedule.__table__
 Prepare = Callable[[dict[str, Any]], Prepared | None]  # a run of the schedule, submitted now (see Operations)
 SCHEDULE_EVENT_JOB_ID = 0
 NEXT_RUNS = 5

@@ -1,14 +1,29 @@
-"""The ledger tables. The Alembic migrations are the schema's authority; these mirror them for queries."""
+"""The ledger tables. The Alembic migrations are the schema's authority; these mirror them for queries.
+
+Plain Core tables: the ledger builds statements, never maps objects, and a command that opens the ledger should
+not pay for importing the ORM."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Table, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeEngine
 
 
@@ -63,107 +78,100 @@ def sqlite_text(value: datetime | None) -> str | None:
     return value.isoformat(" ", "microseconds")[:26]  # without its offset, always +00:00
 
 
-class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, datetime: UtcDateTime}
-    # Every model here is mapped to a plain Table (no joins or subqueries), and the statements
-    # built on `Model.__table__` (insert/update/delete) need it typed as one.
-    __table__: ClassVar[Table]
+METADATA = MetaData()
 
 
-class Job(Base):
-    __tablename__ = "jobs"
+def _when(name: str, nullable: bool = True) -> Column[datetime]:
+    return Column(name, UtcDateTime, nullable=nullable)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_type: Mapped[str] = mapped_column(String(64))
-    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16))
-    priority: Mapped[int] = mapped_column(Integer, default=5)
-    max_retries: Mapped[int] = mapped_column(Integer, default=3)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    schedule_type: Mapped[str] = mapped_column(String(16))
-    scheduled_time: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    traceback: Mapped[str | None] = mapped_column(Text, nullable=True)
-    retry_base_s: Mapped[float | None] = mapped_column(nullable=True)
-    retry_cap_s: Mapped[float | None] = mapped_column(nullable=True)
-    staged_path: Mapped[str | None] = mapped_column(Text, nullable=True)
-    checkpoint: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+JOBS = Table(
+    "jobs",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_type", String(64), nullable=False),
+    Column("parameters", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("priority", Integer, nullable=False, default=5),
+    Column("max_retries", Integer, nullable=False, default=3),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("schedule_type", String(16), nullable=False),
+    _when("scheduled_time"),
+    _when("next_attempt_at"),
+    _when("created_at", nullable=False),
+    _when("started_at"),
+    _when("finished_at"),
+    _when("heartbeat_at"),
+    Column("worker_id", String(64), nullable=True),
+    Column("result", JSON, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("traceback", Text, nullable=True),
+    Column("retry_base_s", Float, nullable=True),
+    Column("retry_cap_s", Float, nullable=True),
+    Column("staged_path", Text, nullable=True),
+    Column("checkpoint", JSON, nullable=True),
     # Bumped by every UPDATE (see engine.storage.repository): a claim prepared from a row read before the write
     # lock was taken is still right if the version has not moved.
-    version: Mapped[int] = mapped_column(Integer, server_default="0")
+    Column("version", Integer, nullable=False, server_default="0"),
     # A job made by a schedule: which one, and the planned time it is the run for (revision 0007).
-    schedule_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    planned_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    Column("schedule_id", Integer, nullable=True),
+    _when("planned_at"),
+    Index("ix_jobs_status_type", "status", "job_type"),
+    Index("ix_jobs_schedule_planned", "schedule_id", "planned_at", unique=True),
+    # and the sort indexes of revision 0004, (key, id) for each of ``reads.SORT_KEYS``
+    sqlite_autoincrement=True,  # an id is never handed out twice (revision 0005)
+)
 
-    __table_args__ = (
-        Index("ix_jobs_status_type", "status", "job_type"),
-        Index("ix_jobs_schedule_planned", "schedule_id", "planned_at", unique=True),
-        # and the sort indexes of revision 0004, (key, id) for each of ``reads.SORT_KEYS``
-        {"sqlite_autoincrement": True},  # an id is never handed out twice (revision 0005)
-    )
+EVENTS = Table(
+    "job_events",
+    METADATA,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", Integer, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    _when("at", nullable=False),
+    Index("ix_job_events_job_id", "job_id"),
+)
 
+# A recurring job: a job template plus a rule (cron or interval) in a named time zone; see revision 0007.
+# ``next_run_at`` is the earliest planned time not yet dealt with (run, skipped or caught up): the scheduler's
+# cursor, moved in the same transaction as the job it makes for that time.
+SCHEDULES = Table(
+    "schedules",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("job_type", String(64), nullable=False),
+    Column("parameters", JSON, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("max_retries", Integer, nullable=False),
+    Column("rule", String(200), nullable=False),
+    Column("tz", String(64), nullable=False),
+    _when("start_at"),
+    _when("end_at"),
+    Column("catch_up", String(8), nullable=False),
+    Column("overlap", String(8), nullable=False),
+    Column("paused", Boolean, nullable=False, server_default="0"),
+    Column("pause_note", Text, nullable=True),
+    _when("paused_until"),
+    _when("next_run_at"),
+    _when("created_at", nullable=False),
+    _when("updated_at", nullable=False),
+    Index("ix_schedules_next_run_at", "next_run_at"),
+    sqlite_autoincrement=True,
+)
 
-class JobEvent(Base):
-    __tablename__ = "job_events"
-
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[int] = mapped_column(Integer)
-    type: Mapped[str] = mapped_column(String(32))
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    at: Mapped[datetime] = mapped_column(UtcDateTime)
-
-    __table_args__ = (Index("ix_job_events_job_id", "job_id"),)
-
-
-class Schedule(Base):
-    """A recurring job: a job template plus a rule (cron or interval) in a named time zone; see revision 0007.
-
-    ``next_run_at`` is the earliest planned time not yet dealt with (run, skipped or caught up): the scheduler's
-    cursor, moved in the same transaction as the job it makes for that time.
-    """
-
-    __tablename__ = "schedules"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(200))
-    job_type: Mapped[str] = mapped_column(String(64))
-    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
-    priority: Mapped[int] = mapped_column(Integer)
-    max_retries: Mapped[int] = mapped_column(Integer)
-    rule: Mapped[str] = mapped_column(String(200))
-    tz: Mapped[str] = mapped_column(String(64))
-    start_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    end_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    catch_up: Mapped[str] = mapped_column(String(8))
-    overlap: Mapped[str] = mapped_column(String(8))
-    paused: Mapped[bool] = mapped_column(Boolean, server_default="0")
-    pause_note: Mapped[str | None] = mapped_column(Text, nullable=True)
-    paused_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    next_run_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
-
-    __table_args__ = (Index("ix_schedules_next_run_at", "next_run_at"), {"sqlite_autoincrement": True})
-
-
-class JobTrash(Base):
-    """A deleted job's whole row (``row``, JSON), kept until it is restored or purged; see revision 0006."""
-
-    __tablename__ = "job_trash"
-
-    trash_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[int] = mapped_column(Integer)
-    job_type: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))
-    deleted_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    batch: Mapped[str] = mapped_column(String(32))  # one delete's jobs: what its "Undo" restores
-    row: Mapped[dict[str, Any]] = mapped_column(JSON)
-
-    __table_args__ = (Index("ix_job_trash_deleted_at", "deleted_at"), Index("ix_job_trash_batch", "batch"))
+# A deleted job's whole row (``row``, JSON), kept until it is restored or purged; see revision 0006.
+TRASH = Table(
+    "job_trash",
+    METADATA,
+    Column("trash_id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", Integer, nullable=False),
+    Column("job_type", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    _when("deleted_at", nullable=False),
+    Column("batch", String(32), nullable=False),  # one delete's jobs: what its "Undo" restores
+    Column("row", JSON, nullable=False),
+    Index("ix_job_trash_deleted_at", "deleted_at"),
+    Index("ix_job_trash_batch", "batch"),
+)

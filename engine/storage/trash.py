@@ -15,10 +15,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, and_, delete, func, insert, select, true
 
 from engine.storage.reads import ids_in
-from engine.storage.rows import JOBS, iso, job_to_dict, utcnow
-from engine.storage.tables import JobTrash, UtcDateTime
+from engine.storage.rows import iso, job_to_dict, utcnow
+from engine.storage.tables import JOBS, TRASH, UtcDateTime
 
-TRASH = JobTrash.__table__
 TRASH_BATCH = 200  # rows one restore statement writes back
 _TIMES = frozenset(c.key for c in JOBS.c if isinstance(c.type, UtcDateTime))
 
