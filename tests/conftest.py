@@ -84,6 +84,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(marker)
 
 
+@pytest.fixture(autouse=True)
+def _release_test_modifiers(request: pytest.FixtureRequest) -> Iterator[None]:
+    """QTest leaves the application's keyboard modifiers as its last key event had them (Ctrl after a simulated
+    Ctrl+Home), and a later test's ``selectRow`` would then toggle like a Ctrl+click: every Qt test ends with them
+    released."""
+    yield
+    if "qtbot" in request.fixturenames:
+        from PySide6.QtCore import Qt
+        from PySide6.QtTest import QTest
+        from PySide6.QtWidgets import QWidget
+
+        probe = QWidget()
+        QTest.keyRelease(probe, Qt.Key.Key_Control)
+        probe.deleteLater()
+
+
 @pytest.fixture
 def jobdeck_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty, existing JOBDECK_HOME, with every Jobdeck setting removed from the environment."""
