@@ -142,6 +142,9 @@ def test_badge_follows_a_worker_that_is_killed_and_restarted(qtbot: Any, make_wi
     qtbot.waitUntil(lambda: window.badge.state == "connected" and window.supervisor.pid not in (None, first_pid),
                     timeout=30_000)  # fmt: skip
     assert window.supervisor.restarts == 1
+    # the status bar no longer says the worker is being restarted once it serves again
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage().startswith("The worker is running again (pid"))
+    assert str(window.supervisor.pid) in window.statusBar().currentMessage()
     # the stream resumed: a job created now still shows up live
     job = run(qtbot, window.connection.request("create", job_type="send_email", parameters=email(),
                                                scheduled_time=later()))  # fmt: skip

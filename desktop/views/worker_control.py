@@ -21,6 +21,7 @@ class WorkerControl(QObject):
         super().__init__(window)
         self.window = window
         self.worker: dict[str, Any] = {}  # the worker's last status report
+        self._crashed = False  # a "Worker problem" message is showing until the worker serves again
         self.pause_action = window_action(window, "Pause worker", self.toggle_pause, "Ctrl+P",
                                           "Pause or resume the worker")  # fmt: skip
 
@@ -58,6 +59,9 @@ class WorkerControl(QObject):
         pid = self.worker.get("pid") or self.window.supervisor.pid
         state = self.badge_state
         self.badge.set_state(state, f"pid {pid}" if pid and state in ("connected", "paused") else "")
+        if self._crashed and state in ("connected", "paused"):  # the status bar no longer says "restarting it"
+            self._crashed = False
+            self.window.tell(f"The worker is running again (pid {pid}).")
         paused = state == "paused"
         self.pause_action.setText("Resume worker" if paused else "Pause worker")
         self.window.tray.set_paused(paused)
@@ -77,6 +81,7 @@ class WorkerControl(QObject):
         self.refresh_badge()
 
     def _on_supervisor_crashed(self, message: str) -> None:
+        self._crashed = True
         self.window.tell(f"Worker problem: {message}")
         if self.window.tray.icon is not None:
             self.window.tray.icon.showMessage("Jobdeck worker", message)
