@@ -336,7 +336,8 @@ def run(argv: Sequence[str]) -> int:
 # The engine's field names → the flags a user typed, for the commands whose options carry other names.
 _FLAGS = {"scheduled_time": "--at", "max_retries": "--max-retries", "priority": "--priority", "job_type": "--type",
           "status": "--status", "search": "--search", "limit": "--limit", "key_prefix": "--key-prefix",
-          "bucket": "--bucket", "conflict": "--conflict", "parameters": "--param", "since": "--since"}  # fmt: skip
+          "bucket": "--bucket", "conflict": "--conflict", "parameters": "--param", "since": "--since",
+          "ids": "ID"}  # fmt: skip
 _TYPED_COMMANDS = {"submit", "upload", "list", "retry", "cancel", "run-now", "delete", "trash", "uploads", "watch"}
 
 
@@ -486,7 +487,7 @@ def _dispatch_ops(args: argparse.Namespace, ops: Any) -> int:
         _bulk(ops, cmd.replace("-", "_"), args)
     elif cmd == "retry":
         if args.all_failed:
-            print(f"retrying {ops.retry_all_failed()['count']} failed job(s)")
+            print(f"retrying {_jobs(ops.retry_all_failed()['count'])} that failed")
         else:
             since = _last_seq(ops) if args.wait else 0
             job = ops.retry(job_id=args.id)
@@ -569,12 +570,12 @@ def _bulk(ops: Any, action: str, args: argparse.Namespace) -> None:
     target = {"status": args.status, "job_type": args.job_type, "search": args.search}
     counted = ops.bulk(action=action, dry_run=True, **target)
     verb = action.replace("_", " ")
-    print(f"{counted['matched']} job(s) match; {verb} applies to {counted['applicable']}")
+    print(f"{_jobs(counted['matched'])} match; {verb} applies to {counted['applicable']:,}")
     if args.dry_run or not counted["applicable"]:
         return
     newest = ops.list(limit=1, count=False)["max_id"]  # jobs created from here on are not touched
     report = ops.bulk(action=action, max_id=newest, **target)
-    print(f"{verb}: {report['done']} job(s) done")
+    print(f"{verb}: {_jobs(report['done'])} done")
     for error in report.get("errors", []):
         print(error, file=sys.stderr)
 
@@ -601,11 +602,15 @@ def _trash(ops: Any, args: argparse.Namespace) -> None:
         page = ops.trash(limit=args.limit)
         for job in page["jobs"]:
             print(f"{_job_line(job)}  deleted {job['deleted_at'][:19]}")
-        print(f"{page['total']} job(s) in the trash")
+        print(f"{_jobs(page['total'])} in the trash")
     elif args.action == "restore":
-        print(f"restored {ops.restore(ids=args.ids or None)['restored']} job(s)")
+        print(f"restored {_jobs(ops.restore(ids=args.ids or None)['restored'])}")
     else:
-        print(f"purged {ops.purge_trash(ids=args.ids or None, everything=args.all)['purged']} job(s)")
+        print(f"purged {_jobs(ops.purge_trash(ids=args.ids or None, everything=args.all)['purged'])}")
+
+
+def _jobs(n: int) -> str:
+    return f"{n:,} job" if n == 1 else f"{n:,} jobs"
 
 
 def _uploads_cleanup(ops: Any, bucket: str | None, older_than: float, as_json: bool) -> None:
@@ -616,7 +621,7 @@ def _uploads_cleanup(ops: Any, bucket: str | None, older_than: float, as_json: b
     for item in report["aborted"]:
         _say(f"aborted {item['upload_id'][:16]}…  started {(item['initiated'] or '?')[:19]}  {item['key']}")
     print(
-        f"{len(report['aborted'])} stale multipart upload(s) aborted in {report['bucket']}; "
+        f"stale multipart uploads aborted in {report['bucket']}: {len(report['aborted'])}; "
         f"{report['kept']} kept (newer, or resumable by a job)"
     )
 

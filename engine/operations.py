@@ -602,7 +602,7 @@ class Operations:
         """Put trashed jobs back (these job ids, or one delete's ``batch``); those waiting to run are queued."""
         if ids is None and not batch:
             raise ValidationError("ids", "name the jobs to restore: their ids, or a delete's batch")
-        job_ids = [parse_id(i) for i in ids] if ids is not None else None
+        job_ids = self._trashed(ids) if ids is not None else None
         jobs = self.ledger.restore(ids=job_ids, batch=batch or None, outbox=self._outbox_if_waiting)
         self._enqueued([job for job in jobs if job["status"] in _WAITING])
         return {"restored": len(jobs), "ids": [job["id"] for job in jobs]}
@@ -611,8 +611,19 @@ class Operations:
         """Remove trashed jobs for good: these ids, or (``everything``) the whole trash."""
         if ids is None and not everything:
             raise ValidationError("ids", "name the jobs to purge, or purge everything")
-        job_ids = [parse_id(i) for i in ids] if ids is not None else None
+        job_ids = self._trashed(ids) if ids is not None and not everything else None
         return {"purged": self.ledger.purge(ids=job_ids, everything=bool(everything))}
+
+    def _trashed(self, ids: Any) -> tuple[int, ...]:
+        """The job ids given, each of them in the trash: one that is not is an error, and nothing is done."""
+        if not isinstance(ids, list | tuple) or len(ids) > MAX_IDS:
+            raise ValidationError("ids", f"must be a list of at most {MAX_IDS:,} job ids")
+        job_ids = tuple(parse_id(i) for i in ids)
+        missing = sorted(set(job_ids) - self.ledger.trashed_ids(job_ids))
+        if missing:
+            listed = ", ".join(str(i) for i in missing[:10]) + (", …" if len(missing) > 10 else "")
+            raise ValidationError("ids", f"not in the trash: {listed} (the trash lists the deleted jobs it keeps)")
+        return job_ids
 
     def expire_trash(self) -> int:
         """Purge what has been in the trash longer than the ``trash_days`` setting."""

@@ -139,9 +139,9 @@ def test_bulk_counts_first_and_acts_on_a_filter_once(ops: Any, capsys: pytest.Ca
     assert (dry["matched"], dry["applicable"], dry["done"]) == (5, 4, 0)
     assert ops.ledger.count(JobStatus.CANCELED) == 1  # a dry run changes nothing
     assert main(["cancel", "--status", "scheduled", "--search", "B1@", "--dry-run"]) == 0
-    assert capsys.readouterr().out.splitlines()[0] == "1 job(s) match; cancel applies to 1"
+    assert capsys.readouterr().out.splitlines()[0] == "1 job match; cancel applies to 1"
     assert main(["cancel", "--status", "scheduled,canceled"]) == 0
-    assert capsys.readouterr().out.splitlines() == ["5 job(s) match; cancel applies to 4", "cancel: 4 job(s) done"]
+    assert capsys.readouterr().out.splitlines() == ["5 jobs match; cancel applies to 4", "cancel: 4 jobs done"]
     report = ops.bulk("retry", ids=[jobs[0]["id"], jobs[1]["id"]])
     assert (report["matched"], report["applicable"], report["done"]) == (2, 2, 2)
     assert ops.ledger.count(JobStatus.PENDING) == 2
@@ -177,11 +177,29 @@ def test_undo_and_the_cli_trash(ops: Any, capsys: pytest.CaptureFixture[str]) ->
     assert [j["status"] for j in ops.ledger.list()[0]] == ["scheduled"] * 3
     assert main(["delete", str(jobs[0]["id"])]) == 0 and main(["trash", "list"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[-1] == "1 job(s) in the trash" and str(jobs[0]["id"]) in out[-2]
+    assert out[-1] == "1 job in the trash" and str(jobs[0]["id"]) in out[-2]
     assert main(["trash", "restore", str(jobs[0]["id"])]) == 0 and ops.ledger.list()[1] == 3
     ops.delete(jobs[1]["id"])
     assert main(["trash", "purge", "--all"]) == 0 and ops.ledger.trash_list()[1] == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "purged 1 job(s)"
+    assert capsys.readouterr().out.splitlines()[-1] == "purged 1 job"
+
+
+def test_restoring_or_purging_a_job_not_in_the_trash_is_refused_and_changes_nothing(
+    ops: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.cli import run as main
+
+    job = ops.create("send_email", {"recipient": "u@example.com", "subject": "s", "body": "b"},
+                     scheduled_time="2099-01-01T00:00")  # fmt: skip
+    ops.delete(job["id"])
+    capsys.readouterr()
+    for action in ("restore", "purge"):
+        assert main(["trash", action, str(job["id"]), "999"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == "jobdeck: error: ID: not in the trash: 999 (the trash lists the deleted jobs it keeps)", err
+        assert ops.ledger.trash_list()[1] == 1 and ops.ledger.list()[1] == 0  # the one that was there stays
+    assert main(["trash", "restore", str(job["id"])]) == 0 and capsys.readouterr().out.strip() == "restored 1 job"
+    assert ops.ledger.get(job["id"])["status"] == "scheduled"
 
 
 def test_a_view_or_bulk_request_names_a_wrong_argument(ops: Any) -> None:

@@ -50,6 +50,11 @@ class LedgerTrash:
             ).all()
         return [{**job_to_dict(_from_json(r.row)), "deleted_at": iso(r.deleted_at)} for r in rows], total
 
+    def trashed_ids(self, ids: Sequence[int]) -> set[int]:
+        """Which of these job ids the trash holds."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(TRASH.c.job_id).where(_which(ids, None))).scalars())
+
     def restore(
         self, *, ids: Sequence[int] | None = None, batch: str | None = None, outbox: Callable[[Any, Any], None]
     ) -> list[dict[str, Any]]:
