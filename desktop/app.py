@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import sys
@@ -105,10 +106,26 @@ def _install_crash_handler() -> None:
     sys.excepthook = _hook
 
 
+def _no_display() -> str | None:
+    """Qt aborts the whole process, with a page of plugin messages, when a Linux session has no display: say it
+    in one line before Qt is asked."""
+    if not sys.platform.startswith("linux") or any(
+        os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    ):
+        return None
+    return (
+        "no display to open the window on (DISPLAY and WAYLAND_DISPLAY are unset): start it from a desktop "
+        "session, or use the commands (jobdeck --help) and the headless worker (jobdeck worker)"
+    )
+
+
 def main(args: list[str] | None = None) -> int:
     """Open the window; a failure of the environment before it opens (a data folder this user cannot write, say)
     ends in one line on stderr, exit status 1."""
     options = _parse(list(args or []))
+    if missing := _no_display():
+        print(f"jobdeck: {missing}", file=sys.stderr)
+        return 1
     paths: Paths | None = None
     try:
         paths = Paths()

@@ -158,3 +158,14 @@ def test_stats_failed_counts_jobs_that_ended_failed(jobdeck: Callable[..., Any],
     stats = json.loads(jobdeck("stats", "--json").stdout)
     assert (stats["finished_last_hour"], stats["failed_last_hour"]) == (1, 1)
     assert "finished in the last hour: 1 (failed: 1)" in jobdeck("stats").stdout
+
+
+def test_the_window_with_no_display_says_so_in_one_line(jobdeck_home: Path) -> None:
+    """Qt would abort the process with a page of plugin messages (exit 134); the entry point says why first."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    for argv in ([], ["gui"], ["--minimized"]):
+        done = subprocess.run([sys.executable, str(ROOT / "main.py"), *argv], capture_output=True, text=True,
+                              timeout=60, env={**env, "JOBDECK_HOME": str(jobdeck_home)})  # fmt: skip
+        assert done.returncode == 1, (argv, done.returncode, done.stderr)
+        assert done.stderr.startswith("jobdeck: no display to open the window on") and done.stderr.count("\n") == 1
+        assert "jobdeck worker" in done.stderr and done.stdout == ""
