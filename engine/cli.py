@@ -161,8 +161,8 @@ def _parser() -> argparse.ArgumentParser:
 
     cf = sub.add_parser("config", help="non-secret settings")
     cf.add_argument("action", choices=["show", "set"])
-    cf.add_argument("key", nargs="?")
-    cf.add_argument("value", nargs="?")
+    cf.add_argument("key", nargs="?", metavar="KEY", help="show: this setting alone; set: the setting to change")
+    cf.add_argument("value", nargs="?", metavar="VALUE", help="set: its new value")
     cli_schedules.add_parser(sub)
     return p
 
@@ -693,13 +693,17 @@ def _db(action: str, outfile: str | None) -> int:
 
 
 def _config(action: str, key: str | None, value: str | None) -> int:
-    from engine.config import Paths, load_settings, origins, parse_value, save_settings
+    from engine.config import Paths, known_setting, load_settings, origins, parse_value, save_settings
 
     paths = Paths()
     if action == "show":
+        if value is not None:
+            raise ValidationError("KEY", f"show takes one setting at most; got {key!r} and {value!r}")
+        shown = known_setting(key) if key is not None else None
         settings = load_settings(paths)
         for field, origin in origins(paths).items():
-            print(f"{field:<28} {json.dumps(getattr(settings, field))}  ({origin})")
+            if shown in (None, field):
+                print(f"{field:<28} {json.dumps(getattr(settings, field))}  ({origin})")
         return 0
     if key is None or value is None:
         raise ValidationError("key", "usage: jobdeck config set KEY VALUE")

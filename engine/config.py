@@ -222,11 +222,16 @@ def settings_from(values: dict[str, Any]) -> Settings:
         raise _first_error(exc) from None
 
 
-def parse_value(key: str, raw: str) -> Any:
-    """Turn a command-line string into the setting's type (JSON when it parses, else the plain string)."""
+def known_setting(key: str) -> str:
     if key not in Settings.model_fields:
         allowed = ", ".join(sorted(Settings.model_fields))
         raise ValidationError(key, f"unknown setting; known settings: {allowed}")
+    return key
+
+
+def parse_value(key: str, raw: str) -> Any:
+    """Turn a command-line string into the setting's type (JSON when it parses, else the plain string)."""
+    known_setting(key)
     try:
         return json.loads(raw)
     except json.JSONDecodeError:

@@ -134,6 +134,12 @@ def test_config_roundtrip_keeps_secrets_out(jobdeck: Callable[..., Any], jobdeck
     }
     overridden = jobdeck("config", "show", extra_env={"EMAIL_HOST": "env.example.com"}).stdout
     assert '"env.example.com"' in overridden
+    one = jobdeck("config", "show", "smtp_host")  # one setting alone
+    assert one.returncode == 0 and one.stdout.split() == ["smtp_host", '"mail.example.com"', "(file)"], one.stdout
+    unknown = jobdeck("config", "show", "smtp_hots")
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert unknown.stderr.startswith("jobdeck: error: smtp_hots: unknown setting; known settings: ")
+    assert jobdeck("config", "show", "smtp_host", "x").returncode == 2
 
 
 def test_credentials_without_a_keyring_fail_loudly(jobdeck: Callable[..., Any], jobdeck_home: Path) -> None:
