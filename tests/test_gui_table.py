@@ -107,6 +107,8 @@ def test_select_all_matching_acts_in_one_request_and_the_panel_follows_the_filte
     qtbot.keyClick(window.table, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
     assert window.table.all_selected() and window.table.selection_count() == failed > PAGE
     assert not window.select_all_link.isVisible() and window.retry_action.isEnabled()
+    # every one of them failed: what cannot apply to a failed job is not offered (the counts say so)
+    assert not window.cancel_action.isEnabled() and not window.run_now_action.isEnabled()
     asked: list[str] = []
     window.confirm = lambda _title, text: asked.append(text) or True
     sent.clear()

@@ -65,17 +65,27 @@ class JobActions(QObject):
         (most of them not loaded) the count before the confirmation says how many it applies to."""
         everything = self.window.table.all_selected()
         jobs = [] if everything else self.window.selected_jobs()
-        statuses = {str(j.get("status")) for j in jobs}
+        statuses = self._matching_statuses() if everything else {str(j.get("status")) for j in jobs}
         for action, name in ((self.retry, "retry"), (self.cancel, "cancel"), (self.run_now, "run_now"),
                              (self.delete, "delete")):  # fmt: skip
             applies = set(self.window.meta.allows(name))  # as the engine says (none until it has)
-            action.setEnabled(bool(applies) and (everything or bool(statuses & applies)))
+            action.setEnabled(bool(applies) and (statuses is None or bool(statuses & applies)))
         # One job selected, even when it is the only one in the view (then "every matching job" is that one).
         single = self.window.table.selection_count() == 1 and len(self.window.selected_jobs()) == 1
         self.clone.setEnabled(single)
         self.make_recurring.setEnabled(single)
         self.copy_id.setEnabled(bool(jobs))
         self.open_link.setEnabled(any(self.window.meta.link(j) for j in jobs))
+
+    def _matching_statuses(self) -> set[str] | None:
+        """With every matching job selected: the statuses some of them are in, from the status buttons' counts
+        (which follow the type and the search); None while those are unknown."""
+        stats = self.window.live.stats
+        if stats is None:
+            return None
+        counts = stats.get("by_status") or {}
+        shown = self.window.model.filter.statuses or tuple(counts)
+        return {s for s in shown if int(counts.get(s) or 0) > 0}
 
     # ------------------------------------------------------------------ running them
     def _act(self, action: str) -> asyncio.Future[Any] | None:

@@ -426,6 +426,7 @@ class MainWindow(QMainWindow):
         self.filter_bar.set_counts(stats)
         self._update_count()
         self._follow_worker_state()
+        self.job_actions.update_enabled()  # with every matching job selected, the counts say what applies
 
     def _follow_worker_state(self, *_args: Any) -> None:
         """The paused banner (with the jobs waiting) and what running rows say follow the worker's state."""
