@@ -97,3 +97,36 @@ def test_running_rows_say_the_worker_is_down_instead_of_freezing_at_their_progre
     window.supervisor.start()
     qtbot.waitUntil(lambda: window.badge.state == "connected", timeout=30_000)
     assert window.model.cell(row, Col.OUTCOME) != WORKER_DOWN_NOTE
+
+
+def test_the_row_the_keys_act_on_is_outlined_while_the_table_has_the_focus(qtbot: Any, make_window: Any) -> None:
+    """The cells' delegates paint no focus hint: without the outline, the current row of an unselected table is
+    invisible, and Down seems to skip the first row."""
+    from PySide6.QtCore import QItemSelectionModel
+
+    from desktop.widgets.theme import color
+
+    window = make_window()
+    for n in range(3):
+        run(qtbot, window.connection.request("create", job_type="send_email", parameters=email(f"u{n}@example.com"),
+                                             scheduled_time="2099-01-01T00:00"))  # fmt: skip
+    qtbot.waitUntil(lambda: window.model.rowCount() == 3)
+    table = window.table
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    table.selectionModel().setCurrentIndex(window.model.index(1, 0), QItemSelectionModel.SelectionFlag.NoUpdate)
+    table.setFocus()
+    qtbot.waitUntil(table.hasFocus)
+    assert table.selectionModel().selectedRows() == []
+
+    def edge_colours() -> set[str]:  # the pixels along the current row's top edge, in a plain column
+        image = table.viewport().grab().toImage()
+        ratio = image.devicePixelRatio()
+        y = int((table.rowViewportPosition(1) + 1) * ratio)
+        x0 = int(table.columnViewportPosition(2) * ratio)
+        return {image.pixelColor(x, y).name() for x in range(x0 + 4, x0 + 24)}
+
+    assert edge_colours() == {color("focus").name()}
+    window.filter_bar.search.setFocus()  # the outline is the focused table's alone
+    qtbot.waitUntil(lambda: not table.hasFocus())
+    assert color("focus").name() not in edge_colours()

@@ -6,12 +6,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import cast
 
-from PySide6.QtCore import QEvent, QItemSelection, QItemSelectionModel, QItemSelectionRange, QModelIndex, Qt, Signal
-from PySide6.QtGui import QResizeEvent
+from PySide6.QtCore import (
+    QEvent,
+    QItemSelection,
+    QItemSelectionModel,
+    QItemSelectionRange,
+    QModelIndex,
+    QPersistentModelIndex,
+    QRect,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QFocusEvent, QPainter, QPaintEvent, QPalette, QPen, QResizeEvent
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QPushButton, QTableView, QWidget
 
 from desktop.models.jobs import HEADERS, SORT_KEY_OF, Col, JobTableModel
 from desktop.widgets.delegates import ProgressDelegate, StatusBadgeDelegate, TextCellDelegate
+from desktop.widgets.theme import color
 
 EMPTY_HINT = "Drop files here to upload them, or create a job (Ctrl+N)."
 EMPTY_FILTERED = "No jobs match these filters."
@@ -139,6 +150,45 @@ class JobsTable(QTableView):
             self.selectionModel().select(selection, QItemSelectionModel.SelectionFlag.ClearAndSelect)
         else:
             self.selectionModel().clearSelection()
+
+    # ------------------------------------------------------------------ the current row, visible
+    def _row_rect(self, row: int) -> QRect:
+        return QRect(0, self.rowViewportPosition(row), self.viewport().width(), self.rowHeight(row))
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        """The cells' delegates draw no focus hint (they paint from a cache), so the row the keys act on is outlined
+        here while the table has the focus: in the focus colour, or dotted over a selected row's highlight."""
+        super().paintEvent(event)
+        current = self.currentIndex()
+        if not self.hasFocus() or not current.isValid():
+            return
+        rect = self._row_rect(current.row()).adjusted(1, 1, -1, -1)
+        if not rect.intersects(event.rect()):
+            return
+        painter = QPainter(self.viewport())
+        if self.selectionModel().isRowSelected(current.row(), QModelIndex()):
+            painter.setPen(QPen(self.palette().color(QPalette.ColorRole.HighlightedText), 1, Qt.PenStyle.DotLine))
+            painter.drawRect(rect.adjusted(1, 1, -1, -1))
+        else:
+            painter.setPen(QPen(color("focus"), 2))
+            painter.drawRect(rect)
+        painter.end()
+
+    def currentChanged(
+        self, current: QModelIndex | QPersistentModelIndex, previous: QModelIndex | QPersistentModelIndex
+    ) -> None:
+        super().currentChanged(current, previous)
+        for index in (previous, current):  # the whole row's outline, not only the cell Qt repaints
+            if index.isValid():
+                self.viewport().update(self._row_rect(index.row()))
+
+    def focusInEvent(self, event: QFocusEvent) -> None:
+        super().focusInEvent(event)
+        self.viewport().update()
+
+    def focusOutEvent(self, event: QFocusEvent) -> None:
+        super().focusOutEvent(event)
+        self.viewport().update()
 
     # ------------------------------------------------------------------ keys and scrolling
     def moveCursor(self, action: QAbstractItemView.CursorAction, modifiers: Qt.KeyboardModifier) -> QModelIndex:
