@@ -119,7 +119,7 @@ class TransfersView(QDialog):
         self.clear_button = QPushButton("C&lear finished", self)
         self.close_button = QPushButton("Close", self)
         self.show_button.setToolTip("Select the upload in the jobs table (Enter)")
-        self.cancel_button.setToolTip("Cancel the selected uploads that have not finished")
+        self.cancel_button.setToolTip("Cancel the selected uploads that are still waiting (a running one finishes)")
         self.retry_button.setToolTip("Run the selected uploads again now: failed or canceled ones, or ones waiting")
         self.clear_button.setToolTip("Take finished uploads off this list (they stay in the jobs table)")
         for button, slot in ((self.show_button, self._on_show_button_clicked),
