@@ -30,7 +30,22 @@ class _Parser(argparse.ArgumentParser):
     """Invalid arguments in one line, as every other invalid input is; the usage is one ``--help`` away."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+        _usage_error(self.prog, message)
+
+
+def _usage_error(prog: str, message: str) -> NoReturn:
+    sys.stderr.write(f"{prog}: error: {message} (see: {prog} --help)\n")
+    raise SystemExit(2)
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    """The arguments, with an unknown one blamed on the command it was given to (argparse blames the top level, and
+    points at `jobdeck --help` rather than at the command's own)."""
+    args, extra = _parser().parse_known_args(argv)
+    if extra:
+        words = ["jobdeck", *(w for w in (args.command, getattr(args, "schedule_action", None)) if w)]
+        _usage_error(" ".join(words), f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _setting_range(field: str, note: str = "") -> Callable[[str], int]:
@@ -307,7 +322,7 @@ def _no_worker_notice() -> None:
 def run(argv: Sequence[str]) -> int:
     """Run one command. Whatever goes wrong in the environment (a full disk, a damaged ledger, a folder this user
     cannot search, a port in use) ends in one line on stderr, never a traceback; only a bug keeps its traceback."""
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     paths: Paths | None = None
     try:
         from engine.paths import Paths, make_private
@@ -337,7 +352,7 @@ def run(argv: Sequence[str]) -> int:
 _FLAGS = {"scheduled_time": "--at", "max_retries": "--max-retries", "priority": "--priority", "job_type": "--type",
           "status": "--status", "search": "--search", "limit": "--limit", "key_prefix": "--key-prefix",
           "bucket": "--bucket", "conflict": "--conflict", "parameters": "--param", "since": "--since",
-          "ids": "ID"}  # fmt: skip
+          "ids": "ID", "param": "--param", "params-json": "--params-json"}  # fmt: skip
 _TYPED_COMMANDS = {"submit", "upload", "list", "retry", "cancel", "run-now", "delete", "trash", "uploads", "watch"}
 
 

@@ -169,3 +169,22 @@ def test_the_window_with_no_display_says_so_in_one_line(jobdeck_home: Path) -> N
         assert done.returncode == 1, (argv, done.returncode, done.stderr)
         assert done.stderr.startswith("jobdeck: no display to open the window on") and done.stderr.count("\n") == 1
         assert "jobdeck worker" in done.stderr and done.stdout == ""
+
+
+def test_an_unknown_option_is_blamed_on_the_command_it_was_given_to(jobdeck: Callable[..., Any]) -> None:
+    cases = [
+        (["list", "--sort", "id"], "jobdeck list", "--sort id"),
+        (["schedule", "list", "--all"], "jobdeck schedule list", "--all"),
+        (["--bogus"], "jobdeck", "--bogus"),
+    ]
+    for argv, prog, extra in cases:
+        done = jobdeck(*argv)
+        assert done.returncode == 2 and done.stdout == ""
+        assert done.stderr == f"{prog}: error: unrecognized arguments: {extra} (see: {prog} --help)\n", done.stderr
+
+
+def test_parameter_errors_name_the_flags_typed(jobdeck: Callable[..., Any]) -> None:
+    bad_json = jobdeck("submit", "send_email", "--params-json", "[1]")
+    assert bad_json.returncode == 2 and bad_json.stderr == "jobdeck: error: --params-json: must be a JSON object\n"
+    bad_pair = jobdeck("submit", "send_email", "--param", "x")
+    assert bad_pair.returncode == 2 and bad_pair.stderr == "jobdeck: error: --param: 'x' must look like KEY=VALUE\n"
