@@ -94,7 +94,7 @@ def configure_logging(paths: Paths, name: str, level: int = logging.INFO) -> Non
         handler._jobdeck = True  # type: ignore[attr-defined]  # marks ours, so a second call adds none
         root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("huey", "websockets", "botocore", "boto3", "urllib3", "s3transfer"):
+    for noisy in ("huey", "websockets", "botocore", "boto3", "urllib3", "s3transfer", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     threading.excepthook = _thread_died
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import random
 import re
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # A new ledger file's page size (an existing file keeps its own: WAL mode cannot change it). Every page a
@@ -198,6 +200,9 @@ def upgrade(engine: Engine) -> None:
         config = alembic_config()
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
+    # one line for the whole upgrade (Alembic's own, a dozen a new ledger, are kept off the console: engine.logs)
+    before = f"it was at {', '.join(sorted(current))}" if current else "a new ledger"
+    log.info("the ledger's schema is now at %s (%s)", ", ".join(sorted(_newest())), before)
 
 
 def _schema_version(engine: Engine) -> set[str]:
