@@ -616,9 +616,7 @@ class Operations:
 
     def _trashed(self, ids: Any) -> tuple[int, ...]:
         """The job ids given, each of them in the trash: one that is not is an error, and nothing is done."""
-        if not isinstance(ids, list | tuple) or len(ids) > MAX_IDS:
-            raise ValidationError("ids", f"must be a list of at most {MAX_IDS:,} job ids")
-        job_ids = tuple(parse_id(i) for i in ids)
+        job_ids = self.query(ids=ids).ids or ()
         missing = sorted(set(job_ids) - self.ledger.trashed_ids(job_ids))
         if missing:
             listed = ", ".join(str(i) for i in missing[:10]) + (", …" if len(missing) > 10 else "")

@@ -179,16 +179,19 @@ class JobsTable(QTableView):
     ) -> None:
         super().currentChanged(current, previous)
         for index in (previous, current):  # the whole row's outline, not only the cell Qt repaints
-            if index.isValid():
-                self.viewport().update(self._row_rect(index.row()))
+            self._update_row(index)
 
     def focusInEvent(self, event: QFocusEvent) -> None:
         super().focusInEvent(event)
-        self.viewport().update()
+        self._update_row(self.currentIndex())
 
     def focusOutEvent(self, event: QFocusEvent) -> None:
         super().focusOutEvent(event)
-        self.viewport().update()
+        self._update_row(self.currentIndex())
+
+    def _update_row(self, index: QModelIndex | QPersistentModelIndex) -> None:
+        if index.isValid():
+            self.viewport().update(self._row_rect(index.row()))
 
     # ------------------------------------------------------------------ keys and scrolling
     def moveCursor(self, action: QAbstractItemView.CursorAction, modifiers: Qt.KeyboardModifier) -> QModelIndex:

@@ -204,15 +204,14 @@ class MainWindow(QMainWindow):
         self._undo_timer.setSingleShot(True)
         self._undo_timer.setInterval(UNDO_MS)
         self._undo_timer.timeout.connect(self.undo_button.hide)
-        self.statusBar().addPermanentWidget(self.undo_button)
         self.select_all_link = QLabel(self)
         self.select_all_link.setTextFormat(Qt.TextFormat.RichText)
         self.select_all_link.hide()
         self.select_all_link.linkActivated.connect(self._on_select_all_link_link_activated)
-        self.statusBar().addPermanentWidget(self.select_all_link)
         self.count_label = QLabel(self)
-        self.statusBar().addPermanentWidget(self.count_label)
-        self.statusBar().addPermanentWidget(self.badge)
+        self._status_widgets = (self.undo_button, self.select_all_link, self.count_label, self.badge)
+        for widget in self._status_widgets:  # right of the status bar's messages (see ``tell``)
+            self.statusBar().addPermanentWidget(widget)
         self.statusBar().messageChanged.connect(self._on_status_message_changed)
         self.menus = build_menu_bar(self)
         # Tab goes pane to pane: the filter bar's controls, the table (one stop), the detail panel.
@@ -312,8 +311,7 @@ class MainWindow(QMainWindow):
         bar = self.statusBar()
         metrics = bar.fontMetrics()
         em = metrics.horizontalAdvance("M")
-        taken = sum(w.sizeHint().width() + em for w in (self.undo_button, self.select_all_link, self.count_label,
-                                                         self.badge) if w.isVisible())  # fmt: skip
+        taken = sum(w.sizeHint().width() + em for w in self._status_widgets if w.isVisible())
         line = " ".join(message.split())
         shown = metrics.elidedText(line, Qt.TextElideMode.ElideRight, max(em * 12, bar.width() - taken - 2 * em))
         bar.setToolTip(message if shown != line else "")

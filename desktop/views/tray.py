@@ -109,8 +109,8 @@ class TrayController(QObject):
         else:
             failures = sum(1 for f, _, _ in held if f)
             failed = failures > 0
-            parts = [f"{_jobs(failures)} failed" if failures else "", f"{_jobs(len(held) - failures)} succeeded"]
-            title = ", ".join(p for p in parts if p and not p.startswith("0 "))
+            counts = ((failures, "failed"), (len(held) - failures, "succeeded"))
+            title = ", ".join(f"{_jobs(n)} {outcome}" for n, outcome in counts if n)
             names = [f"{t}: {x.splitlines()[0]}" if x else t for _, t, x in held[-SHOWN_JOBS:]]
             more = len(held) - len(names)
             text = "\n".join(names) + (f"\nand {more:,} more" if more else "")
