@@ -87,3 +87,23 @@ def test_a_long_status_message_is_elided_on_one_line_with_the_whole_text_in_a_to
     assert bar.currentMessage() == "Copied http://127.0.0.1/x" and bar.toolTip() == ""
     bar.clearMessage()
     assert bar.toolTip() == ""
+
+
+def test_a_status_message_is_elided_again_when_the_room_beside_it_changes(qtbot: Any, make_window: Any) -> None:
+    """The count beside the message grows after the message was shown (a snapshot's count arrives): the message
+    is elided again to the room left, not left running under the count."""
+    window = make_window()
+    window.resize(800, 600)
+    qtbot.waitUntil(lambda: window.width() <= 800)
+    bar = window.statusBar()
+    window.tell("Job 2 failed: billing@example.com — Invoice run could not deliver via 127.0.0.1:9: refused")
+    before = bar.currentMessage()
+    window.count_label.setText("123,456,789 of 987,654,321 matching · counting matches…")
+
+    def fits() -> bool:
+        room = window.count_label.geometry().left() - bar.contentsRect().left()
+        return bar.fontMetrics().horizontalAdvance(bar.currentMessage()) < room
+
+    qtbot.waitUntil(lambda: window.count_label.width() >= window.count_label.sizeHint().width())  # laid out
+    qtbot.waitUntil(fits)
+    assert bar.currentMessage() != before and bar.currentMessage().endswith("…")

@@ -55,6 +55,7 @@ from desktop.views.upload_picker import UploadPicker
 from desktop.views.window_menus import ShortcutsDialog, about_text, build_menu_bar
 from desktop.views.worker_control import WorkerControl
 from desktop.widgets.drop_overlay import DropOverlay
+from desktop.widgets.status_messages import StatusMessages
 from desktop.widgets.theme import icon, theme_menu
 from desktop.widgets.worker_badge import PausedBanner, WorkerBadge
 from engine.config import Paths, Settings
@@ -209,10 +210,9 @@ class MainWindow(QMainWindow):
         self.select_all_link.hide()
         self.select_all_link.linkActivated.connect(self._on_select_all_link_link_activated)
         self.count_label = QLabel(self)
-        self._status_widgets = (self.undo_button, self.select_all_link, self.count_label, self.badge)
-        for widget in self._status_widgets:  # right of the status bar's messages (see ``tell``)
-            self.statusBar().addPermanentWidget(widget)
-        self.statusBar().messageChanged.connect(self._on_status_message_changed)
+        self.status_messages = StatusMessages(
+            self.statusBar(), (self.undo_button, self.select_all_link, self.count_label, self.badge)
+        )
         self.menus = build_menu_bar(self)
         # Tab goes pane to pane: the filter bar's controls, the table (one stop), the detail panel.
         self.setTabOrder(self.filter_bar.search, self.table)
@@ -305,21 +305,9 @@ class MainWindow(QMainWindow):
             self.tell(f"Unexpected error: {type(exc).__name__}: {exc}")
 
     def tell(self, message: str) -> None:
-        """A message in the status bar for ten seconds: on one line, elided to the room the permanent widgets
-        leave (the status bar would cut it mid-word), with the whole text in the status bar's tooltip."""
+        """A message in the status bar for ten seconds, on one line (see ``StatusMessages``)."""
         self.messages.append(message)
-        bar = self.statusBar()
-        metrics = bar.fontMetrics()
-        em = metrics.horizontalAdvance("M")
-        taken = sum(w.sizeHint().width() + em for w in self._status_widgets if w.isVisible())
-        line = " ".join(message.split())
-        shown = metrics.elidedText(line, Qt.TextElideMode.ElideRight, max(em * 12, bar.width() - taken - 2 * em))
-        bar.setToolTip(message if shown != line else "")
-        bar.showMessage(shown, 10_000)
-
-    def _on_status_message_changed(self, text: str) -> None:
-        if not text:
-            self.statusBar().setToolTip("")
+        self.status_messages.show(message)
 
     # ------------------------------------------------------------------ selection and detail
     def selected_ids(self) -> list[int]:
