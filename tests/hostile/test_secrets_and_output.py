@@ -71,15 +71,32 @@ def wire_forms(user: str, password: str) -> list[str]:
     ]
 
 
-def everything_stored(ops: Any) -> str:
+class Stored(str):
+    """Everything stored, as text; ``in`` looks for a single character only in the text files, events and jobs: in
+    a binary file (the ledger's pages) any two bytes may happen to decode as one."""
+
+    text: str
+
+    def __contains__(self, form: object) -> bool:
+        return str.__contains__(self.text if isinstance(form, str) and len(form) == 1 else self, form)
+
+
+def everything_stored(ops: Any) -> Stored:
     """The ledger's events, jobs (error, traceback) and every file under JOBDECK_HOME (ledger, WAL, logs)."""
-    parts = [json.dumps(ops.ledger.events_since(0), ensure_ascii=False)]
-    parts += [json.dumps(job, ensure_ascii=False) for job in ops.list(limit=100)["jobs"]]
-    parts += [json.dumps(ops.get(job["id"]), ensure_ascii=False) for job in ops.list(limit=100)["jobs"]]
+    texts = [json.dumps(ops.ledger.events_since(0), ensure_ascii=False)]
+    texts += [json.dumps(job, ensure_ascii=False) for job in ops.list(limit=100)["jobs"]]
+    texts += [json.dumps(ops.get(job["id"]), ensure_ascii=False) for job in ops.list(limit=100)["jobs"]]
+    binaries = []
     for path in Path(ops.paths.root).rglob("*"):
         if path.is_file():
-            parts.append(path.read_bytes().decode("utf-8", "replace"))
-    return "\n".join(parts)
+            data = path.read_bytes()
+            try:
+                texts.append(data.decode("utf-8"))
+            except UnicodeDecodeError:
+                binaries.append(data.decode("utf-8", "replace"))
+    stored = Stored("\n".join(texts + binaries))
+    stored.text = "\n".join(texts)
+    return stored
 
 
 @pytest.fixture
