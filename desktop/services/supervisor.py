@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,20 +16,13 @@ from PySide6.QtCore import QObject, QProcess, QTimer, Signal
 
 from engine.config import SHUTDOWN_GRACE_S, Paths
 from engine.events.client import read_worker_info
+from engine.executable import jobdeck_command
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 STABLE_AFTER_S = 60.0  # a worker that ran this long resets the backoff
 START_TIMEOUT_S = 30.0
 
 log = logging.getLogger(__name__)
-
-
-def worker_command() -> list[str]:
-    """The bundled worker: the same executable with ``worker`` (frozen), else this checkout's main.py."""
-    if getattr(sys, "frozen", False):
-        return [sys.executable, "worker"]
-    return [sys.executable, str(ROOT / "main.py"), "worker"]
 
 
 class WorkerSupervisor(QObject):
@@ -56,7 +48,7 @@ class WorkerSupervisor(QObject):
     ) -> None:
         super().__init__(parent)
         self.paths = paths
-        self.command = command or worker_command()
+        self.command = command or jobdeck_command("worker")
         self.autostart = autostart
         self.state = "stopped"
         self.pid: int | None = None
