@@ -13,6 +13,12 @@ def main(argv: list[str] | None = None) -> int:
 
     os.umask(PRIVATE_UMASK)  # before any file is made: every file and folder Jobdeck creates is its user's alone
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["_courier"] and len(args) == 2:  # the worker's own child (engine.worker.courier), not a command
+        from pathlib import Path
+
+        from engine.worker.courier import serve
+
+        return serve(Path(args[1]))
     if not args or args[0] in GUI_ENTRIES:
         from desktop.app import main as gui_main
 

@@ -26,11 +26,11 @@ def test_compaction_keeps_the_notes_of_attempts_still_running(tmp_path: Path) ->
     notes.open()
     for job in (1, 2, 3):
         notes.note(job, 1, {"job": job})
-        notes.committed()
+        notes.settled()
     notes.compact()
     assert notes.read() == {(2, 1): {"job": 2}}
     notes.note(4, 2, None)  # the file is written on after compaction
-    notes.committed()
+    notes.settled()
     assert set(notes.read()) == {(2, 1), (4, 2)}
 
 
@@ -39,8 +39,8 @@ def test_a_large_file_is_compacted_once_no_note_waits_for_its_commit(tmp_path: P
     notes.open()
     notes.note(0, 1, {"padding": "x" * COMPACT_BYTES})
     notes.note(1, 1, None)  # its commit has not returned yet: nothing may be dropped
-    notes.committed()
+    notes.settled()
     assert set(notes.read()) == {(0, 1), (1, 1)}
-    notes.committed()
+    notes.settled()
     assert notes.read() == {}
     notes.close()

@@ -26,6 +26,8 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+Effect = Callable[..., dict[str, Any] | None]  # what ``JobContext.deliver`` runs
+
 # Inside ``JobType`` the name ``Params`` is the class attribute (the type's own model), so its methods
 # annotate with this alias of the base model.
 AnyParams = Params
@@ -45,6 +47,7 @@ class JobContext:
     _report: Callable[[int, dict[str, Any]], None] | None = None
     _save_checkpoint: Callable[[int, dict[str, Any] | None], None] | None = None
     _delivered: Callable[[dict[str, Any] | None], None] | None = None
+    _courier: Callable[[Effect, tuple[Any, ...]], dict[str, Any] | None] | None = None
     made_temp_dir: bool = field(default=False, init=False)
 
     @property
@@ -76,6 +79,19 @@ class JobContext:
         """
         if self._delivered is not None:
             self._delivered(result)
+
+    def deliver(self, effect: Effect, *args: Any) -> dict[str, Any] | None:
+        """Carry out an effect a second run would repeat (an email's SMTP exchange) and record it as delivered.
+
+        ``effect(*args)`` runs in the worker's courier process, which outlives a crash of the worker, and its
+        return value is the job's result (see ``engine.worker.courier``): ``effect`` must be a module-level function
+        and ``args`` picklable. Without a courier (a unit test) it runs here and is reported through ``delivered``.
+        """
+        if self._courier is not None:
+            return self._courier(effect, args)
+        result = effect(*args)
+        self.delivered(result)
+        return result
 
     def save_checkpoint(self, data: dict[str, Any] | None) -> None:
         """Persist resumable state so the next attempt, even after a crash, continues from here."""

@@ -1,4 +1,4 @@
-"""Delivery notes: what a job reported through ``ctx.delivered``, written down before the ledger hears of it.
+"""Delivery notes: what a job delivered (``ctx.delivered``, ``ctx.deliver``), written before the ledger hears of it.
 
 An email the SMTP server has accepted (its 250) must not be sent again, but recording that in the ledger takes a
 commit, which waits for the write lock and for whatever batch holds it: a fraction of a millisecond usually, tens
@@ -6,6 +6,10 @@ of milliseconds behind a sync. A worker killed inside that window sends the emai
 of one line to a file the worker keeps open for appending: microseconds, and it lands in the page cache, which
 outlives the process. (A power cut can lose a note that was not synced yet; the email is then sent again, which
 SMTP's at-least-once allows. Syncing each note would cost what the note saves.)
+
+An effect run through ``ctx.deliver`` is noted by the courier process (``engine.worker.courier``, with
+``append_note``), which outlives a killed worker; the worker counts it as expected (``expect``) while it is asked,
+so compaction never replaces the file under a note on its way.
 
 Recovery reads the notes before it decides what a lost attempt did: an attempt with a note has succeeded, with the
 result it noted (``Executor.recover``). A note is kept while its job is still running at that attempt, which is
@@ -67,12 +71,16 @@ class DeliveryNotes:
                 os.close(self._fd)
                 self._fd = None
 
-    def note(self, job_id: int, attempt: int, result: dict[str, Any] | None) -> None:
-        """Write the note at once; the caller commits to the ledger next and then calls ``committed()``."""
-        line = json.dumps({"job": job_id, "attempt": attempt, "result": result}, separators=(",", ":")) + "\n"
-        data = line.encode("utf-8")
+    def expect(self) -> None:
+        """A note may be written for an attempt now (here, or by the courier): no compaction until it settles."""
         with self._lock:
             self._uncommitted += 1
+
+    def note(self, job_id: int, attempt: int, result: dict[str, Any] | None) -> None:
+        """Write the note at once; the caller commits to the ledger next and then calls ``settled()``."""
+        self.expect()
+        data = note_line(job_id, attempt, result)
+        with self._lock:
             if self._fd is None:
                 return
             try:
@@ -81,10 +89,12 @@ class DeliveryNotes:
             except OSError as exc:  # a full disk: the ledger's commit, next, is all that records the delivery
                 log.warning("job %s: could not write its delivery note to %s: %s", job_id, self.path, exc)
 
-    def committed(self) -> None:
-        """The ledger's commit of a noted delivery returned (or failed: then the note stays while the job runs)."""
+    def settled(self, written: int = 0) -> None:
+        """The ledger's commit of a noted delivery returned (or failed: then the note stays while the job runs), or
+        an expected note will not come; ``written`` counts bytes the courier appended meanwhile."""
         with self._lock:
             self._uncommitted -= 1
+            self._size += written
             if self._uncommitted or self._size < COMPACT_BYTES:
                 return
             self._compact()
@@ -112,12 +122,11 @@ class DeliveryNotes:
     def _compact(self) -> None:
         try:
             running = set(self._running())
-            keep = [
-                json.dumps({"job": job, "attempt": attempt, "result": result}, separators=(",", ":")) + "\n"
+            data = b"".join(
+                note_line(job, attempt, result)
                 for (job, attempt), result in self.read().items()
                 if (job, attempt) in running
-            ]
-            data = "".join(keep).encode("utf-8")
+            )
             fresh = self.path.with_name(self.path.name + ".new")
             fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
@@ -133,3 +142,18 @@ class DeliveryNotes:
             os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._size = len(data)
+
+
+def note_line(job_id: int, attempt: int, result: dict[str, Any] | None) -> bytes:
+    line = json.dumps({"job": job_id, "attempt": attempt, "result": result}, separators=(",", ":")) + "\n"
+    return line.encode("utf-8")
+
+
+def append_note(path: Path, job_id: int, attempt: int, result: dict[str, Any] | None) -> int:
+    """Write one note from another process (the courier): one ``write()`` with O_APPEND; the bytes written."""
+    data = note_line(job_id, attempt, result)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        return os.write(fd, data)
+    finally:
+        os.close(fd)

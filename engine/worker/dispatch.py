@@ -11,7 +11,8 @@ other the GIL and the write lock; here a commit serves every job that finished o
 A success waits in memory until the next pass commits it, a few milliseconds: a worker killed in between runs
 the job again, exactly as if it had been killed while the job ran. That is harmless for a job a second run does
 not repeat (an upload recognises its object), but not for an email: a job whose effect cannot be taken back
-reports it through ``ctx.delivered``, and the job thread commits that success at once (see ``engine.worker.executor``).
+reports it through ``ctx.delivered`` (or runs it through ``ctx.deliver``), and the job thread commits that success
+at once (see ``engine.worker.executor``).
 
 While work streams in, a pass that found fewer messages than idle threads is followed by a short pause
 (``BUSY_PAUSE_S``) before the next. Without it, no-op jobs submitted one by one went one or two per pass: the

@@ -4,9 +4,10 @@ This is the single decision point of the retry policy (``compute_backoff`` is th
 exceptions are retried like ``JobError``; only ``PermanentJobError`` fails at once. A failure is recorded here
 at once (its cleanup may be slow, e.g. aborting a multipart upload); a success is handed back as a ``Success``
 for the dispatcher to record together with other jobs' bookkeeping (see ``engine.worker.dispatch``), unless the
-job reported it through ``ctx.delivered``: an effect that a second run would repeat (an email the server has
-accepted) is recorded the moment it happened, on this thread, so that a worker killed afterwards does not repeat
-it. Emails are at least once by nature; this leaves only the commit itself between the server's 250 and the ledger.
+job reported it through ``ctx.delivered`` or ran it through ``ctx.deliver``: an effect that a second run would
+repeat (an email the server has accepted) is recorded the moment it happened, on this thread, so that a worker
+killed afterwards does not repeat it. ``ctx.deliver`` runs the effect in the courier (``engine.worker.courier``),
+which notes it and outlives this process; emails are still at least once, when the courier itself is killed.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from engine.config import Paths, Settings
 from engine.credentials.store import Credentials
 from engine.errors import JobError, PermanentJobError
 from engine.jobs import registry
-from engine.jobs.base import CleanupEnv, JobContext, JobType
+from engine.jobs.base import CleanupEnv, Effect, JobContext, JobType
 from engine.queue.backoff import retry_delay
 from engine.queue.huey_queue import JobQueue
 from engine.storage.repository import Claim, Ledger, job_to_dict
 from engine.storage.status import JobStatus
-from engine.worker.delivery_notes import DeliveryNotes
+from engine.worker.courier import Courier
+from engine.worker.delivery_notes import DeliveryNotes, note_line
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +67,13 @@ class _Delivery:
         self.job: dict[str, Any] | None = None  # as committed; None if this worker had lost the job meanwhile
         self.pending: tuple[dict[str, Any] | None] | None = None  # the result, if the commit failed
 
-    def __call__(self, result: dict[str, Any] | None) -> None:
+    def __call__(self, result: dict[str, Any] | None, noted: bool = False) -> None:
+        """``noted``: the courier has written the note (``notes.expect()`` was called before it was asked)."""
         if self.done:
             return
         self.done = True
         notes = self.executor.notes
-        if notes is not None:
+        if notes is not None and not noted:
             notes.note(self.claimed["id"], self.claimed["attempts"], result)
         try:
             self.job = self.executor.ledger.succeed(self.claimed, self.executor.worker_id, result)
@@ -79,7 +82,20 @@ class _Delivery:
             self.pending = (result,)
         finally:
             if notes is not None:
-                notes.committed()
+                notes.settled(len(note_line(self.claimed["id"], self.claimed["attempts"], result)) if noted else 0)
+
+    def in_courier(self, effect: Effect, args: tuple[Any, ...]) -> dict[str, Any] | None:
+        """``ctx.deliver`` with a courier: the effect runs there, which notes it; the success is committed here."""
+        courier, notes = self.executor.courier, self.executor.notes
+        assert courier is not None and notes is not None
+        notes.expect()  # the courier may write a note any moment now: no compaction until this settles
+        try:
+            result = courier.call(self.claimed["id"], self.claimed["attempts"], effect, args)
+        except BaseException:
+            notes.settled()
+            raise
+        self(result, noted=True)
+        return result
 
 
 class Executor:
@@ -93,6 +109,7 @@ class Executor:
         progress: ProgressSink | None = None,
         rng: random.Random | None = None,
         notes: DeliveryNotes | None = None,
+        courier: Courier | None = None,
     ) -> None:
         self.ledger = ledger
         self.queue = queue
@@ -102,6 +119,7 @@ class Executor:
         self.progress = progress
         self.rng = rng or random.Random()
         self.notes = notes
+        self.courier = courier
         self._contexts: dict[int, JobContext] = {}
         self._lock = threading.Lock()
 
@@ -135,6 +153,8 @@ class Executor:
         )
         delivery = _Delivery(self, job)
         ctx._delivered = delivery
+        if self.courier is not None and self.notes is not None:
+            ctx._courier = delivery.in_courier
         with self._lock:
             self._contexts[job_id] = ctx
         try:

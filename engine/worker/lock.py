@@ -40,7 +40,7 @@ class WorkerLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fh = self.path.open("a+", encoding="utf-8")
         try:
-            _lock(fh)
+            try_lock(fh)
         except OSError:
             live = _read(fh)
             fh.close()
@@ -88,7 +88,8 @@ class WorkerLocks:
             lock.release()
 
 
-def _lock(fh: IO[str]) -> None:
+def try_lock(fh: IO[str]) -> None:
+    """Lock an open file exclusively at once, or raise OSError: the lock dies with its process (kill -9 too)."""
     if sys.platform == "win32":  # the form mypy checks per platform
         import msvcrt
 

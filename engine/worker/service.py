@@ -29,6 +29,7 @@ from engine.spool import sweep
 from engine.storage.integrity import LedgerDamaged, check, check_url
 from engine.storage.repository import SEARCH_INDEX_BATCH, Ledger
 from engine.storage.status import JobStatus
+from engine.worker.courier import Courier, wait_for_couriers
 from engine.worker.delivery_notes import DeliveryNotes, notes_path
 from engine.worker.dispatch import Dispatch
 from engine.worker.executor import Executor
@@ -38,6 +39,7 @@ from engine.worker.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 SEARCH_INDEX_PAUSE_S = 10.0  # how long new jobs wait for the search index (searches read them in full meanwhile)
+COURIER_EXIT_S = 2.0  # how long a stopping worker waits for its courier to finish what it was sending
 
 
 class WorkerService:
@@ -78,6 +80,7 @@ class WorkerService:
         self.ledger.on_damage = self._damage_report
         self.notes = DeliveryNotes(notes_path(self.paths), self.ledger.running_attempts)
         self.notes.open()
+        self.courier = Courier(self.notes.path, self.notes.read)
         self.queue = JobQueue(self.paths.queue)
         self.ops = Operations(self.paths, ledger=self.ledger, queue=self.queue)
         self.server = EventServer(self.ops, self, self.paths, port=self.port)
@@ -89,6 +92,7 @@ class WorkerService:
             self.worker_id,
             progress=self.server.publish_progress,
             notes=self.notes,
+            courier=self.courier,
         )
         self.dispatch = Dispatch(
             self.ledger,
@@ -100,8 +104,10 @@ class WorkerService:
         )
         self.ledger.add_listener(self.server.notify)
 
+        settings = load_settings(self.paths)
+        wait_for_couriers(self.notes.path, settings.smtp_timeout_s)  # a stopped worker's: its notes become final
         lost = self.ledger.lost_leases(self.lease_s, self.lock.dead_workers())
-        recovered = self.executor.recover(lost, load_settings(self.paths))
+        recovered = self.executor.recover(lost, settings)
         if recovered:
             log.warning("recovered %d job(s) left running by a stopped worker", len(recovered))
         self.notes.compact()  # recovery has used the notes of the jobs it took over
@@ -252,6 +258,7 @@ class WorkerService:
         self.queue.wake()
         self.consumer.join(2.0)
         self.dispatch.shutdown()
+        self.courier.close(COURIER_EXIT_S)
         self.server.stop()
         if self._indexing is not None:
             self._indexing.join(2.0)  # a batch under way commits before the ledger closes
