@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
 
         from engine.worker.courier import serve
 
+        if sys.stdin.isatty():
+            print("jobdeck: _courier is started by the worker, not by hand", file=sys.stderr)
+            return 2
         return serve(Path(args[1]))
     if not args or args[0] in GUI_ENTRIES:
         from desktop.app import main as gui_main

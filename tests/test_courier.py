@@ -85,3 +85,14 @@ def test_waiting_for_couriers_gives_up_after_its_timeout(tmp_path: Path) -> None
         began = time.monotonic()
         assert not wait_for_couriers(notes, 0.3)
         assert 0.3 <= time.monotonic() - began < 3
+
+
+def test_the_password_reaches_the_courier_through_the_pipe_alone(courier: Courier) -> None:
+    """Another local user can read a process's command line (and root its environment): neither carries it."""
+    secret = "pipe-only-s3cret"
+    answer = courier.call(6, 1, courier_effects.where, (secret,))
+    assert answer is not None and answer["tag"] == secret  # it did arrive
+    proc = Path(f"/proc/{answer['pid']}")
+    for exposed in ("cmdline", "environ"):
+        assert secret.encode() not in (proc / exposed).read_bytes()
+    assert secret not in courier.notes.with_name(courier.notes.name + ".courier-lock").read_text()
