@@ -130,7 +130,7 @@ class Courier:
             try:
                 assert proc.stdin is not None
                 _send(proc.stdin, (request, job_id, attempt, payload))  # type: ignore[arg-type]
-            except OSError:
+            except (OSError, ValueError):  # it died (its pipe broken, or closed once its death was seen)
                 self._pending.pop(request)
                 raise JobError("the courier process stopped before it took this job; it is tried again") from None
         return future.result()
@@ -176,6 +176,9 @@ class Courier:
                 future.set_exception(value)
         code = proc.wait()
         with self._lock:
+            for pipe in (proc.stdin, proc.stdout):  # a worker outliving many couriers keeps no descriptor of theirs
+                with contextlib.suppress(OSError):
+                    pipe.close()  # type: ignore[union-attr]
             orphans = [self._pending.pop(r) for r, p in list(self._pending.items()) if p.proc is proc]
         if not orphans:
             return
