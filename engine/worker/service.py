@@ -39,6 +39,9 @@ from engine.worker.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 SEARCH_INDEX_PAUSE_S = 10.0  # how long new jobs wait for the search index (searches read them in full meanwhile)
+# How long a starting worker waits for a stopped worker's courier to finish the emails under way (normally a few
+# milliseconds; longer only with a server that hangs): past it, recovery goes on and such an email may go twice.
+COURIER_WAIT_S = 10.0
 COURIER_EXIT_S = 2.0  # how long a stopping worker waits for its courier to finish what it was sending
 
 
@@ -105,7 +108,7 @@ class WorkerService:
         self.ledger.add_listener(self.server.notify)
 
         settings = load_settings(self.paths)
-        wait_for_couriers(self.notes.path, settings.smtp_timeout_s)  # a stopped worker's: its notes become final
+        wait_for_couriers(self.notes.path, COURIER_WAIT_S)  # a stopped worker's: its notes become final
         lost = self.ledger.lost_leases(self.lease_s, self.lock.dead_workers())
         recovered = self.executor.recover(lost, settings)
         if recovered:
