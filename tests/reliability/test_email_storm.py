@@ -273,11 +273,26 @@ def _answer_held(home: Path, smtp: SmtpServer, subject: str) -> Iterator[tuple[O
         ops.ledger.close()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The test's ledger: SQLite in its data folder, or a PostgreSQL database of its own (workers inherit the URL)."""
+    if request.param == "sqlite":
+        yield request.param
+        return
+    request.getfixturevalue("postgres_url")  # skips (or fails in CI) without a server
+    from servers import PostgresDatabase
+
+    with PostgresDatabase() as database:
+        monkeypatch.setenv("JOBDECK_DATABASE_URL", database.url)
+        yield request.param
+
+
 def test_a_worker_killed_before_the_250_does_not_send_the_email_again(
-    jobdeck_home: Path, smtp_server: SmtpServer
+    ledger: str, jobdeck_home: Path, smtp_server: SmtpServer
 ) -> None:
     """Killed after the final dot and before the 250, the worker cannot know whether the server took the message;
-    its courier, which carries the exchange, can. The next worker waits for that courier and reads its note."""
+    its courier, which carries the exchange, can. The next worker waits for that courier and reads its note (beside
+    a SQLite ledger, in the data folder's runtime folder for PostgreSQL)."""
     with _answer_held(jobdeck_home, smtp_server, "once") as (ops, job_id, worker):
         courier = worker.children()
         worker.kill()
