@@ -13,7 +13,8 @@ def main(argv: list[str] | None = None) -> int:
 
     os.umask(PRIVATE_UMASK)  # before any file is made: every file and folder Jobdeck creates is its user's alone
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["_courier"] and len(args) == 2:  # the worker's own child (engine.worker.courier), not a command
+    # The worker's own child (engine.worker.courier), not a command: _courier NOTES [LOCK_FD]
+    if args[:1] == ["_courier"] and len(args) in (2, 3) and all(a.isdigit() for a in args[2:]):
         from pathlib import Path
 
         from engine.worker.courier import serve
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         if sys.stdin.isatty():
             print("jobdeck: _courier is started by the worker, not by hand", file=sys.stderr)
             return 2
-        return serve(Path(args[1]))
+        return serve(Path(args[1]), int(args[2]) if len(args) == 3 else None)
     if not args or args[0] in GUI_ENTRIES:
         from desktop.app import main as gui_main
 

@@ -57,14 +57,15 @@ def test_a_courier_that_dies_after_its_note_counts_as_delivered(courier: Courier
 
 
 def test_a_courier_whose_worker_is_gone_finishes_and_a_new_worker_waits_for_it(courier: Courier) -> None:
+    """The worker takes the courier's lock and hands it down, so a worker killed while its courier is still
+    starting does not let the next one read the notes before that courier has sent what it was asked."""
     answers: list[object] = []
     asking = threading.Thread(target=lambda: answers.append(courier.call(5, 1, courier_effects.slow, (0.6,))))
     asking.start()
     deadline = time.monotonic() + 10
     while not courier._pending and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(0.2)  # the effect is running
-    proc = courier._proc
+    proc = courier._proc  # at once: the courier may not have started yet, and its lock must be held all the same
     assert proc is not None and proc.stdin is not None
     proc.stdin.close()  # what the worker's death does to the courier's stdin
     began = time.monotonic()

@@ -6,7 +6,8 @@ never learns, and at-least-once must send again. The worker is the process likel
 holds large uploads, is what an operator or the OOM killer stops); the courier only sends. It runs each request on
 a thread, writes the delivery note (``engine.worker.delivery_notes``) as soon as an effect returns, and only then
 answers. When the worker dies, the courier's stdin ends: it finishes what it was sending, notes what was delivered
-and exits. It holds a lock beside the notes file for its whole life, and a starting worker waits for that lock
+and exits. It holds a lock beside the notes file for its whole life (taken by the worker before the courier starts,
+and handed down), and a starting worker waits for that lock
 before recovery reads the notes (``wait_for_couriers``), so a worker killed while an email is on the wire repeats
 nothing. What is left is SMTP's own window inside the courier: a power cut, or a kill of both processes, between the
 dot and the 250.
@@ -154,15 +155,37 @@ class Courier:
     def _running(self) -> subprocess.Popen[bytes]:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
+        lock = self._locked()
+        args = [ENTRY, str(self.notes)] + ([str(lock.fileno())] if lock else [])
         try:
             proc = subprocess.Popen(
-                jobdeck_command(ENTRY, str(self.notes)), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                jobdeck_command(*args),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                pass_fds=(lock.fileno(),) if lock else (),
             )
         except OSError as exc:
             raise JobError(f"could not start the courier process: {exc}; the job is tried again") from None
+        finally:
+            if lock:
+                lock.close()  # the courier's copy holds the lock now (a flock belongs to the open file)
         self._proc = proc
         threading.Thread(target=self._read, args=(proc,), name="jobdeck-courier-replies", daemon=True).start()
         return proc
+
+    def _locked(self) -> IO[str] | None:
+        """The courier's lock, taken here and handed down, so that it is held before the courier has even started:
+        a worker killed during that start must not let the next one read the notes too early. None where it cannot
+        be handed down (Windows) or is still held by an earlier courier: the courier then takes it itself."""
+        if sys.platform == "win32":
+            return None
+        fh = lock_path(self.notes).open("a+", encoding="utf-8")
+        try:
+            try_lock(fh)
+        except OSError:
+            fh.close()
+            return None
+        return fh
 
     def _read(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
@@ -196,16 +219,19 @@ class Courier:
 
 
 # ----------------------------------------------------------------------------------------------- courier side
-def serve(notes: Path) -> int:
-    """The courier's main loop: requests from stdin, answers on stdout, until stdin ends; then finish and exit."""
+def serve(notes: Path, lock_fd: int | None = None) -> int:
+    """The courier's main loop: requests from stdin, answers on stdout, until stdin ends; then finish and exit.
+    ``lock_fd``: the courier lock, already taken by the worker that started it."""
     for name in ("SIGINT", "SIGTERM"):  # the worker decides when the courier stops: it closes stdin
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print must not corrupt the answers
     requests = sys.stdin.buffer
-    lock = lock_path(notes).open("a+", encoding="utf-8")
-    _wait_lock(lock, None)  # normally free at once: the worker waited for any earlier courier before starting
+    lock = _inherited(lock_fd)
+    if lock is None:
+        lock = lock_path(notes).open("a+", encoding="utf-8")
+        _wait_lock(lock, None)  # held only by an earlier courier still finishing: its notes come first
     write = threading.Lock()
     threads: list[threading.Thread] = []
     while (message := _receive(requests)) is not None:
@@ -216,6 +242,15 @@ def serve(notes: Path) -> int:
         thread.join()
     lock.close()
     return 0
+
+
+def _inherited(fd: int | None) -> IO[str] | None:
+    if fd is None:
+        return None
+    try:
+        return os.fdopen(fd, "a+", encoding="utf-8")
+    except OSError:  # not an open descriptor (started by hand): take the lock by its path
+        return None
 
 
 def _carry(notes: Path, message: tuple[int, int, int, bytes], replies: BinaryIO, write: threading.Lock) -> None:
