@@ -9,18 +9,18 @@ GUI_ENTRIES = ("gui", "--minimized", "--no-worker", "--smoke-test")  # what open
 
 
 def main(argv: list[str] | None = None) -> int:
+    from engine.executable import COURIER
     from engine.modes import PRIVATE_UMASK
 
     os.umask(PRIVATE_UMASK)  # before any file is made: every file and folder Jobdeck creates is its user's alone
     args = sys.argv[1:] if argv is None else argv
-    # The worker's own child (engine.worker.courier), not a command: _courier NOTES [LOCK_FD]
-    if args[:1] == ["_courier"] and len(args) in (2, 3) and all(a.isdigit() for a in args[2:]):
+    if args[:1] == [COURIER] and len(args) in (2, 3) and all(a.isdigit() for a in args[2:]):
         from pathlib import Path
 
         from engine.worker.courier import serve
 
         if sys.stdin.isatty():
-            print("jobdeck: _courier is started by the worker, not by hand", file=sys.stderr)
+            print(f"jobdeck: {COURIER} is started by the worker, not by hand", file=sys.stderr)
             return 2
         return serve(Path(args[1]), int(args[2]) if len(args) == 3 else None)
     if not args or args[0] in GUI_ENTRIES:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+COURIER = "_courier"  # the worker's child that sends emails (engine.worker.courier), not a command
 
 
 def jobdeck_command(*args: str) -> list[str]:

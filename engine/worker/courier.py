@@ -37,14 +37,13 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from engine.errors import JobError
-from engine.executable import jobdeck_command
+from engine.executable import COURIER, jobdeck_command
 from engine.jobs.base import Effect
 from engine.worker.delivery_notes import Attempt, append_note
 from engine.worker.lock import try_lock
 
 log = logging.getLogger(__name__)
 
-ENTRY = "_courier"  # the hidden command of main.py that runs ``serve``
 WAIT_NOTICE_S = 1.0  # a start-up that waits longer for a stopped worker's courier says so
 _HEADER = struct.Struct(">I")
 
@@ -156,7 +155,7 @@ class Courier:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
         lock = self._locked()
-        args = [ENTRY, str(self.notes)] + ([str(lock.fileno())] if lock else [])
+        args = [COURIER, str(self.notes)] + ([str(lock.fileno())] if lock else [])
         try:
             proc = subprocess.Popen(
                 jobdeck_command(*args),

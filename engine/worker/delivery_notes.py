@@ -58,12 +58,10 @@ class DeliveryNotes:
         self._lock = threading.Lock()  # a note's write is never interleaved with a compaction
         self._fd: int | None = None
         self._uncommitted = 0  # notes whose ledger commit has not returned yet
-        self._size = 0
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._size = os.fstat(self._fd).st_size
 
     def close(self) -> None:
         with self._lock:
@@ -85,18 +83,16 @@ class DeliveryNotes:
                 return
             try:
                 os.write(self._fd, data)  # O_APPEND: one write is one whole line, even from several threads
-                self._size += len(data)
             except OSError as exc:  # a full disk: the ledger's commit, next, is all that records the delivery
                 log.warning("job %s: could not write its delivery note to %s: %s", job_id, self.path, exc)
 
-    def settled(self, written: int = 0) -> None:
+    def settled(self) -> None:
         """The ledger's commit of a noted delivery returned (or failed: then the note stays while the job runs), or
-        an expected note will not come; ``written`` counts bytes the courier appended meanwhile."""
+        an expected note will not come."""
         with self._lock:
             self._uncommitted -= 1
-            self._size += written
-            if self._uncommitted or self._size < COMPACT_BYTES:
-                return
+            if self._uncommitted or self._fd is None or os.fstat(self._fd).st_size < COMPACT_BYTES:
+                return  # the file's own size: the courier appends to it too
             self._compact()
 
     def read(self) -> dict[Attempt, dict[str, Any] | None]:
@@ -141,7 +137,6 @@ class DeliveryNotes:
         if self._fd is not None:
             os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._size = len(data)
 
 
 def note_line(job_id: int, attempt: int, result: dict[str, Any] | None) -> bytes:

@@ -32,7 +32,7 @@ from engine.queue.huey_queue import JobQueue
 from engine.storage.repository import Claim, Ledger, job_to_dict
 from engine.storage.status import JobStatus
 from engine.worker.courier import Courier
-from engine.worker.delivery_notes import DeliveryNotes, note_line
+from engine.worker.delivery_notes import DeliveryNotes
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class _Delivery:
             self.pending = (result,)
         finally:
             if notes is not None:
-                notes.settled(len(note_line(self.claimed["id"], self.claimed["attempts"], result)) if noted else 0)
+                notes.settled()
 
     def in_courier(self, effect: Effect, args: tuple[Any, ...]) -> dict[str, Any] | None:
         """``ctx.deliver`` with a courier: the effect runs there, which notes it; the success is committed here."""
