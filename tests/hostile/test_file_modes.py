@@ -105,6 +105,7 @@ def test_every_file_a_running_worker_and_the_cli_make_is_private(passable: Path)
         "jobdeck.db-wal",
         "jobdeck.db-shm",
         "jobdeck.db.delivered",
+        "jobdeck.db.delivered.courier-lock",
         "config.json",
         "logs/worker.log",
     }
