@@ -95,10 +95,14 @@ def test_a_status_message_is_elided_again_when_the_room_beside_it_changes(qtbot:
     window = make_window()
     window.resize(800, 600)
     qtbot.waitUntil(lambda: window.width() <= 800)
+    # The window's own count settles first (the stats arrive after the first page), or it could overwrite the
+    # count set below and give the room back.
+    qtbot.waitUntil(lambda: window.live.stats is not None and window.model.counted)
     bar = window.statusBar()
     window.tell("Job 2 failed: billing@example.com — Invoice run could not deliver via 127.0.0.1:9: refused")
     before = bar.currentMessage()
-    window.count_label.setText("123,456,789 of 987,654,321 matching · counting matches…")
+    grown = "123,456,789 of 987,654,321 matching · counting matches…"
+    window.count_label.setText(grown)
 
     def fits() -> bool:
         room = window.count_label.geometry().left() - bar.contentsRect().left()
@@ -106,4 +110,5 @@ def test_a_status_message_is_elided_again_when_the_room_beside_it_changes(qtbot:
 
     qtbot.waitUntil(lambda: window.count_label.width() >= window.count_label.sizeHint().width())  # laid out
     qtbot.waitUntil(fits)
+    assert window.count_label.text() == grown
     assert bar.currentMessage() != before and bar.currentMessage().endswith("…")
