@@ -16,7 +16,7 @@ from engine import __version__, cli_schedules
 from engine.credentials.store import CREDENTIAL_NAMES
 from engine.errors import JobdeckError, ValidationError
 from engine.inert import inert, inert_json
-from engine.storage.status import ALL_STATUSES
+from engine.storage.status import ALL_STATUSES, STOP_NOTE, STOPPABLE
 
 if TYPE_CHECKING:
     from engine.config import Paths
@@ -135,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, text in (
         ("retry", "retry a failed or canceled job, or all jobs a filter matches"),
-        ("cancel", "cancel a pending, scheduled or retrying job, or all jobs a filter matches"),
+        ("cancel", "cancel a waiting job, or stop a running one; or all jobs a filter matches"),
         ("run-now", "start a scheduled or retrying job now, or all jobs a filter matches"),
         ("delete", "delete a job (not while running), or all jobs a filter matches"),
     ):
@@ -512,7 +512,8 @@ def _dispatch_ops(args: argparse.Namespace, ops: Any) -> int:
     elif cmd in ("cancel", "run-now", "delete"):
         method = {"cancel": ops.cancel, "run-now": ops.run_now, "delete": ops.delete}[cmd]
         job = method(job_id=args.id)
-        print(f"job {job['id']} {'deleted' if cmd == 'delete' else 'is ' + job['status']}")
+        print(f"job {job['id']} {'deleted' if cmd == 'delete' else 'is ' + job['status']}", end="")
+        print(f": {STOP_NOTE}" if cmd == "cancel" and job["status"] in STOPPABLE else "")
     elif cmd == "trash":
         _trash(ops, args)
     elif cmd == "stats":
@@ -590,7 +591,7 @@ def _bulk(ops: Any, action: str, args: argparse.Namespace) -> None:
         return
     newest = ops.list(limit=1, count=False)["max_id"]  # jobs created from here on are not touched
     report = ops.bulk(action=action, max_id=newest, **target)
-    print(f"{verb}: {_jobs(report['done'])} done")
+    print(f"{verb}: {_jobs(report['done'])} done" + (f"; {report['note']}" if report.get("note") else ""))
     for error in report.get("errors", []):
         print(error, file=sys.stderr)
 

@@ -17,7 +17,7 @@ from engine.errors import JobdeckError, ValidationError
 from engine.jobs import registry
 from engine.storage.reads import SEARCH_FIELDS
 from engine.storage.repository import ACTIONS
-from engine.storage.status import FINISHED, STATUS_LABELS, WAITING_FOR_WORKER, JobStatus
+from engine.storage.status import FINISHED, STATUS_LABELS, STOP_NOTE, WAITING_FOR_WORKER, JobStatus
 
 if TYPE_CHECKING:
     from engine.operations import Operations
@@ -85,6 +85,7 @@ class EngineInfo:
             "waiting": [s.value for s in WAITING_FOR_WORKER],
             "types": types,
             "search_fields": list(SEARCH_FIELDS),
+            "stop_note": STOP_NOTE,  # what a cancel of a running job does
         }
 
     def settings(self) -> dict[str, Any]:

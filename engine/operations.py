@@ -35,7 +35,7 @@ from engine.schedule_ops import ScheduleOperations
 from engine.stats import buckets, parse_window, window_start
 from engine.storage.reads import SORT_KEYS, JobQuery
 from engine.storage.repository import ACTIONS, Ledger, Outbox, no_outbox
-from engine.storage.status import WAITING, JobStatus
+from engine.storage.status import STOP_NOTE, STOPPABLE, WAITING, JobStatus
 from engine.storage.trash import new_batch
 from engine.upload_paths import check_key
 
@@ -498,13 +498,16 @@ class Operations:
         return job
 
     def cancel(self, job_id: Any) -> dict[str, Any]:
+        """A waiting job is canceled; a running one is asked to stop, and its worker cancels it and releases what
+        it holds (see ``Ledger.cancel``)."""
         job_id = parse_id(job_id)
         row = self.ledger.get_row(job_id)
         staged = row.staged_path
         job = self.ledger.cancel(job_id)
-        self.release(job, staged, "canceled", row.checkpoint)
-        if staged:
-            self.ledger.clear_staged(job_id)
+        if job["status"] == JobStatus.CANCELED.value:
+            self.release(job, staged, "canceled", row.checkpoint)
+            if staged:
+                self.ledger.clear_staged(job_id)
         return job
 
     def retry(self, job_id: Any) -> dict[str, Any]:
@@ -570,7 +573,11 @@ class Operations:
         rows = self.ledger.act_on(query, action, outbox=self._outbox, skip_types=restaged, batch=report.get("batch"))
         jobs = [job for job, _ in rows]
         for job, row in rows:
-            if action in ("cancel", "delete") and (row["staged_path"] or row["checkpoint"]):
+            if (
+                action in ("cancel", "delete")
+                and job["status"] not in _RUNNING
+                and (row["staged_path"] or row["checkpoint"])
+            ):
                 reason = "canceled" if action == "cancel" else "deleted"
                 self.release(job, row["staged_path"], reason, row["checkpoint"])
                 if action == "cancel" and row["staged_path"]:
@@ -578,6 +585,10 @@ class Operations:
         if action in ("retry", "run_now"):
             self._enqueued(jobs)
         done = len(jobs)
+        stopping = sum(1 for job in jobs if job["status"] in _RUNNING)
+        if stopping:
+            report["stopping"] = stopping
+            report["note"] = f"running: {stopping:,}, {STOP_NOTE}"
         for name in restaged if query.job_type in (None, *restaged) else ():
             page, _ = self.ledger.list(replace(query, statuses=statuses, job_type=name), limit=MAX_LIST_LIMIT,
                                        count=False)  # fmt: skip
@@ -656,6 +667,7 @@ class Operations:
 
 
 _WAITING = frozenset(s.value for s in WAITING)
+_RUNNING = frozenset(s.value for s in STOPPABLE)  # a running job asked to stop: its worker releases what it holds
 
 
 def _eta(job: dict[str, Any]) -> datetime | None:

@@ -12,7 +12,7 @@ import pytest
 JOB_FIELDS = {
     "id", "job_type", "status", "priority", "parameters", "attempts", "max_retries", "schedule_type",
     "scheduled_time", "next_attempt_at", "created_at", "started_at", "finished_at", "result", "error",
-    "schedule_id", "planned_at",
+    "schedule_id", "planned_at", "cancel_requested_at",
 }  # fmt: skip
 
 

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, select, update
 
 from engine.errors import InvalidTransition, NotFound
+from engine.storage.reads import JobQuery
 from engine.storage.repository import EVENT_CHUNK, EVENTS, JOBS, Ledger, job_to_dict
 from engine.storage.status import JobStatus
 
@@ -453,7 +454,9 @@ def test_operator_transitions_and_their_errors(ledger: Ledger) -> None:
     job = make(ledger)
     canceled = ledger.cancel(job["id"])
     assert canceled["status"] == "canceled"
-    with pytest.raises(InvalidTransition, match="canceled; cancel needs a job that is pending, scheduled or retrying"):
+    with pytest.raises(
+        InvalidTransition, match="canceled; cancel needs a job that is pending, scheduled, retrying or running"
+    ):
         ledger.cancel(job["id"])
     retried = ledger.retry(job["id"])
     assert retried["status"] == "pending" and retried["attempts"] == 0
@@ -469,6 +472,50 @@ def test_operator_transitions_and_their_errors(ledger: Ledger) -> None:
         ledger.get(job["id"])
     # the history stays in the append-only log, ending with the deletion
     assert ledger.events_since(0)[-1]["type"] == "deleted"
+
+
+def test_a_running_job_is_asked_to_stop_and_only_its_worker_cancels_it(ledger: Ledger) -> None:
+    job = make(ledger)
+    ledger.claim(job["id"], "w1")
+    asked = ledger.cancel(job["id"])
+    assert asked["status"] == "running" and asked["cancel_requested_at"] is not None
+    assert ledger.cancel(job["id"]) == asked  # asking again changes nothing
+    assert [e["type"] for e in ledger.history(job["id"])] == ["created", "started", "cancel_requested"]
+    assert ledger.cancel_requests("w1") == [job["id"]] and ledger.cancel_requests("w2") == []
+    assert ledger.cancel_running(job["id"], "w2") is None  # not the worker holding it
+    canceled = ledger.cancel_running(job["id"], "w1")
+    assert canceled is not None and canceled["status"] == "canceled" and canceled["finished_at"] is not None
+    assert ledger.cancel_requests("w1") == []
+    retried = ledger.retry(job["id"])
+    assert retried["status"] == "pending" and retried["cancel_requested_at"] is None  # a retry clears the request
+
+
+def test_a_job_asked_to_stop_is_canceled_not_requeued_when_its_worker_releases_it(ledger: Ledger) -> None:
+    """A shutdown past its grace period releases the jobs still running back to the queue, except those an operator
+    asked to stop: they are canceled, or they would run again."""
+    asked, other = make(ledger), make(ledger)
+    for job in (asked, other):
+        ledger.claim(job["id"], "w1")
+    ledger.cancel(asked["id"])
+    released = [ledger.release(job["id"], "w1") for job in (asked, other)]
+    assert [(j or {}).get("status") for j in released] == ["canceled", "pending"]
+    assert (
+        ledger.history(asked["id"])[-1]["type"] == "canceled" and ledger.history(other["id"])[-1]["type"] == "released"
+    )
+
+
+def test_a_bulk_cancel_cancels_the_waiting_jobs_and_asks_the_running_ones_to_stop(ledger: Ledger) -> None:
+    waiting, running, done = make(ledger), make(ledger), make(ledger)
+    ledger.claim(running["id"], "w1")
+    ledger.claim(done["id"], "w1")
+    ledger.fail(done["id"], "w1", "x", None)
+    acted = ledger.act_on(JobQuery(ids=(waiting["id"], running["id"], done["id"])), "cancel")
+    assert [(job["id"], job["status"], job["cancel_requested_at"] is not None) for job, _ in acted] == [
+        (waiting["id"], "canceled", False),
+        (running["id"], "running", True),
+    ]
+    assert ledger.history(running["id"])[-1]["type"] == "cancel_requested"
+    assert ledger.act_on(JobQuery(ids=(running["id"],)), "cancel") == []  # asked already
 
 
 def test_retry_all_failed_keeps_history(ledger: Ledger) -> None:

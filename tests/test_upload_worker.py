@@ -13,7 +13,7 @@ from servers import S3Server
 from test_upload import MiB, fetch, open_uploads, write_file
 
 from engine.config import Paths, save_settings
-from engine.events.client import try_wake
+from engine.events.client import call_sync, try_wake
 from engine.upload_aborts import PendingAborts
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": S3Server.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3Server.SECRET_KEY}
@@ -122,3 +122,68 @@ def test_worker_lost_with_no_attempts_left_aborts_the_upload(
     failed = wait_until("the job to fail", lambda: (j := ops.get(job["id"]))["status"] == "failed" and j)
     assert "worker lost" in failed["error"]
     assert open_uploads(s3_server, s3_bucket) == []
+
+
+def _stopped_for_cancel(ops: Any, s3_server: S3Server, s3_bucket: str, job_id: int) -> dict[str, Any]:
+    """The job once canceled, after checking that it left nothing: no object, no open multipart upload, no staged
+    copy; and that it ended by the cancel request, not by a retry or a failure."""
+    done = wait_until("the job to end", lambda: (j := ops.get(job_id))["status"] not in ("running", "pending") and j)
+    assert done["status"] == "canceled", done
+    kinds = [step["type"] for step in done["history"]]
+    assert "cancel_requested" in kinds and kinds[-1] in ("canceled", "lease_expired"), kinds
+    assert done["attempts"] == 1 and done["result"] is None
+    wait_until("the multipart upload to be aborted", lambda: open_uploads(s3_server, s3_bucket) == [], 20.0)
+    with pytest.raises(ClientError, match=r"NoSuchKey|Not Found|404"):
+        fetch(s3_server, s3_bucket, done["parameters"]["key"])
+    assert list(ops.paths.spool.glob("job-*")) == [] and ops.ledger.get_row(job_id).staged_path is None
+    return done
+
+
+def test_cancel_stops_a_running_upload_at_once_through_the_worker(
+    ops: Any, s3_server: S3Server, s3_bucket: str, tmp_path: Path, worker_factory: Callable[..., Any]
+) -> None:
+    """Cancel as the window and the CLI send it, over the worker's control channel: the upload stops mid-part
+    (its reads are cut) rather than at the end of a 5 MiB part at 1 MiB/s, and the job ends canceled."""
+    configure(ops, s3_server, s3_bucket, bandwidth_limit_bytes_s=1 * MiB)
+    write_file(tmp_path / "film.mkv", 20 * MiB, seed=9)
+    worker_factory(env=AWS_ENV)
+    (job,) = ops.upload([str(tmp_path / "film.mkv")])
+    wait_until("the multipart upload to start", lambda: open_uploads(s3_server, s3_bucket))
+    asked = call_sync("cancel", Paths(ops.paths.root), job_id=job["id"])
+    assert asked["status"] == "running" and asked["cancel_requested_at"]  # its worker ends it
+    assert _stopped_for_cancel(ops, s3_server, s3_bucket, job["id"])["history"][-1]["type"] == "canceled"
+    again = ops.retry(job["id"])  # a retry clears the request and snapshots the file again
+    assert again["cancel_requested_at"] is None
+    save_settings({"bandwidth_limit_bytes_s": 0}, Paths(ops.paths.root))
+    wait_until("the retry to succeed", lambda: ops.get(job["id"])["status"] == "succeeded")
+
+
+def test_a_cancel_asked_of_a_lost_worker_is_honoured_by_the_next_one_not_retried(
+    ops: Any, s3_server: S3Server, s3_bucket: str, tmp_path: Path, worker_factory: Callable[..., Any]
+) -> None:
+    """The request is in the ledger, not only in the worker: asked while the worker was dying (here: just after
+    kill -9), the next worker's recovery cancels the job and aborts its upload instead of running it again."""
+    configure(ops, s3_server, s3_bucket, bandwidth_limit_bytes_s=4 * MiB)
+    write_file(tmp_path / "big.iso", 20 * MiB, seed=4)
+    first = worker_factory(env=AWS_ENV)
+    (job,) = ops.upload([str(tmp_path / "big.iso")], max_retries=3)
+    wait_until("a part on the server", lambda: parts_saved(ops, job["id"]) >= 1)
+    first.kill()
+    assert ops.cancel(job["id"])["status"] == "running"  # the ledger alone, as a command with no worker does
+    worker_factory(env=AWS_ENV)
+    _stopped_for_cancel(ops, s3_server, s3_bucket, job["id"])
+
+
+def test_a_cancel_written_by_another_process_reaches_the_running_upload(
+    ops: Any, s3_server: S3Server, s3_bucket: str, tmp_path: Path, worker_factory: Callable[..., Any]
+) -> None:
+    """A request the worker's own control channel did not carry (another process wrote it to the ledger) is found
+    by the worker's heartbeat."""
+    configure(ops, s3_server, s3_bucket, bandwidth_limit_bytes_s=1 * MiB)
+    write_file(tmp_path / "disk.img", 20 * MiB, seed=5)
+    worker_factory(env=AWS_ENV)
+    (job,) = ops.upload([str(tmp_path / "disk.img")])
+    wait_until("the multipart upload to start", lambda: open_uploads(s3_server, s3_bucket))
+    assert ops.cancel(job["id"])["status"] == "running"
+    done = _stopped_for_cancel(ops, s3_server, s3_bucket, job["id"])
+    assert done["history"][-1]["type"] == "canceled"

@@ -43,7 +43,10 @@ class JobContext:
     staged_path: Path | None = None
     checkpoint: dict[str, Any] | None = None
     created_at: str = ""  # the job's creation time as the ledger recorded it: with ``job_id``, names this job alone
+    # Set when the run should stop at its next safe point (an upload checks between reads): a shutdown past its
+    # grace period, or an operator's cancel, which also sets ``cancel_requested``. A run that stops raises.
     stop_requested: threading.Event = field(default_factory=threading.Event)
+    cancel_requested: threading.Event = field(default_factory=threading.Event)
     _report: Callable[[int, dict[str, Any]], None] | None = None
     _save_checkpoint: Callable[[int, dict[str, Any] | None], None] | None = None
     _delivered: Callable[[dict[str, Any] | None], None] | None = None

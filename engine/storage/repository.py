@@ -44,7 +44,7 @@ from engine.storage.prepared import Bound, Prepared, status_in
 from engine.storage.reads import JobQuery, LedgerReads, ids_in
 from engine.storage.rows import JOB_FIELDS, iso, job_to_dict, utcnow
 from engine.storage.schedules import LedgerSchedules
-from engine.storage.status import CANCELABLE, CLAIMABLE, RETRYABLE, JobStatus, ScheduleType
+from engine.storage.status import CANCELABLE, CLAIMABLE, RETRYABLE, STOPPABLE, JobStatus, ScheduleType
 from engine.storage.tables import EVENTS, JOBS
 from engine.storage.trash import LedgerTrash, new_batch
 
@@ -591,14 +591,26 @@ class Ledger(LedgerReads, LedgerTrash, LedgerSchedules):
         return self._write(op)
 
     def release(self, job_id: int, worker_id: str) -> dict[str, Any] | None:
-        """Graceful shutdown ran out of time: back to pending without counting the attempt."""
+        """Graceful shutdown ran out of time: back to pending without counting the attempt; or, if an operator has
+        asked the job to stop, canceled."""
         values = {
             "status": JobStatus.PENDING.value,
             "attempts": JOBS.c.attempts - 1,
             "heartbeat_at": None,
             "worker_id": None,
         }
-        return self._finish(job_id, worker_id, values, "released")
+        held = {"b_worker": worker_id}
+
+        def op(tx: Tx) -> dict[str, Any] | None:
+            for kind, changes, where in (("released", values, _NOT_ASKED), ("canceled", _stopped_for_cancel(), _ASKED)):
+                job = self._change(tx, job_id, _RUNNING, changes, and_(_HELD_BY, where), key=f"release:{kind}",
+                                   params=held)  # fmt: skip
+                if job is not None:
+                    self._record(tx, job, kind)
+                    return job
+            return None
+
+        return self._write(op)
 
     def lost_leases(self, lease_s: float, dead_workers: Collection[str] = ()) -> list[Row]:
         """The rows of running jobs whose worker is gone: its lease lapsed (no heartbeat for ``lease_s``), or it is
@@ -639,6 +651,8 @@ class Ledger(LedgerReads, LedgerTrash, LedgerSchedules):
             values = {**_succeeded(result, utcnow()), "worker_id": None}
         elif status is JobStatus.FAILED:
             values |= {"error": error, "finished_at": utcnow(), "next_attempt_at": None}
+        elif status is JobStatus.CANCELED:
+            values |= _stopped_for_cancel()
         else:
             values |= {"error": error, "next_attempt_at": next_attempt_at}
         same = JOBS.c.version == bindparam("b_version", type_=JOBS.c.version.type)
@@ -653,7 +667,42 @@ class Ledger(LedgerReads, LedgerTrash, LedgerSchedules):
         return self._write(op)
 
     def cancel(self, job_id: int) -> dict[str, Any]:
-        return self._transition(job_id, CANCELABLE, _action_values("cancel"), "canceled", "cancel")
+        """A waiting job is canceled. A running one belongs to its worker: it is asked to stop (``cancel_requested_at``,
+        event ``cancel_requested``) and stays running until its worker ends it (``cancel_running``); asking again
+        changes nothing and returns the job as it is."""
+
+        def op(tx: Tx) -> dict[str, Any]:
+            job = self._change(tx, job_id, CANCELABLE, _action_values("cancel"), key="op:cancel")
+            if job is not None:
+                self._record(tx, job, "canceled")
+                return job
+            job = self._change(tx, job_id, STOPPABLE, _cancel_request(), _NOT_ASKED, key="op:cancel-request")
+            if job is not None:
+                self._record(tx, job, "cancel_requested")
+                return job
+            row = tx.first("job-row", {"b_id": job_id}, _job_row)
+            if row is None:
+                raise NotFound(job_id)
+            if row["status"] in _STOPPABLE:  # asked before
+                return job_to_dict(row)
+            raise InvalidTransition(job_id, row["status"], "cancel", _or_list(ACTIONS["cancel"]))
+
+        return self._write(op)
+
+    def cancel_running(self, job_id: int, worker_id: str) -> dict[str, Any] | None:
+        """running → canceled, by the worker holding the job, once the run stopped for an operator's request."""
+        return self._finish(job_id, worker_id, _stopped_for_cancel(), "canceled")
+
+    def cancel_requests(self, worker_id: str) -> list[int]:
+        """This worker's running jobs that an operator asked to stop: ``cancel`` tells the worker of its own
+        process at once (an event), this catches requests written by other processes sharing the ledger."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(JOBS.c.id).where(
+                    JOBS.c.worker_id == worker_id, status_in(_RUNNING), JOBS.c.cancel_requested_at.is_not(None)
+                )
+            )
+            return [row.id for row in rows]
 
     def retry(self, job_id: int, staged_path: str | None = None, outbox: Outbox = no_outbox) -> dict[str, Any]:
         values = _action_values("retry")
@@ -708,17 +757,24 @@ class Ledger(LedgerReads, LedgerTrash, LedgerSchedules):
                 ids = [row["id"] for row in tx.run(next_ids)]
                 if not ids:
                     return [], None
-                target = and_(ids_in(ids), status_in(allowed))
+                at_once = CANCELABLE if action == "cancel" else allowed
+                target = and_(ids_in(ids), status_in(at_once))
                 if action == "delete":
                     stmt: Executable = delete(JOBS).where(target).returning(*JOBS.c)
                 else:
                     stmt = _update_jobs().where(target).values(_action_values(action)).returning(*_ACTED_ON)
-                rows = sorted(tx.run(stmt), key=lambda row: row["id"])
+                rows = [(row, kind) for row in tx.run(stmt)]
+                if action == "cancel":  # the running ones are asked to stop (see ``cancel``)
+                    ask = _update_jobs().where(ids_in(ids), status_in(STOPPABLE), _NOT_ASKED)
+                    rows += [
+                        (row, "cancel_requested") for row in tx.run(ask.values(_cancel_request()).returning(*_ACTED_ON))
+                    ]
+                rows.sort(key=lambda pair: pair[0]["id"])
                 if action == "delete":
-                    self.to_trash(tx, rows, trash_batch)
-                jobs = [job_to_dict(row) for row in rows]
-                acted = list(zip(jobs, rows, strict=True))
-                self._record_many(tx, [(job, kind, {}) for job in jobs])
+                    self.to_trash(tx, [row for row, _ in rows], trash_batch)
+                jobs = [job_to_dict(row) for row, _ in rows]
+                acted = [(job, row) for job, (row, _) in zip(jobs, rows, strict=True)]
+                self._record_many(tx, [(job, event, {}) for job, (_, event) in zip(jobs, rows, strict=True)])
                 if action in ("retry", "run_now"):
                     for job in jobs:
                         outbox(tx.cursor, job)
@@ -977,7 +1033,7 @@ def _pg_event_lock() -> Executable:
 # CLI, the control channel and the desktop (through ``Operations.rules``) learn it from.
 ACTIONS: dict[str, tuple[JobStatus, ...]] = {
     "retry": RETRYABLE,
-    "cancel": CANCELABLE,
+    "cancel": (*CANCELABLE, *STOPPABLE),  # a running job is asked to stop (see ``Ledger.cancel``)
     "run_now": (JobStatus.SCHEDULED, JobStatus.RETRYING),  # a retrying job's next attempt, without its wait
     "delete": tuple(s for s in JobStatus if s is not JobStatus.RUNNING),
 }
@@ -985,6 +1041,25 @@ _ACTION_EVENTS = {"retry": "retried", "cancel": "canceled", "run_now": "run_now"
 BULK_BATCH = 1000  # jobs a bulk action changes in one transaction: the write lock is never held long
 # what a bulk action reads back from its UPDATE: the job JSON's fields and what the caller releases
 _ACTED_ON = [JOBS.c[name] for name in (*JOB_FIELDS, "staged_path", "checkpoint")]
+
+
+_STOPPABLE = frozenset(s.value for s in STOPPABLE)
+_ASKED = JOBS.c.cancel_requested_at.is_not(None)
+_NOT_ASKED = JOBS.c.cancel_requested_at.is_(None)
+
+
+def _cancel_request() -> dict[str, Any]:
+    return {"cancel_requested_at": utcnow()}
+
+
+def _stopped_for_cancel() -> dict[str, Any]:
+    """A running job its worker ends for an operator's cancel request."""
+    return {"status": JobStatus.CANCELED.value, "finished_at": utcnow(), "next_attempt_at": None,
+            "heartbeat_at": None, "worker_id": None}  # fmt: skip
+
+
+def _job_row() -> Executable:
+    return select(JOBS).where(JOBS.c.id == bindparam("b_id"))
 
 
 def _action_values(action: str) -> dict[str, Any]:
@@ -1002,6 +1077,7 @@ def _action_values(action: str) -> dict[str, Any]:
         "finished_at": None,
         "next_attempt_at": None,
         "checkpoint": None,
+        "cancel_requested_at": None,
     }
 
 

@@ -11,9 +11,11 @@ from sqlalchemy import Row
 JOB_FIELDS = (
     "id", "job_type", "status", "priority", "parameters", "attempts", "max_retries", "schedule_type",
     "scheduled_time", "next_attempt_at", "created_at", "started_at", "finished_at", "result", "error",
-    "schedule_id", "planned_at",
+    "schedule_id", "planned_at", "cancel_requested_at",
 )  # fmt: skip
-_TIME_FIELDS = ("scheduled_time", "next_attempt_at", "created_at", "started_at", "finished_at", "planned_at")
+_TIME_FIELDS = (
+    "scheduled_time", "next_attempt_at", "created_at", "started_at", "finished_at", "planned_at", "cancel_requested_at",
+)  # fmt: skip
 
 
 def utcnow() -> datetime:

@@ -28,7 +28,11 @@ class ScheduleType(StrEnum):
 
 # States a worker may claim, and the ones an operator may act on (DESIGN.md, "States and transitions").
 CLAIMABLE = (JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RETRYING)
-CANCELABLE = CLAIMABLE
+CANCELABLE = CLAIMABLE  # canceled at once
+# A running job is asked to stop instead: its worker cancels it at the job's next safe point (an upload's next part).
+STOPPABLE = (JobStatus.RUNNING,)
+# What that means, as every front end says it (the CLI, and the window through bulk reports and ``meta``).
+STOP_NOTE = "asked to stop; canceled at its next safe point (an upload's next read), unless it completes first"
 RETRYABLE = (JobStatus.FAILED, JobStatus.CANCELED)
 WAITING = CLAIMABLE
 # What a paused worker holds back: jobs that are due or will be soon (a scheduled job waits for its time instead).

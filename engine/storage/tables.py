@@ -116,6 +116,8 @@ JOBS = Table(
     # A job made by a schedule: which one, and the planned time it is the run for (revision 0007).
     Column("schedule_id", Integer, nullable=True),
     _when("planned_at"),
+    # An operator asked this running job to stop; its worker cancels it at its next safe point (revision 0010).
+    _when("cancel_requested_at"),
     Index("ix_jobs_status_type", "status", "job_type"),
     Index("ix_jobs_schedule_planned", "schedule_id", "planned_at", unique=True),
     # and the sort indexes of revision 0004, (key, id) for each of ``reads.SORT_KEYS``

@@ -16,7 +16,7 @@ import logging
 import random
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -129,6 +129,30 @@ class Executor:
             for ctx in self._contexts.values():
                 ctx.stop_requested.set()
 
+    def request_cancel(self, job_ids: Iterable[int]) -> None:
+        """An operator asked these jobs to stop (``Ledger.cancel``): those running here stop at their next safe
+        point, and the run that stops for it ends canceled (``_failed``); a run that completes first succeeds."""
+        with self._lock:
+            for job_id in job_ids:
+                if (ctx := self._contexts.get(job_id)) is not None:
+                    ctx.cancel_requested.set()
+                    ctx.stop_requested.set()
+
+    def check_cancel_requests(self) -> None:
+        """Requests written by other processes (a command that opened the ledger itself, another machine's worker
+        on a shared PostgreSQL ledger): asked on each heartbeat while jobs run here."""
+        with self._lock:
+            if not self._contexts:
+                return
+        self.request_cancel(self.ledger.cancel_requests(self.worker_id))
+
+    def on_events(self, events: list[dict[str, Any]]) -> None:
+        """A ledger listener: a cancel request made in this process reaches its job at once (the heartbeat finds
+        the ones other processes make, see ``Ledger.cancel_requests``)."""
+        asked = [event["job_id"] for event in events if event["type"] == "cancel_requested"]
+        if asked:
+            self.request_cancel(asked)
+
     def run(self, claim: Claim, settings: Settings) -> Success | None:
         """Run a job this worker has claimed; ``None`` when it did not succeed (that outcome is recorded)."""
         job = claim.job
@@ -157,6 +181,9 @@ class Executor:
             ctx._courier = delivery.in_courier
         with self._lock:
             self._contexts[job_id] = ctx
+        if job.get("cancel_requested_at"):  # asked between its claim and here; a retry would have cleared it
+            ctx.cancel_requested.set()
+            ctx.stop_requested.set()
         try:
             params = kind.Params.model_validate(job["parameters"])
             result = kind.run(ctx, params)
@@ -189,9 +216,13 @@ class Executor:
 
         A run that gave up because the worker asked it to stop (a shutdown past its grace period) goes back to the
         queue uncounted, as the shutdown does with the jobs still running: the error is the stop's, not the job's.
+        A run an operator asked to stop is canceled, whatever it raised.
         """
+        if ctx.cancel_requested.is_set():  # it stopped for the operator's request (or failed meanwhile: moot)
+            self._cancel(kind, self.ledger.cancel_running(job["id"], self.worker_id), staged, settings, ctx.checkpoint)
+            return None
         if ctx.stop_requested.is_set() and not isinstance(exc, PermanentJobError):
-            self.ledger.release(job["id"], self.worker_id)
+            self.ledger.release(job["id"], self.worker_id)  # canceled instead, if an operator asked meanwhile
             return None
         if isinstance(exc, PermanentJobError):
             done = self._fail(job, self.credentials.redact(str(exc)), None)
@@ -203,6 +234,21 @@ class Executor:
         if done is not None and done["status"] == JobStatus.FAILED.value:
             self._cleanup(kind, done, staged, "failed", settings, ctx.checkpoint)
         return None
+
+    def _cancel(
+        self,
+        kind: JobType | None,
+        job: dict[str, Any] | None,
+        staged: Path | None,
+        settings: Settings,
+        checkpoint: dict[str, Any] | None,
+    ) -> None:
+        """After a running job was canceled (``job``; ``None`` if this worker had lost it): release what it held,
+        as an operator's cancel of a waiting job does."""
+        if kind is not None:
+            self._cleanup(kind, job, staged, "canceled", settings, checkpoint)
+        if job is not None and staged is not None:
+            self.ledger.clear_staged(job["id"])
 
     def succeeded(self, success: Success, job: dict[str, Any] | None) -> None:
         """After the success was committed (``job`` is ``None`` if this worker had lost the job meanwhile)."""
@@ -244,6 +290,12 @@ class Executor:
             if attempt in noted or result is not None:
                 job = self.ledger.lease_lost(row, JobStatus.SUCCEEDED, result=result)
                 reason = "succeeded"
+            elif row["cancel_requested_at"] is not None:  # the operator's request outlives the worker
+                job = self.ledger.lease_lost(row, JobStatus.CANCELED)
+                if job is not None:
+                    recovered.append(job)
+                    self._cancel(kind, job, staged, settings, row["checkpoint"])
+                continue
             else:
                 delay = self._retry_delay(
                     row["attempts"], row["max_retries"], row["retry_base_s"], row["retry_cap_s"], settings

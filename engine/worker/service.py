@@ -106,6 +106,7 @@ class WorkerService:
             self.concurrency,
         )
         self.ledger.add_listener(self.server.notify)
+        self.ledger.add_listener(self.executor.on_events)
 
         settings = load_settings(self.paths)
         wait_for_couriers(self.notes.path, COURIER_WAIT_S)  # a stopped worker's: its notes become final
@@ -160,6 +161,7 @@ class WorkerService:
         while not self._stop.wait(self.heartbeat_s):
             try:
                 self.ledger.heartbeat(self.worker_id)
+                self.executor.check_cancel_requests()
                 if time.monotonic() - last_sweep >= self.lease_s / 2:
                     last_sweep = time.monotonic()
                     self.executor.recover(self.ledger.lost_leases(self.lease_s), load_settings(self.paths))
