@@ -192,3 +192,28 @@ def test_with_the_worker_down_a_running_upload_says_so_instead_of_freezing(
     qtbot.waitUntil(lambda: window.badge.state == "connected", timeout=30_000)
     qtbot.waitUntil(lambda: panel.state_label.text().startswith("Running for"))
     assert transfers.model.index(0, 3).data() == "Uploading"
+
+
+def test_cancel_on_a_running_upload_says_it_is_canceling_until_its_worker_cancels_it(
+    qtbot: Any, make_window: Any, s3_env: str, tmp_path: Path
+) -> None:
+    """Cancel applies to a running job (the engine's rules say so); the row and the detail panel say "Canceling"
+    while the worker stops the upload, and the job then ends canceled, its timeline showing the request."""
+    window = make_window()
+    path = a_file(tmp_path, 16 * MiB)
+    job = run(qtbot, window.connection.request("create", job_type="upload_file", parameters={"path": str(path)}))
+    wait_status(qtbot, window, job["id"], "running")
+    select(window, job["id"])
+    qtbot.waitUntil(lambda: window.cancel_action.isEnabled())
+    run(qtbot, window.cancel_selected())
+    assert window.meta.stop_note in window.messages[-1]
+    row = window.model.row_of(job["id"])
+    qtbot.waitUntil(
+        lambda: (
+            window.model.cell(row, Col.STATUS) in ("Canceling", "Canceled")
+            and window.detail.state_label.text().startswith(("Canceling: running for", "Canceled"))
+        )
+    )
+    done = wait_status(qtbot, window, job["id"], "canceled")
+    assert done["attempts"] == 1 and window.model.cell(window.model.row_of(job["id"]), Col.STATUS) == "Canceled"
+    qtbot.waitUntil(lambda: "Cancel requested" in window.detail.browser.toPlainText())

@@ -13,6 +13,7 @@ from desktop.models import format as fmt
 # Filled in by the engine at submission to recognise the file and the objects a job writes: nothing to act on.
 HIDDEN_PARAMETERS = frozenset({"mtime_ns", "job_tag"})
 CONFLICT_TEXT = {"overwrite": "replace it", "skip": "skip this upload", "rename": "upload under a new name"}
+CANCELING = "Canceling"  # a running job an operator asked to stop, until its worker ends it
 EMAIL_LABELS = {"recipient": "To", "subject": "Subject", "body": "Body", "html_body": "HTML body"}
 
 
@@ -38,7 +39,8 @@ def state_line(job: dict[str, Any], now: datetime | None = None) -> str:
         wait = _seconds_until(job["scheduled_time"], now)
         return f"Starts in {fmt.countdown(wait)}" if wait > 0 else "Starting"
     if status == "running" and job.get("started_at"):
-        return f"Running for {fmt.countdown(-_seconds_until(job['started_at'], now))}"
+        running = f"Running for {fmt.countdown(-_seconds_until(job['started_at'], now))}"
+        return f"{CANCELING}: {running[0].lower()}{running[1:]}" if job.get("cancel_requested_at") else running
     if status == "pending":
         return "Waiting for the worker to start it"
     finished = fmt.relative(job.get("finished_at"), now)
@@ -202,6 +204,7 @@ def _clock(value: str | None, day: str) -> str:
 
 _OPERATOR_EVENTS = {
     "retried": "Retried (attempts start again)",
+    "cancel_requested": "Cancel requested: the run stops at its next safe point",
     "canceled": "Canceled",
     "run_now": "Run now",
     "deleted": "Moved to the trash",

@@ -11,6 +11,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 
 from desktop.models import format as fmt
 from desktop.models import plain_text
+from desktop.models.job_text import CANCELING
 from desktop.models.meta import EngineMeta
 
 Index = QModelIndex | QPersistentModelIndex
@@ -528,12 +529,19 @@ def _runs(rows: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
+def _status_text(job: dict[str, Any], meta: EngineMeta) -> str:
+    """The status's label; a running job an operator asked to stop says so until its worker has ended it."""
+    if job.get("cancel_requested_at") and job.get("status") == "running":
+        return CANCELING
+    return meta.status_label(str(job.get("status", "")))
+
+
 def _cells(job: dict[str, Any], meta: EngineMeta) -> list[str]:
     return [
         str(job.get("id", "")),
         meta.type_label(str(job.get("job_type", ""))),
         meta.summary(job),
-        meta.status_label(str(job.get("status", ""))),
+        _status_text(job, meta),
         str(job.get("priority", "")),
         f"{job.get('attempts', 0)}/{int(job.get('max_retries', 0)) + 1}",
         fmt.when(job),

@@ -23,6 +23,7 @@ class EngineMeta(QObject):
         self.waiting: tuple[str, ...] = ()
         self.types: dict[str, dict[str, Any]] = {}
         self.search_fields: tuple[str, ...] = ()  # the job fields a search looks in
+        self.stop_note = ""  # what a cancel of a running job does
         self._labels: dict[str, str] = {}
 
     @property
@@ -38,6 +39,7 @@ class EngineMeta(QObject):
         self.waiting = tuple(raw.get("waiting") or ())
         self.types = {str(t["name"]): t for t in raw.get("types") or []}
         self.search_fields = tuple(raw.get("search_fields") or ())
+        self.stop_note = str(raw.get("stop_note") or "")
         self.changed.emit()
 
     @property

@@ -127,8 +127,9 @@ class JobActions(QObject):
         if action == "delete" and done and not errors:
             self.window.offer_undo(str(result["batch"]), done)
             return dict(result)
-        self.window.tell(f"{verb}: {done:,} job{'s' if done != 1 else ''} done" + (
-            f"; {'; '.join(errors[:3])}" if errors else ""))  # fmt: skip
+        notes = [result["note"]] if result.get("note") else []
+        self.window.tell(f"{verb}: {done:,} job{'s' if done != 1 else ''} done" + "".join(
+            f"; {note}" for note in [*notes, *errors[:3]]))  # fmt: skip
         return dict(result)
 
     async def ask(self, title: str, question: str) -> bool:

@@ -119,7 +119,9 @@ class TransfersView(QDialog):
         self.clear_button = QPushButton("C&lear finished", self)
         self.close_button = QPushButton("Close", self)
         self.show_button.setToolTip("Select the upload in the jobs table (Enter)")
-        self.cancel_button.setToolTip("Cancel the selected uploads that are still waiting (a running one finishes)")
+        self.cancel_button.setToolTip(
+            "Cancel the selected uploads: a waiting one at once, a running one at its next read"
+        )
         self.retry_button.setToolTip("Run the selected uploads again now: failed or canceled ones, or ones waiting")
         self.clear_button.setToolTip("Take finished uploads off this list (they stay in the jobs table)")
         for button, slot in ((self.show_button, self._on_show_button_clicked),
@@ -285,7 +287,7 @@ class TransfersView(QDialog):
     async def act(self, plan: dict[str, list[int]]) -> int:
         """Each action on its uploads, one request each; the rows follow from the events it causes."""
         done = 0
-        errors: list[str] = []
+        errors: list[str] = []  # and notes (a running upload asked to stop)
         for action, ids in plan.items():
             try:
                 result = await self.request("bulk", action=action, ids=ids)
@@ -293,6 +295,7 @@ class TransfersView(QDialog):
                 errors.append(str(exc))
                 continue
             done += int(result["done"])
+            errors += [result["note"]] if result.get("note") else []
             errors += list(result.get("errors") or [])
         verb = "Canceled" if "cancel" in plan else "Started again"
         self.message.setText(f"{verb}: {done} upload{'s' if done != 1 else ''}" + (
