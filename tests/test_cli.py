@@ -82,6 +82,29 @@ def test_invalid_input_exits_2_with_the_field(jobdeck: Callable[..., Any], args:
     assert out.stdout == ""
 
 
+def test_cancel_of_a_running_job_says_it_is_asked_to_stop(jobdeck: Callable[..., Any], jobdeck_home: Path) -> None:
+    """The job stays running (its worker ends it), and the command says so rather than "is running"."""
+    from engine.config import Paths
+    from engine.storage.repository import Ledger
+    from engine.storage.status import STOP_NOTE
+
+    jobs = [json.loads(jobdeck("submit", "send_email", "--param", f"recipient={n}@example.com", "--param",
+                               "subject=s", "--param", "body=b", "--json").stdout) for n in "ab"]  # fmt: skip
+    ledger = Ledger(Paths(jobdeck_home).database_url())
+    try:
+        for job in jobs:
+            ledger.claim(job["id"], "a-worker")
+    finally:
+        ledger.close()
+    one = jobdeck("cancel", str(jobs[0]["id"]))
+    assert one.returncode == 0 and one.stdout.strip() == f"job {jobs[0]['id']} is running: {STOP_NOTE}", one
+    many = jobdeck("cancel", "--status", "running")
+    assert many.returncode == 0, many.stderr
+    assert many.stdout.splitlines()[-1] == f"cancel: 1 job done; running: 1, {STOP_NOTE}", many.stdout
+    shown = json.loads(jobdeck("list", "--json").stdout)["jobs"]
+    assert [(j["status"], bool(j["cancel_requested_at"])) for j in shown] == [("running", True)] * 2
+
+
 def test_invalid_state_for_an_action_exits_2(jobdeck: Callable[..., Any]) -> None:
     job = json.loads(
         jobdeck(
