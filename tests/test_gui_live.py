@@ -129,6 +129,21 @@ def test_filters_and_search_go_to_the_server(qtbot: Any, make_window: Any) -> No
     assert window.model.rowCount() == 0 and window.empty_label.text() == "No jobs match these filters."
 
 
+def test_the_running_again_message_names_the_new_worker_not_the_last_report_of_the_dead_one(
+    qtbot: Any, make_window: Any
+) -> None:
+    """The connection can serve again before the new worker has reported itself: the pid the dead worker last
+    reported is dropped when the connection is lost, and the message waits for the new pid."""
+    window = make_window()
+    qtbot.waitUntil(lambda: window.supervisor.pid is not None)
+    control = window.worker_control
+    control.worker = {**control.worker, "pid": 1}  # the dead worker's last report
+    control._on_supervisor_crashed("the worker stopped unexpectedly; restarting it in 1 s")
+    control._on_connection_state_changed("reconnecting")
+    control._on_connection_state_changed("connected")
+    assert window.messages[-1] == f"The worker is running again (pid {window.supervisor.pid})."
+
+
 def test_badge_follows_a_worker_that_is_killed_and_restarted(qtbot: Any, make_window: Any) -> None:
     window = make_window()
     qtbot.waitUntil(lambda: window.supervisor.pid is not None)  # the event stream may connect before its poll

@@ -59,14 +59,17 @@ class WorkerControl(QObject):
         pid = self.worker.get("pid") or self.window.supervisor.pid
         state = self.badge_state
         self.badge.set_state(state, f"pid {pid}" if pid and state in ("connected", "paused") else "")
-        if self._crashed and state in ("connected", "paused"):  # the status bar no longer says "restarting it"
+        # The status bar no longer says "restarting it", once the new worker's pid is known.
+        if self._crashed and state in ("connected", "paused") and pid:
             self._crashed = False
             self.window.tell(f"The worker is running again (pid {pid}).")
         paused = state == "paused"
         self.pause_action.setText("Resume worker" if paused else "Pause worker")
         self.window.tray.set_paused(paused)
 
-    def _on_connection_state_changed(self, _state: str) -> None:
+    def _on_connection_state_changed(self, state: str) -> None:
+        if state != "connected":  # what the last worker said (its pid, paused) is not the next one's
+            self.worker = {}
         self.refresh_badge()
 
     def _on_connection_worker_status(self, status: dict[str, Any]) -> None:
