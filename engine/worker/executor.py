@@ -219,10 +219,14 @@ class Executor:
         A run an operator asked to stop is canceled, whatever it raised.
         """
         if ctx.cancel_requested.is_set():  # it stopped for the operator's request (or failed meanwhile: moot)
-            self._cancel(kind, self.ledger.cancel_running(job["id"], self.worker_id), staged, settings, ctx.checkpoint)
+            done = self.ledger.cancel_running(job["id"], self.worker_id) or self._released_canceled(job["id"])
+            self._cancel(kind, done, staged, settings, ctx.checkpoint)
             return None
         if ctx.stop_requested.is_set() and not isinstance(exc, PermanentJobError):
-            self.ledger.release(job["id"], self.worker_id)  # canceled instead, if an operator asked meanwhile
+            # back to the queue; canceled instead if an operator asked meanwhile (see ``Ledger.release``)
+            released = self.ledger.release(job["id"], self.worker_id) or self._released_canceled(job["id"])
+            if released is not None and released["status"] == JobStatus.CANCELED.value:
+                self._cancel(kind, released, staged, settings, ctx.checkpoint)
             return None
         if isinstance(exc, PermanentJobError):
             done = self._fail(job, self.credentials.redact(str(exc)), None)
@@ -249,6 +253,16 @@ class Executor:
             self._cleanup(kind, job, staged, "canceled", settings, checkpoint)
         if job is not None and staged is not None:
             self.ledger.clear_staged(job["id"])
+
+    def _released_canceled(self, job_id: int) -> dict[str, Any] | None:
+        """The job, if the shutdown released it while its run was stopping and released it as canceled (an operator
+        had asked): the run, which holds its checkpoint, releases what it held. (A job some other worker took over
+        meanwhile and canceled looks the same; its holdings are then released twice, which is harmless.)"""
+        try:
+            row = self.ledger.get_row(job_id)
+        except Exception:
+            return None
+        return job_to_dict(row) if row.status == JobStatus.CANCELED.value and row.worker_id is None else None
 
     def succeeded(self, success: Success, job: dict[str, Any] | None) -> None:
         """After the success was committed (``job`` is ``None`` if this worker had lost the job meanwhile)."""

@@ -345,6 +345,28 @@ def test_sigterm_past_the_grace_period_sends_nothing_after_the_release(
     assert ops.get(job["id"])["status"] == "pending"
 
 
+def test_sigterm_past_the_grace_period_cancels_an_upload_asked_to_stop_and_leaves_nothing_open(
+    ops: Any, spy: ServerSpy, s3_server: S3Server, s3_bucket: str, tmp_path: Path, worker_factory: Callable[..., Any]
+) -> None:
+    """An operator's cancel that the worker has not acted on yet (written by another process, between two
+    heartbeats) when a shutdown runs out of time: the job is canceled, not put back to run again, and its multipart
+    upload is aborted."""
+    configure(ops, s3_server, s3_bucket, multipart_concurrency=2, bandwidth_limit_bytes_s=1 * MiB,
+              shutdown_grace_s=1.0)  # fmt: skip
+    write_file(tmp_path / "movie.mkv", 30 * MiB, seed=8)
+    worker = worker_factory(env=AWS_ENV)
+    (job,) = ops.upload([str(tmp_path / "movie.mkv")])
+    wait_until("two parts in flight", lambda: ops.get(job["id"])["status"] == "running" and spy.calls["create"])
+    assert ops.cancel(job["id"])["status"] == "running"
+    assert worker.proc is not None
+    worker.proc.send_signal(signal.SIGTERM)
+    assert dies(worker, 6.0), "the worker should exit within its grace period plus 5 s"
+    done = ops.get(job["id"])
+    assert done["status"] == "canceled", [step["type"] for step in done["history"]]
+    assert open_uploads(s3_server, s3_bucket) == []
+    assert list(ops.paths.spool.glob("job-*")) == []
+
+
 def test_the_sweep_removes_a_staged_copy_whose_job_ended_without_its_cleanup(
     ops: Any, s3_server: S3Server, s3_bucket: str, tmp_path: Path, worker_factory: Callable[..., Any]
 ) -> None:
