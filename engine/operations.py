@@ -588,7 +588,7 @@ class Operations:
         stopping = sum(1 for job in jobs if job["status"] in _RUNNING)
         if stopping:
             report["stopping"] = stopping
-            report["note"] = f"running: {stopping:,}, {STOP_NOTE}"
+            report["note"] = f"{stopping:,} running: {STOP_NOTE}"
         for name in restaged if query.job_type in (None, *restaged) else ():
             page, _ = self.ledger.list(replace(query, statuses=statuses, job_type=name), limit=MAX_LIST_LIMIT,
                                        count=False)  # fmt: skip

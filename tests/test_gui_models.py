@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -311,6 +312,27 @@ def test_the_detail_text_has_no_bookkeeping_fields() -> None:
     steps = [(s.title, s.detail, s.kind) for s in timeline(job)]
     assert steps[2] == ("Attempt 1 failed after 2.0 s; retry planned", "upload failed: timeout", "error")
     assert steps[-1] == ("Attempt 2 succeeded after 1.5 s", "", "ok")
+
+
+def test_the_timeline_and_state_say_when_a_running_attempt_was_asked_to_stop_and_canceled() -> None:
+    from desktop.models.job_text import state_line, timeline
+
+    at = "2026-06-01T12:00:0{}+00:00".format
+    history = [{"type": "created", "at": at(0), "attempts": 0},
+               {"type": "started", "at": at(1), "attempts": 1},
+               {"type": "retry_scheduled", "at": at(2), "attempts": 1, "error": "timeout"},
+               {"type": "started", "at": at(4), "attempts": 2},
+               {"type": "cancel_requested", "at": at(6), "attempts": 2}]  # fmt: skip
+    running = {"id": 5, "status": "running", "attempts": 2, "started_at": at(4), "cancel_requested_at": at(6),
+               "history": history}  # fmt: skip
+    now = datetime(2026, 6, 1, 12, 0, 9, tzinfo=UTC)
+    assert state_line(running, now) == "Canceling: running for 5 s"
+    assert timeline(running)[-1].title == "Cancel requested: the run stops at its next safe point"
+    done = {**running, "status": "canceled", "history": [*history, {"type": "canceled", "at": at(7), "attempts": 2}]}
+    assert timeline(done)[-1].title == "Attempt 2 canceled after 3.0 s"
+    # a waiting job's cancel ends no attempt: the one before it had ended with its failure
+    waiting = [*history[:3], {"type": "canceled", "at": at(5), "attempts": 1}]
+    assert timeline({"id": 5, "status": "canceled", "history": waiting})[-1].title == "Canceled"
 
 
 def test_a_search_is_judged_by_the_ledger_not_by_a_copy_in_the_window(ops: Any) -> None:

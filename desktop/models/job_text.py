@@ -161,7 +161,7 @@ def human_value(key: str, value: Any) -> str:
 def timeline(job: dict[str, Any]) -> list[Step]:
     """The attempts from the job's recorded history, each with how it ended and why, then the planned retries."""
     steps: list[Step] = []
-    started_at: str | None = None
+    started_at: str | None = None  # the start of the attempt under way, until it ends
     history = job.get("history") or []
     for n, item in enumerate(history):
         kind, at, attempt = item.get("type"), item.get("at"), item.get("attempts")
@@ -184,8 +184,12 @@ def timeline(job: dict[str, Any]) -> list[Step]:
             steps.append(Step(at, f"Attempt {attempt}: the worker was lost{after}", error, "error"))
         elif kind == "released":
             steps.append(Step(at, f"Attempt {attempt} stopped: the worker shut down (not counted)"))
+        elif kind == "canceled" and started_at is not None:  # a running job an operator asked to stop
+            steps.append(Step(at, f"Attempt {attempt} canceled{after}"))
         else:
             steps.append(Step(at, _OPERATOR_EVENTS.get(str(kind), str(kind).replace("_", " ").capitalize())))
+        if kind in _ATTEMPT_ENDS:
+            started_at = None
     day = fmt.local_time(job.get("created_at"))[:10]
     for planned in job.get("retry_schedule") or []:
         if planned.get("at"):
@@ -202,6 +206,7 @@ def _clock(value: str | None, day: str) -> str:
     return text[11:] if text[:10] == day else text
 
 
+_ATTEMPT_ENDS = frozenset({"succeeded", "retry_scheduled", "failed", "lease_expired", "released", "canceled"})
 _OPERATOR_EVENTS = {
     "retried": "Retried (attempts start again)",
     "cancel_requested": "Cancel requested: the run stops at its next safe point",
