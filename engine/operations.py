@@ -586,9 +586,13 @@ class Operations:
             self._enqueued(jobs)
         done = len(jobs)
         stopping = sum(1 for job in jobs if job["status"] in _RUNNING)
+        notes = [f"{stopping:,} running: {STOP_NOTE}"] if stopping else []
+        if action == "cancel" and applicable > len(jobs):  # counted, then found asked before (or ended meanwhile)
+            notes.append(f"{applicable - len(jobs):,} unchanged: already asked to stop, or ended meanwhile")
         if stopping:
             report["stopping"] = stopping
-            report["note"] = f"{stopping:,} running: {STOP_NOTE}"
+        if notes:
+            report["note"] = "; ".join(notes)
         for name in restaged if query.job_type in (None, *restaged) else ():
             page, _ = self.ledger.list(replace(query, statuses=statuses, job_type=name), limit=MAX_LIST_LIMIT,
                                        count=False)  # fmt: skip

@@ -100,7 +100,11 @@ def test_cancel_of_a_running_job_says_it_is_asked_to_stop(jobdeck: Callable[...,
     assert one.returncode == 0 and one.stdout.strip() == f"job {jobs[0]['id']} is running: {STOP_NOTE}", one
     many = jobdeck("cancel", "--status", "running")
     assert many.returncode == 0, many.stderr
-    assert many.stdout.splitlines()[-1] == f"cancel: 1 job done; 1 running: {STOP_NOTE}", many.stdout
+    said = f"cancel: 1 job done; 1 running: {STOP_NOTE}; 1 unchanged: already asked to stop, or ended meanwhile"
+    assert many.stdout.splitlines()[-1] == said, many.stdout
+    again = jobdeck("cancel", "--status", "running")  # nothing left to ask: it says so rather than "0 done"
+    unchanged = "cancel: 0 jobs done; 2 unchanged: already asked to stop, or ended meanwhile"
+    assert again.stdout.splitlines()[-1] == unchanged, again.stdout
     shown = json.loads(jobdeck("list", "--json").stdout)["jobs"]
     assert [(j["status"], bool(j["cancel_requested_at"])) for j in shown] == [("running", True)] * 2
 
