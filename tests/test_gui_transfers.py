@@ -109,3 +109,22 @@ def test_the_transfers_window_retries_now_and_cancels_an_upload_that_keeps_faili
     qtbot.waitUntil(lambda: view.model.job_at(0).get("status") == "canceled")
     assert view.model.index(0, 3).data() == "Canceled" and not view.cancel_button.isEnabled()
     assert wait_status(qtbot, window, job["id"], "canceled")
+
+
+def test_the_transfers_window_cancels_a_running_upload(
+    qtbot: Any, make_window: Any, s3_env: str, tmp_path: Path
+) -> None:
+    window = make_window()
+    job = run(qtbot, window.connection.request("create", job_type="upload_file",
+                                               parameters={"path": str(a_file(tmp_path, 16 * MiB))}))  # fmt: skip
+    view = window.open_transfers()
+    qtbot.waitUntil(lambda: view.loaded and view.model.job_at(0).get("status") == "running", timeout=30_000)
+    qtbot.waitUntil(lambda: view.table.selectionModel().hasSelection())
+    assert view.cancel_button.isEnabled()  # a running upload can be canceled: the engine's rules say so
+    view.cancel_button.click()
+    qtbot.waitUntil(lambda: view.model.job_at(0).get("status") == "canceled", timeout=30_000)
+    assert view.model.index(0, 3).data() == "Canceled" and not view.cancel_button.isEnabled()
+    assert "Canceled: 1 upload; 1 running: asked to stop" in view.message.text()
+    assert wait_status(qtbot, window, job["id"], "canceled")["attempts"] == 1
+    asked = {**view.model.job_at(0), "status": "running"}  # as the row reads between the request and the stop
+    assert view.model.status_text(asked) == "Canceling"

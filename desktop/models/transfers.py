@@ -129,10 +129,12 @@ class TransfersModel(QAbstractTableModel):
         return self.status_text(job)
 
     def status_text(self, job: dict[str, Any]) -> str:
-        """ "Uploading", "Retry in 4 min 12 s", "Failed: <why>", "Succeeded"."""
+        """ "Uploading" (or "Canceling"), "Retry in 4 min 12 s", "Failed: <why>", "Succeeded"."""
         status = str(job.get("status", ""))
         if status == "running":
-            return "Worker not running" if self.worker_down else "Uploading"
+            if self.worker_down:
+                return "Worker not running"
+            return job_text.CANCELING if job.get("cancel_requested_at") else "Uploading"
         if status == "failed":
             return f"Failed: {fmt.outcome(job)}"
         if status in ("retrying", "scheduled"):
