@@ -575,7 +575,7 @@ class Operations:
         for job, row in rows:
             if (
                 action in ("cancel", "delete")
-                and job["status"] not in _RUNNING
+                and job["status"] not in STOPPABLE  # asked to stop: its worker releases what it holds
                 and (row["staged_path"] or row["checkpoint"])
             ):
                 reason = "canceled" if action == "cancel" else "deleted"
@@ -585,7 +585,7 @@ class Operations:
         if action in ("retry", "run_now"):
             self._enqueued(jobs)
         done = len(jobs)
-        stopping = sum(1 for job in jobs if job["status"] in _RUNNING)
+        stopping = sum(1 for job in jobs if job["status"] in STOPPABLE)
         notes = [f"{stopping:,} running: {STOP_NOTE}"] if stopping else []
         if action == "cancel" and applicable > len(jobs):  # counted, then found asked before (or ended meanwhile)
             notes.append(f"{applicable - len(jobs):,} unchanged: already asked to stop, or ended meanwhile")
@@ -671,7 +671,6 @@ class Operations:
 
 
 _WAITING = frozenset(s.value for s in WAITING)
-_RUNNING = frozenset(s.value for s in STOPPABLE)  # a running job asked to stop: its worker releases what it holds
 
 
 def _eta(job: dict[str, Any]) -> datetime | None:

@@ -683,7 +683,7 @@ class Ledger(LedgerReads, LedgerTrash, LedgerSchedules):
             row = tx.first("job-row", {"b_id": job_id}, _job_row)
             if row is None:
                 raise NotFound(job_id)
-            if row["status"] in _STOPPABLE:  # asked before
+            if row["status"] in STOPPABLE:  # asked before
                 return job_to_dict(row)
             raise InvalidTransition(job_id, row["status"], "cancel", _or_list(ACTIONS["cancel"]))
 
@@ -697,11 +697,7 @@ class Ledger(LedgerReads, LedgerTrash, LedgerSchedules):
         """This worker's running jobs that an operator asked to stop: ``cancel`` tells the worker of its own
         process at once (an event), this catches requests written by other processes sharing the ledger."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(JOBS.c.id).where(
-                    JOBS.c.worker_id == worker_id, status_in(_RUNNING), JOBS.c.cancel_requested_at.is_not(None)
-                )
-            )
+            rows = conn.execute(select(JOBS.c.id).where(JOBS.c.worker_id == worker_id, status_in(_RUNNING), _ASKED))
             return [row.id for row in rows]
 
     def retry(self, job_id: int, staged_path: str | None = None, outbox: Outbox = no_outbox) -> dict[str, Any]:
@@ -1043,7 +1039,6 @@ BULK_BATCH = 1000  # jobs a bulk action changes in one transaction: the write lo
 _ACTED_ON = [JOBS.c[name] for name in (*JOB_FIELDS, "staged_path", "checkpoint")]
 
 
-_STOPPABLE = frozenset(s.value for s in STOPPABLE)
 _ASKED = JOBS.c.cancel_requested_at.is_not(None)
 _NOT_ASKED = JOBS.c.cancel_requested_at.is_(None)
 
@@ -1053,9 +1048,8 @@ def _cancel_request() -> dict[str, Any]:
 
 
 def _stopped_for_cancel() -> dict[str, Any]:
-    """A running job its worker ends for an operator's cancel request."""
-    return {"status": JobStatus.CANCELED.value, "finished_at": utcnow(), "next_attempt_at": None,
-            "heartbeat_at": None, "worker_id": None}  # fmt: skip
+    """A running job its worker ends for an operator's cancel request: canceled, as a waiting job is, and let go."""
+    return {**_action_values("cancel"), "heartbeat_at": None, "worker_id": None}
 
 
 def _job_row() -> Executable:

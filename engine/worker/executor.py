@@ -182,8 +182,7 @@ class Executor:
         with self._lock:
             self._contexts[job_id] = ctx
         if job.get("cancel_requested_at"):  # asked between its claim and here; a retry would have cleared it
-            ctx.cancel_requested.set()
-            ctx.stop_requested.set()
+            self.request_cancel([job_id])
         try:
             params = kind.Params.model_validate(job["parameters"])
             result = kind.run(ctx, params)
@@ -306,10 +305,7 @@ class Executor:
                 reason = "succeeded"
             elif row["cancel_requested_at"] is not None:  # the operator's request outlives the worker
                 job = self.ledger.lease_lost(row, JobStatus.CANCELED)
-                if job is not None:
-                    recovered.append(job)
-                    self._cancel(kind, job, staged, settings, row["checkpoint"])
-                continue
+                reason = "canceled"
             else:
                 delay = self._retry_delay(
                     row["attempts"], row["max_retries"], row["retry_base_s"], row["retry_cap_s"], settings
@@ -327,7 +323,9 @@ class Executor:
             if job is None:  # its lease was renewed meanwhile: not lost after all
                 continue
             recovered.append(job)
-            if reason and kind is not None:
+            if reason == "canceled":
+                self._cancel(kind, job, staged, settings, row["checkpoint"])
+            elif reason and kind is not None:
                 self._cleanup(kind, job, staged, reason, settings, row["checkpoint"])
         return recovered
 
