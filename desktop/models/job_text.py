@@ -28,6 +28,11 @@ class Step:
     window: str = ""  # for a planned step with no fixed time: the span it may fall in, "22:33–22:43"
 
 
+def canceling(job: dict[str, Any]) -> bool:
+    """Running, and asked to stop: the job's worker has not ended it yet."""
+    return job.get("status") == "running" and bool(job.get("cancel_requested_at"))
+
+
 def state_line(job: dict[str, Any], now: datetime | None = None) -> str:
     """The job's state as a sentence that ticks: "Retry in 4 min 12 s", "Running for 12 s", "Failed 3 min ago"."""
     now = now or datetime.now(UTC)
@@ -40,7 +45,7 @@ def state_line(job: dict[str, Any], now: datetime | None = None) -> str:
         return f"Starts in {fmt.countdown(wait)}" if wait > 0 else "Starting"
     if status == "running" and job.get("started_at"):
         running = f"Running for {fmt.countdown(-_seconds_until(job['started_at'], now))}"
-        return f"{CANCELING}: {running[0].lower()}{running[1:]}" if job.get("cancel_requested_at") else running
+        return f"{CANCELING}: {running[0].lower()}{running[1:]}" if canceling(job) else running
     if status == "pending":
         return "Waiting for the worker to start it"
     finished = fmt.relative(job.get("finished_at"), now)

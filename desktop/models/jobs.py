@@ -11,7 +11,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 
 from desktop.models import format as fmt
 from desktop.models import plain_text
-from desktop.models.job_text import CANCELING
+from desktop.models.job_text import CANCELING, canceling
 from desktop.models.meta import EngineMeta
 
 Index = QModelIndex | QPersistentModelIndex
@@ -531,7 +531,7 @@ def _runs(rows: list[int]) -> list[tuple[int, int]]:
 
 def _status_text(job: dict[str, Any], meta: EngineMeta) -> str:
     """The status's label; a running job an operator asked to stop says so until its worker has ended it."""
-    if job.get("cancel_requested_at") and job.get("status") == "running":
+    if canceling(job):
         return CANCELING
     return meta.status_label(str(job.get("status", "")))
 

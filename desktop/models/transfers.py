@@ -134,7 +134,7 @@ class TransfersModel(QAbstractTableModel):
         if status == "running":
             if self.worker_down:
                 return "Worker not running"
-            return job_text.CANCELING if job.get("cancel_requested_at") else "Uploading"
+            return job_text.CANCELING if job_text.canceling(job) else "Uploading"
         if status == "failed":
             return f"Failed: {fmt.outcome(job)}"
         if status in ("retrying", "scheduled"):
